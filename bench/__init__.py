@@ -1,0 +1,1 @@
+"""Bench: timing, memory, accuracy, reports and the edgebench CLI."""

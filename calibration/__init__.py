@@ -1,0 +1,1 @@
+"""INT8 calibration: observers, per-backend PTQ, sensitivity, caches (not written yet)."""

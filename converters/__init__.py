@@ -1,0 +1,1 @@
+"""Converters: torch->ONNX, ONNX graph rewrites, ONNX->targets, parity checks (not written yet)."""

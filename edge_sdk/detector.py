@@ -1,0 +1,94 @@
+"""Detector: frame in, Detections out; preprocess -> Runtime.infer -> decode + NMS -> rescale."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.decode import DecodeConfig, decode, infer_layout
+from edge_sdk.detections import Detections
+from edge_sdk.errors import InputError, LayoutError, ModelLoadError
+from edge_sdk.meta import ModelMeta
+from edge_sdk.preprocess import Letterbox, preprocess
+from runtimes import Runtime, RuntimeOptions, load
+
+
+class Detector:
+    """A YOLO-family detector on any backend. Call it on a BGR uint8 frame."""
+
+    def __init__(self, model_path: str | Path, backend: str | None = None, conf: float = 0.25,
+                 iou: float = 0.7, max_det: int = 300, multi_label: bool = False,
+                 threads: int | None = None, precision: str = "fp32", clip: bool = True,
+                 runtime_options: dict[str, Any] | None = None) -> None:
+        opts = RuntimeOptions(threads=threads, precision=precision, extra=dict(runtime_options or {}))
+        self.runtime: Runtime = load(model_path, backend, opts)
+        self.config = DecodeConfig(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
+        self.clip = clip
+        self._input = self._check_input()
+        self.meta = ModelMeta.from_props(self.runtime.metadata(), self._input.shape)
+        if self.meta.imgsz is None:
+            raise ModelLoadError(f"model '{model_path}' has a dynamic input size and no 'imgsz' metadata")
+        self._layout_nhwc = self._input.shape[-1] == 3 and self._input.shape[1] != 3
+        self.layout = self._resolve_layout()
+
+    def _check_input(self):
+        specs = self.runtime.inputs
+        if len(specs) != 1:
+            raise InputError(f"a detector model takes one image input, this one takes {len(specs)}")
+        spec = specs[0]
+        if spec.rank != 4:
+            raise InputError(f"model input '{spec.name}' must be rank 4 (N, C, H, W), got {tuple(spec.shape)}")
+        return spec
+
+    def _resolve_layout(self) -> str:
+        if self.meta.layout:
+            return self.meta.layout
+        shape = self.runtime.outputs[0].shape
+        if all(isinstance(d, int) and d > 0 for d in shape):
+            return infer_layout(tuple(shape), self.meta.nc)  # type: ignore[arg-type]
+        probe = np.zeros(self.input_shape, self._input.dtype)
+        return infer_layout(tuple(self.runtime.infer(probe)[0].shape), self.meta.nc)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input (height, width)."""
+        return self.meta.imgsz  # type: ignore[return-value]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        h, w = self.input_size
+        return (1, h, w, 3) if self._layout_nhwc else (1, 3, h, w)
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.meta.names
+
+    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """BGR frame -> model input tensor and the letterbox geometry."""
+        return preprocess(frame, self.input_size, self._input.dtype, "nhwc" if self._layout_nhwc else "nchw")
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Raw model outputs for an input tensor."""
+        return self.runtime.infer(tensor)
+
+    def postprocess(self, outputs: list[np.ndarray], lb: Letterbox,
+                    config: DecodeConfig | None = None) -> Detections:
+        """Decode, NMS and rescale one image's outputs to original-image pixels."""
+        if not outputs:
+            raise LayoutError("model returned no outputs")
+        xyxy, scores, cls = decode(outputs[0], self.layout, config or self.config)[0]
+        return Detections(lb.to_original(xyxy, clip=self.clip), scores, cls, self.names, lb.image_size)
+
+    def __call__(self, frame: np.ndarray, config: DecodeConfig | None = None) -> Detections:
+        tensor, lb = self.preprocess(frame)
+        return self.postprocess(self.infer(tensor), lb, config)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,125 @@
+"""The Runtime interface every backend implements: artifact in, raw output tensors out."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from edge_sdk.errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (ints, or str/None for dynamic dims) and numpy dtype name of a tensor."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str = "float32"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def static_shape(self) -> tuple[int, ...] | None:
+        """The shape when every dim is a positive int, else None."""
+        if all(isinstance(d, int) and d > 0 for d in self.shape):
+            return tuple(int(d) for d in self.shape)  # type: ignore[arg-type]
+        return None
+
+
+@dataclass
+class RuntimeOptions:
+    """Options common to all backends; backend-specific ones go in `extra`."""
+
+    threads: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime(abc.ABC):
+    """A loaded model on one engine. Backends return raw outputs only; decoding lives in edge_sdk."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
+        self.path = Path(path)
+        self.options = options or RuntimeOptions()
+
+    @property
+    @abc.abstractmethod
+    def inputs(self) -> list[TensorSpec]:
+        """Input tensor specs, in the order `infer` takes them."""
+
+    @property
+    @abc.abstractmethod
+    def outputs(self) -> list[TensorSpec]:
+        """Output tensor specs, in the order `infer` returns them."""
+
+    @abc.abstractmethod
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Engine call on already validated inputs."""
+
+    def infer(self, inputs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the model on one array (single-input models) or a list of arrays."""
+        arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+        self._check_inputs(arrays)
+        return self._run(arrays)
+
+    def _check_inputs(self, arrays: list[np.ndarray]) -> None:
+        specs = self.inputs
+        if len(arrays) != len(specs):
+            raise InputError(f"model takes {len(specs)} input(s), got {len(arrays)}")
+        for arr, spec in zip(arrays, specs):
+            if arr.ndim != spec.rank:
+                raise InputError(
+                    f"input '{spec.name}' must have rank {spec.rank} {tuple(spec.shape)}, "
+                    f"got rank {arr.ndim} {tuple(arr.shape)}"
+                )
+            for got, want in zip(arr.shape, spec.shape):
+                if isinstance(want, int) and want > 0 and got != want:
+                    raise InputError(
+                        f"input '{spec.name}' must have shape {tuple(spec.shape)}, got {tuple(arr.shape)}"
+                    )
+
+    def metadata(self) -> dict[str, str]:
+        """Key/value metadata stored with the artifact (ONNX metadata_props, sidecar JSON, ...)."""
+        return read_sidecar(self.path)
+
+    @property
+    def precision_used(self) -> str:
+        """The precision the engine actually runs (queried from the engine where possible)."""
+        return self.options.precision
+
+    def engine_versions(self) -> dict[str, str]:
+        """Versions of the engine packages this backend uses."""
+        return {}
+
+    def close(self) -> None:
+        """Release engine resources. Safe to call twice."""
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Where metadata lives for formats that cannot hold it: `<artifact>.json`."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
+
+
+def read_sidecar(path: str | Path) -> dict[str, str]:
+    """Read `<artifact>.json` as string key/values; empty when absent."""
+    import json
+
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    data = json.loads(side.read_text(encoding="utf-8"))
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}

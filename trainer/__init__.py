@@ -1,0 +1,1 @@
+"""Trainer: YOLOv8-style detector, Lightning training, QAT (needs the `train` extra)."""

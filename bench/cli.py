@@ -19,6 +19,9 @@ COMMANDS = {
     "env": "env_cmd",
     "profiles": "profiles_cmd",
     "data": "data_cmd",
+    "train": "train_cmd",
+    "val": "val_cmd",
+    "export": "export_cmd",
 }
 
 

@@ -29,9 +29,12 @@ def infer_layout(shape: tuple[int, ...], nc: int | None = None) -> str:
         raise LayoutError(f"detection output must have rank 3 [B, ., .], got shape {tuple(shape)}")
     _, a, b = shape
     if nc is not None:
-        if a == 4 + nc and b != 5 + nc:
+        v8, v5 = a == 4 + nc, b == 5 + nc
+        if v8 and v5:  # e.g. [1, 7, 8] with 3 classes: boxes outnumber channels in real heads
+            return "yolov8" if a < b else "yolov5"
+        if v8:
             return "yolov8"
-        if b == 5 + nc and not (b == 6 and a <= 1000):
+        if v5 and not (b == 6 and a <= 1000):
             return "yolov5"
         if b == 6:
             return "end2end"

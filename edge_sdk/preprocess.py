@@ -9,6 +9,7 @@ import numpy as np
 from edge_sdk.errors import InputError
 
 PAD_VALUE = 114
+_255 = np.float32(255.0)
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,12 @@ class Letterbox:
 
     def to_original(self, xyxy: np.ndarray, clip: bool = True) -> np.ndarray:
         """Map boxes from model-input pixels back to original-image pixels."""
-        out = np.asarray(xyxy, np.float32).copy()
-        out[:, [0, 2]] -= self.pad_x
-        out[:, [1, 3]] -= self.pad_y
-        out /= self.scale
-        if clip:
+        out = np.array(xyxy, np.float32).reshape(-1, 4)
+        out -= np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], np.float32)
+        out /= np.float32(self.scale)
+        if clip:  # (fancy-indexed `out=` targets are copies, so clip with per-column bounds instead)
             h, w = self.image_size
-            np.clip(out[:, [0, 2]], 0, w, out=out[:, [0, 2]])
-            np.clip(out[:, [1, 3]], 0, h, out=out[:, [1, 3]])
+            np.clip(out, 0, np.array([w, h, w, h], np.float32), out=out)
         return out
 
 
@@ -44,14 +43,22 @@ def letterbox_geometry(image_size: tuple[int, int], input_size: tuple[int, int])
     return Letterbox(scale, int(round(dw - 0.1)), int(round(dh - 0.1)), (h, w), (H, W))
 
 
+def _resize(image: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """The frame resized by the letterbox scale (no padding)."""
+    h, w = image.shape[:2]
+    new_w, new_h = int(round(w * lb.scale)), int(round(h * lb.scale))
+    if (new_w, new_h) == (w, h):
+        return image
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
 def letterbox_image(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """The padded HxWx3 image and its geometry."""
     check_frame(image)
     lb = letterbox_geometry(image.shape[:2], input_size)
+    resized = _resize(image, lb)
     H, W = input_size
-    h, w = image.shape[:2]
-    new_w, new_h = int(round(w * lb.scale)), int(round(h * lb.scale))
-    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    new_h, new_w = resized.shape[:2]
     right, bottom = W - new_w - lb.pad_x, H - new_h - lb.pad_y
     padded = cv2.copyMakeBorder(resized, lb.pad_y, bottom, lb.pad_x, right, cv2.BORDER_CONSTANT,
                                 value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
@@ -60,17 +67,41 @@ def letterbox_image(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.
 
 def preprocess(image: np.ndarray, input_size: tuple[int, int], dtype: str = "float32",
                layout: str = "nchw") -> tuple[np.ndarray, Letterbox]:
-    """BGR uint8 frame -> (1, 3, H, W) RGB in [0, 1] (or NHWC), plus the letterbox geometry."""
-    padded, lb = letterbox_image(image, input_size)
-    if layout == "nchw":
-        blob = cv2.dnn.blobFromImage(padded, 1.0 / 255.0, swapRB=True, ddepth=cv2.CV_32F)
-    elif layout == "nhwc":
-        blob = (cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0))[None]
-    else:
+    """BGR uint8 frame -> (1, 3, H, W) RGB in [0, 1] (or NHWC), plus the letterbox geometry.
+
+    Pixels are divided by 255 in float32 (as `x / 255.0` does); the resized frame is written
+    straight into the padded tensor, one colour plane at a time.
+    """
+    if layout not in ("nchw", "nhwc"):
         raise InputError(f"layout must be 'nchw' or 'nhwc', got '{layout}'")
+    check_frame(image)
+    lb = letterbox_geometry(image.shape[:2], input_size)
+    resized = _resize(image, lb)
+    H, W = input_size
+    h, w = resized.shape[:2]
+    y, x = lb.pad_y, lb.pad_x
+    if layout == "nchw":
+        blob = np.empty((1, 3, H, W), np.float32)
+        _fill_border(blob[0].transpose(1, 2, 0), y, x, h, w)
+        planes = cv2.split(resized)
+        for c in range(3):  # BGR planes -> RGB channels
+            np.divide(planes[2 - c], _255, out=blob[0, c, y:y + h, x:x + w], dtype=np.float32)
+    else:
+        blob = np.empty((1, H, W, 3), np.float32)
+        _fill_border(blob[0], y, x, h, w)
+        np.divide(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB), _255, out=blob[0, y:y + h, x:x + w], dtype=np.float32)
     if dtype != "float32":
         blob = blob.astype(dtype)
     return blob, lb
+
+
+def _fill_border(hwc: np.ndarray, y: int, x: int, h: int, w: int) -> None:
+    """Set everything outside the [y:y+h, x:x+w] content area of an HxWxC view to the pad value."""
+    pad = np.float32(PAD_VALUE) / _255
+    hwc[:y] = pad
+    hwc[y + h:] = pad
+    hwc[y:y + h, :x] = pad
+    hwc[y:y + h, x + w:] = pad
 
 
 def check_frame(image: np.ndarray) -> None:

@@ -35,7 +35,7 @@ BACKENDS: dict[str, BackendSpec] = {
     s.name: s
     for s in (
         BackendSpec("onnxruntime", "onnxruntime", "onnxruntime", None, (".onnx",),
-                    "runtimes.ort_backend", "OnnxRuntime", precisions=("fp32",)),
+                    "runtimes.ort_backend", "OnnxRuntime", precisions=("fp32", "fp16", "int8")),
         BackendSpec("openvino", "openvino", "openvino", "openvino", (".xml",),
                     precisions=("fp32", "bf16", "fp16", "int8")),
         BackendSpec("ncnn", "ncnn", "ncnn", "ncnn", (".param",),

@@ -1,0 +1,33 @@
+# The two commands a newcomer runs (each sets up its own venv in .venv from this repo alone):
+#   make run     -> edgebench run on the bundled default model and data (pass options with ARGS="...")
+#   make test    -> the test suite (what CI runs via .ci/run)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.test-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -c constraints.txt -e '.[test,train]'
+	@touch $@ $(VENV)/.core-installed
+
+install: $(VENV)/.core-installed
+install-test: $(VENV)/.test-installed
+
+run: $(VENV)/.core-installed
+	$(BIN)/edgebench run $(ARGS)
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,58 @@
+"""`edgebench run`: benchmark a model on a device profile (the main job)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bench.report import render_table
+from bench.run import RunOptions, run
+
+
+def _precisions(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
+
+
+@click.command("run")
+@click.option("--profile", "-p", default=None,
+              help="Built-in profile name or a profile YAML path (default: the profile matching this host).")
+@click.option("--model", "-m", default=None, help="Model artifact (default: the bundled model).")
+@click.option("--data", "-d", default=None,
+              help="data.yaml, COCO json or data set folder (default: the bundled model's synthetic val set).")
+@click.option("--out", "out_dir", default="runs", show_default=True, help="Folder for the report.")
+@click.option("--precisions", default=None, help="Comma list overriding the profile's precisions.")
+@click.option("--threads", type=int, default=None, help="Engine threads (default: the profile's, else physical cores).")
+@click.option("--warmup", type=int, default=None, help="Warm-up iterations (default: the profile's).")
+@click.option("--min-iterations", type=int, default=None, help="Minimum timed iterations (default: the profile's).")
+@click.option("--min-duration", "min_duration_s", type=float, default=None,
+              help="Minimum timed seconds (default: the profile's).")
+@click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
+@click.option("--max-eval-images", type=int, default=None, help="Score only the first N images.")
+@click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
+@click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
+              help="Seconds allowed per configuration.")
+def command(profile: str | None, model: str | None, data: str | None, out_dir: str, precisions: str | None,
+            threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
+            no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float) -> None:
+    """Measure latency per stage, memory and mAP of a model on a device profile.
+
+    Runs the profile's backend at each of its precisions that can run here, each in its own
+    process, prints a table and writes report.json + report.md under --out. With no
+    arguments: the bundled model on a synthetic val set, with the profile of this host.
+    """
+    opts = RunOptions(profile=profile, model=model, data=data, out_dir=out_dir,
+                      precisions=_precisions(precisions), threads=threads, warmup=warmup,
+                      min_iterations=min_iterations, min_duration_s=min_duration_s,
+                      accuracy=not no_accuracy, max_eval_images=max_eval_images,
+                      strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv))
+    report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
+    click.echo(render_table(report))
+    click.echo(f"report: {json_path}\nsummary: {md_path}")
+    if not any(r["status"] == "ok" for r in report["results"]):
+        raise click.exceptions.Exit(1)
+
+
+def _row_line(row: dict) -> str:
+    if row["status"] == "ok":
+        return f"  {row['backend']}/{row['precision']}: {row['fps']:.1f} FPS"
+    return f"  {row['backend']}/{row['precision']}: {row['status']}: {row['error']}"

@@ -1,0 +1,50 @@
+"""The bundled default model and its synthetic validation set (made on first use, deterministic)."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from edge_sdk.errors import ModelLoadError
+
+DEFAULT_MODEL = "default_model.onnx"
+#: Synthetic val set used when the model's metadata does not say how its data was made.
+DEFAULT_SYNTH = {"seed": 0, "imgsz": 320, "val": 200}
+
+
+def default_model() -> Path:
+    """Path of the bundled default model (package data of edge_sdk)."""
+    path = Path(str(resources.files("edge_sdk") / "assets" / DEFAULT_MODEL))
+    if not path.is_file():
+        raise ModelLoadError(
+            "this build has no bundled default model (edge_sdk/assets/default_model.onnx); "
+            "pass --model MODEL.onnx --data DATA"
+        )
+    return path
+
+
+def cache_dir() -> Path:
+    """Where generated data is kept: $EDGEBENCH_CACHE, else $XDG_CACHE_HOME/edgebench, else ~/.cache/edgebench."""
+    if os.environ.get("EDGEBENCH_CACHE"):
+        return Path(os.environ["EDGEBENCH_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgebench"
+
+
+def synth_settings(meta: Mapping[str, Any] | None) -> dict[str, int]:
+    """The synthetic-data settings a model was trained with (from its metadata), else the defaults."""
+    extra = (meta or {}).get("extra") or {}
+    given = extra.get("synth") or {}
+    return {k: int(given.get(k, v)) for k, v in DEFAULT_SYNTH.items()}
+
+
+def default_data(meta: Mapping[str, Any] | None = None) -> Path:
+    """data.yaml of the synthetic val set matching the model; generated once into the cache."""
+    from edge_sdk.synth import generate
+
+    s = synth_settings(meta)
+    out = cache_dir() / f"synth-val-seed{s['seed']}-{s['imgsz']}px-{s['val']}"
+    if not (out / "data.yaml").is_file():
+        generate(out, train=0, val=s["val"], imgsz=s["imgsz"], seed=s["seed"])
+    return out / "data.yaml"

@@ -1,0 +1,177 @@
+"""Human-readable views of a report: a Markdown summary and a fixed-width terminal table."""
+from __future__ import annotations
+
+from typing import Any
+
+STAGES = ("preprocess", "inference", "postprocess", "total")
+STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
+HEADERS = (
+    "backend", "precision asked/used", "threads", "FPS",
+    *(f"{STAGE_LABELS[s]} p50/p95/p99 ms" for s in STAGES),
+    "peak RSS MiB", "model MiB", "AP50-95", "AP50", "status",
+)
+#: Shorter headers for the terminal table (same columns as HEADERS).
+TABLE_HEADERS = (
+    "backend", "precision", "thr", "FPS", *(f"{STAGE_LABELS[s]} ms" for s in STAGES),
+    "peak MiB", "model MiB", "AP", "AP50", "status",
+)
+TABLE_FOOTER = "stage cells: p50/p95/p99 ms; precision: asked/used; AP = AP50-95; memory in MiB"
+_NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                  "avx_vnni", "neon", "asimd", "asimddp", "i8mm", "bf16", "sve")
+_TABLE_REASON_CHARS = 60
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """Markdown summary: title, environment, settings, results table, notes."""
+    lines = [f"# edgebench report: {_profile_name(report)}", ""]
+    lines += [f"Created {report.get('created_utc', '?')} by edgebench "
+              f"{report.get('tool_version', '?')}; status: **{report.get('status', '?')}**.", ""]
+    lines += ["## Environment", "", *_environment_lines(report), ""]
+    lines += ["## Results", "", *_markdown_table(report.get("results", [])), ""]
+    notes = _notes(report)
+    if notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return "\n".join(lines)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The results as a fixed-width table for a terminal (same columns as Markdown), with a
+    footer line explaining the cells."""
+    rows = [result_cells(r, reason_chars=_TABLE_REASON_CHARS) for r in report.get("results", [])]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(TABLE_HEADERS)]
+    text_columns = {0, 1, len(TABLE_HEADERS) - 1}
+
+    def fmt(cells: tuple[str, ...] | list[str]) -> str:
+        parts = [c.ljust(w) if i in text_columns else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(parts).rstrip()
+
+    out = [fmt(TABLE_HEADERS), "  ".join("-" * w for w in widths)]
+    out += [fmt(row) for row in rows]
+    out.append(TABLE_FOOTER)
+    return "\n".join(out)
+
+
+def result_cells(row: dict[str, Any], reason_chars: int | None = None) -> list[str]:
+    """One result row as display strings, in HEADERS order."""
+    latency = row.get("latency_ms") or {}
+    memory = row.get("memory") or {}
+    accuracy = row.get("accuracy") or {}
+    return [
+        str(row.get("backend", "?")),
+        _precision(row),
+        _fmt(row.get("threads"), 0),
+        _fmt(row.get("fps"), 1),
+        *(_stage(latency.get(s)) for s in STAGES),
+        _fmt(memory.get("peak_rss_mb"), 1),
+        _fmt(memory.get("model_size_mb"), 2),
+        _fmt(accuracy.get("AP"), 3),
+        _fmt(accuracy.get("AP50"), 3),
+        _status(row, reason_chars),
+    ]
+
+
+def _markdown_table(results: list[dict[str, Any]]) -> list[str]:
+    if not results:
+        return ["(no results)"]
+    lines = ["| " + " | ".join(HEADERS) + " |",
+             "|" + "|".join("---" if i in (0, 1, len(HEADERS) - 1) else "---:"
+                            for i in range(len(HEADERS))) + "|"]
+    for row in results:
+        cells = [c.replace("|", "\\|") for c in result_cells(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _environment_lines(report: dict[str, Any]) -> list[str]:
+    env = report.get("environment") or {}
+    model = report.get("model") or {}
+    data = report.get("data") or {}
+    settings = report.get("settings") or {}
+    versions = env.get("versions") or {}
+    flags = [f for f in _NOTABLE_FLAGS if f in set(env.get("cpu_flags") or ())]
+    sha = model.get("sha256") or env.get("model_sha256") or ""
+    freq = env.get("cpu_freq_mhz") or {}
+    return [
+        f"- Host: {env.get('hostname', '?')} ({env.get('os_release') or env.get('os', '?')}, "
+        f"{env.get('machine', '?')})",
+        f"- CPU: {env.get('cpu_model', '?')}; {env.get('physical_cores', '?')} physical / "
+        f"{env.get('logical_cores', '?')} logical cores; threads used {env.get('threads', '?')}; "
+        f"flags: {', '.join(flags) or 'none notable'} ({len(env.get('cpu_flags') or ())} in all)",
+        f"- Clock: {_fmt(freq.get('current'), 0)} MHz now; load average "
+        f"{'/'.join(str(x) for x in env.get('load_avg') or ()) or '-'}; "
+        f"temperature {_max_temp(env.get('temperatures_c'))}",
+        f"- Python {env.get('python', '?')}; "
+        + (", ".join(f"{k} {v}" for k, v in versions.items()) or "no versions recorded"),
+        f"- Model: {_v(model.get('path'))} (sha256 {sha[:12] or '-'}, "
+        f"{_fmt(model.get('size_mb'), 2)} MiB)",
+        f"- Data: {data.get('path') or '-'}, {data.get('images', 0)} images, "
+        f"{len(data.get('label_issues') or ())} label issues",
+        f"- Settings: warm-up {_v(settings.get('warmup'))}, at least "
+        f"{_v(settings.get('min_iterations'))} iterations and "
+        f"{_v(settings.get('min_duration_s'))} s "
+        f"per configuration; percentiles: {_v(settings.get('percentile_method'))}",
+    ]
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    notes = []
+    if report.get("host_note"):
+        notes.append(str(report["host_note"]))
+    if report.get("status") == "partial":
+        notes.append("The run did not finish: this report is partial.")
+    for row in report.get("results", []):
+        if row.get("status") in ("skipped", "failed"):
+            notes.append(f"{row.get('backend')} {_precision(row)}: {row['status']}: "
+                         f"{row.get('error') or 'no reason recorded'}")
+        elif row.get("precision_used") and row.get("precision_used") != row.get("precision"):
+            notes.append(f"{row.get('backend')} asked for {row.get('precision')} but ran "
+                         f"{row.get('precision_used')}.")
+    method = (report.get("settings") or {}).get("percentile_method", "?")
+    notes.append(f"Latencies in ms (percentile method: {method}); FPS = 1000 / mean total "
+                 "latency, single stream; memory in MiB.")
+    return notes
+
+
+def _profile_name(report: dict[str, Any]) -> str:
+    profile = report.get("profile") or {}
+    return str(profile.get("name") or "no profile")
+
+
+def _precision(row: dict[str, Any]) -> str:
+    asked, used = row.get("precision") or "?", row.get("precision_used")
+    return f"{asked}/{used}" if used else str(asked)
+
+
+def _status(row: dict[str, Any], reason_chars: int | None) -> str:
+    status = str(row.get("status", "?"))
+    if status == "ok":
+        return status
+    reason = str(row.get("error") or "no reason recorded")
+    if reason_chars is not None and len(reason) > reason_chars:
+        reason = reason[: reason_chars - 3] + "..."
+    return f"{status}: {reason}"
+
+
+def _stage(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "-"
+    return "/".join(_fmt(summary.get(k), 2) for k in ("p50", "p95", "p99"))
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _v(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _max_temp(temps: dict[str, list[dict[str, Any]]] | None) -> str:
+    values = [e["current"] for entries in (temps or {}).values() for e in entries
+              if isinstance(e.get("current"), (int, float))]
+    return f"{max(values):.0f} °C (hottest sensor)" if values else "not exposed"

@@ -1,0 +1,122 @@
+"""Measure one configuration (backend x precision x threads): latency per stage, memory, accuracy.
+
+`measure` is meant to run in a child process (see bench.isolate) so that memory figures and
+crashes belong to this configuration alone.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.memory import PeakRssSampler, file_size_mb, rss_mb
+from bench.timing import BenchLoop, StageTimer
+from edge_sdk.decode import DecodeConfig
+from edge_sdk.detector import Detector
+from edge_sdk.stream import read_image
+from runtimes.threads import resolve_threads
+
+#: Frames kept in memory for the timing loop (decoded before timing starts).
+MAX_TIMING_FRAMES = 16
+
+
+@dataclass
+class MeasureSpec:
+    """Everything a child needs to measure one configuration (all picklable)."""
+
+    model: str
+    backend: str
+    precision: str
+    threads: int | None
+    warmup: int
+    min_iterations: int
+    min_duration_s: float
+    deploy: dict[str, Any]
+    accuracy: dict[str, Any] | None
+    timing_images: list[str]
+    eval_images: list[tuple[int, str]] = field(default_factory=list)  # (image_id, path)
+    category_ids: dict[int, int] = field(default_factory=dict)
+    runtime_extra: dict[str, Any] = field(default_factory=dict)
+    max_duration_s: float | None = None
+    label: str = ""
+
+
+def measure(spec: MeasureSpec) -> dict[str, Any]:
+    """Load, time and (optionally) score one configuration; returns the fields of a result row."""
+    with PeakRssSampler() as mem:
+        det = Detector(spec.model, spec.backend, threads=spec.threads, precision=spec.precision,
+                       runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
+        after_load = rss_mb()
+        frames = [read_image(p) for p in spec.timing_images[:MAX_TIMING_FRAMES]]
+        loop = _time_detector(det, frames, spec)
+        del frames
+        detections = _detect_all(det, spec) if spec.accuracy is not None else None
+    latency = loop.summary()
+    return {
+        "precision_used": det.runtime.precision_used,
+        "threads": resolve_threads(spec.threads),
+        "imgsz": list(det.input_size),
+        "latency_ms": latency,
+        "fps": latency["total"]["fps"],
+        "iterations": loop.iterations,
+        "duration_s": loop.duration_s,
+        "stopped_by": loop.stopped_by,
+        "memory": {"rss_after_load_mb": after_load, **mem.as_dict(),
+                   "model_size_mb": file_size_mb(spec.model)},
+        "engine_versions": det.runtime.engine_versions(),
+        "detections": detections,
+    }
+
+
+def _decode_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    keys = ("conf", "iou", "max_det", "multi_label")
+    return {k: cfg[k] for k in keys if k in cfg}
+
+
+def _time_detector(det: Detector, frames: list, spec: MeasureSpec):
+    """Warm up, then time preprocess / inference / postprocess until both minimums are met."""
+    n = len(frames)
+    state = {"i": 0}
+
+    def one(t: StageTimer) -> None:
+        frame = frames[state["i"] % n]
+        state["i"] += 1
+        tensor, lb = det.preprocess(frame)
+        t.lap("preprocess")
+        outputs = det.infer(tensor)
+        t.lap("inference")
+        det.postprocess(outputs, lb)
+        t.lap("postprocess")
+
+    bench = BenchLoop(spec.warmup, spec.min_iterations, spec.min_duration_s,
+                      max_duration_s=spec.max_duration_s)
+    return bench.run(one, progress=_progress_printer(spec.label, "timing", spec.min_iterations))
+
+
+def _detect_all(det: Detector, spec: MeasureSpec) -> list[dict[str, Any]]:
+    """COCO-format detections of every evaluation image, with the accuracy protocol's settings."""
+    cfg = DecodeConfig(**_decode_kwargs(spec.accuracy or {}))
+    show = _progress_printer(spec.label, "accuracy", len(spec.eval_images))
+    results: list[dict[str, Any]] = []
+    for i, (image_id, path) in enumerate(spec.eval_images, 1):
+        dets = det(read_image(path), cfg)
+        results.extend(dets.to_coco(image_id, spec.category_ids or None))
+        if i % 10 == 0 or i == len(spec.eval_images):
+            show(i, 0.0)
+    return results
+
+
+def _progress_printer(label: str, stage: str, total: int):
+    """A progress callback printing one updating line on stderr (only when it is a terminal)."""
+    tty = sys.stderr.isatty()
+
+    def show(done: int, elapsed_s: float) -> None:
+        if not tty:
+            return
+        timing = f" {elapsed_s:5.1f}s" if elapsed_s else ""
+        sys.stderr.write(f"\r  {label:<24} {stage:<9} {done:>6}/{total}{timing}   ")
+        sys.stderr.flush()
+        if stage == "accuracy" and done >= total:
+            sys.stderr.write("\n")
+
+    return show

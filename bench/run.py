@@ -1,0 +1,154 @@
+"""`edgebench run`: measure a model on a device profile at each of its runnable precisions."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.accuracy import evaluate
+from bench.artifacts import ConfigSkipped, resolve_artifact
+from bench.defaults import default_data, default_model
+from bench.environment import environment, sha256_of
+from bench.isolate import run_isolated
+from bench.measure import MeasureSpec, measure
+from bench.memory import file_size_mb
+from bench.report import new_report, new_result, write_report
+from edge_sdk.datasets import Dataset, load_dataset
+from edge_sdk.detector import Detector
+from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
+from edge_sdk.profiles import DeviceProfile, load_profile
+from runtimes.threads import resolve_threads
+
+
+@dataclass
+class RunOptions:
+    """What `edgebench run` was asked; None means 'from the profile' or 'the bundled default'."""
+
+    profile: str | None = None
+    model: str | None = None
+    data: str | None = None
+    out_dir: str = "runs"
+    precisions: tuple[str, ...] | None = None
+    threads: int | None = None
+    warmup: int | None = None
+    min_iterations: int | None = None
+    min_duration_s: float | None = None
+    accuracy: bool = True
+    max_eval_images: int | None = None
+    strict_labels: bool = False
+    timeout_s: float = 1800.0
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunContext:
+    """Resolved inputs of a run, validated before anything is written."""
+
+    profile: DeviceProfile
+    model: Path
+    dataset: Dataset
+    model_meta: dict[str, Any]
+    engine_versions: dict[str, str]
+    notes: list[str]
+
+
+def prepare(opts: RunOptions) -> RunContext:
+    """Resolve and validate profile, model and data; raises typed errors, writes nothing."""
+    profile = load_profile(opts.profile or match_host_profile())
+    check_runnable(profile)
+    model = Path(opts.model) if opts.model else default_model()
+    with Detector(model, profile.backend if model.suffix != ".onnx" else None, threads=1) as det:
+        meta = dataclasses.asdict(det.meta)
+        versions = det.runtime.engine_versions()
+        model_hw = det.input_size
+    dataset = load_dataset(opts.data or default_data(meta), "val", strict=opts.strict_labels)
+    notes = []
+    if tuple(model_hw) != tuple(profile.imgsz):
+        notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
+                     f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
+    return RunContext(profile, model, dataset, meta, versions, notes)
+
+
+def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """Measure every precision of the profile; write report.json + report.md; return them."""
+    ctx = prepare(opts)
+    profile, dataset = ctx.profile, ctx.dataset
+    matches, why = host_matches(profile)
+    host_note = None if matches else f"measured on {host_facts().get('cpu_model') or 'this host'}, not on {profile.device} ({why})"
+    report = new_report(
+        command=opts.command, profile=profile.to_dict(), host_matches_profile=matches, host_note=host_note,
+        environment=environment(resolve_threads(_threads(opts, profile)), ctx.engine_versions, ctx.model),
+        model={"path": str(ctx.model), "sha256": sha256_of(ctx.model), "size_mb": file_size_mb(ctx.model),
+               "meta": ctx.model_meta},
+        data={"path": str(dataset.source), "images": len(dataset), "label_issues": [str(i) for i in dataset.issues]},
+        settings=_settings(opts, profile), notes=ctx.notes,
+    )
+    for precision in opts.precisions or profile.precisions:
+        row = _run_one(ctx, opts, precision)
+        report["results"].append(row)
+        if on_row:
+            on_row(row)
+    report["status"] = "complete"
+    out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
+    json_path, md_path = write_report(report, out)
+    return report, json_path, md_path
+
+
+def _threads(opts: RunOptions, profile: DeviceProfile) -> int | None:
+    return opts.threads if opts.threads is not None else profile.threads
+
+
+def _settings(opts: RunOptions, profile: DeviceProfile) -> dict[str, Any]:
+    b = profile.bench
+    return {
+        "warmup": opts.warmup if opts.warmup is not None else b.warmup,
+        "min_iterations": opts.min_iterations or b.min_iterations,
+        "min_duration_s": opts.min_duration_s if opts.min_duration_s is not None else b.min_duration_s,
+        "percentile_method": "linear",
+        "deploy": dataclasses.asdict(profile.deploy),
+        "accuracy": dataclasses.asdict(profile.accuracy) if opts.accuracy else None,
+        "max_eval_images": opts.max_eval_images,
+    }
+
+
+def _run_one(ctx: RunContext, opts: RunOptions, precision: str) -> dict[str, Any]:
+    """One result row: skipped (with the reason), failed (with the error) or measured."""
+    backend = ctx.profile.backend
+    try:
+        artifact = resolve_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"))
+    except ConfigSkipped as exc:
+        return new_result(backend, precision, status="skipped", error=str(exc))
+    spec = _spec(ctx, opts, artifact, precision)
+    outcome = run_isolated(measure, spec, timeout_s=opts.timeout_s)
+    if outcome.status != "ok":
+        return new_result(backend, precision, status="failed", error=f"{outcome.status}: {outcome.error}")
+    fields = dict(outcome.value)
+    detections = fields.pop("detections")
+    fields["accuracy"] = _accuracy(ctx, detections) if detections is not None else None
+    return new_result(backend, precision, artifact=str(artifact), **fields)
+
+
+def _spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: str) -> MeasureSpec:
+    settings = _settings(opts, ctx.profile)
+    samples = ctx.dataset.samples
+    evals = samples[: opts.max_eval_images] if opts.max_eval_images else samples
+    return MeasureSpec(
+        model=str(artifact), backend=ctx.profile.backend, precision=precision,
+        threads=_threads(opts, ctx.profile), warmup=settings["warmup"],
+        min_iterations=settings["min_iterations"], min_duration_s=settings["min_duration_s"],
+        deploy=settings["deploy"], accuracy=settings["accuracy"],
+        timing_images=[str(s.image_path) for s in samples[:16]],
+        eval_images=[(s.image_id, str(s.image_path)) for s in evals],
+        category_ids=dict(ctx.dataset.category_ids), label=f"{ctx.profile.backend}/{precision}",
+    )
+
+
+def _accuracy(ctx: RunContext, detections: list[dict[str, Any]]) -> dict[str, Any]:
+    gt = ctx.dataset.to_coco()
+    names = {ctx.dataset.category_ids[k]: v for k, v in ctx.dataset.names.items()}
+    result = evaluate(gt, detections, deploy_conf=ctx.profile.deploy.conf, names=names)
+    return {**result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,
+            "conf": result.deploy_conf, "per_class_ap": result.per_class_ap, "engine": result.engine,
+            "num_detections": result.num_detections, "num_images": result.num_images}

@@ -1,0 +1,61 @@
+"""Shared fixtures: a small YOLOv8-architecture ONNX model, a tiny YOLO data set, a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from bench.fixture_models import make_yolov8_onnx
+
+NAMES = {i: f"class{i}" for i in range(4)}
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A narrow YOLOv8-architecture ONNX (random weights) at 128x128 with 4 classes."""
+    path = tmp_path_factory.mktemp("model") / "small.onnx"
+    return make_yolov8_onnx(path, nc=len(NAMES), imgsz=128, width=0.125, depth=0.33, names=NAMES)
+
+
+def write_yolo_set(root: Path, n: int = 4, names: dict[int, str] = NAMES, seed: int = 0) -> Path:
+    """A YOLO data set with n random images, one box each; returns data.yaml."""
+    rng = np.random.default_rng(seed)
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    for i in range(n):
+        img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(root / "images" / "val" / f"{i}.jpg"), img)
+        (root / "labels" / "val" / f"{i}.txt").write_text(f"{i % len(names)} 0.5 0.5 0.25 0.3\n")
+    data = root / "data.yaml"
+    data.write_text(yaml.safe_dump({"path": ".", "val": "images/val", "names": dict(names)}))
+    return data
+
+
+@pytest.fixture()
+def small_data(tmp_path: Path) -> Path:
+    """data.yaml of a 4-image YOLO data set matching small_model's classes."""
+    return write_yolo_set(tmp_path / "data")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `edgebench ARGS` in a fresh interpreter; returns the completed process (text mode)."""
+    env = {**os.environ, "EDGEBENCH_CACHE": str((cwd or Path.cwd()) / ".cache")}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2, one line on stderr starting with 'error:', no traceback, each needle in it."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])

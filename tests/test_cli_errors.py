@@ -1,0 +1,102 @@
+"""Bad input gets one clear line, exit code 2, no traceback and no partial report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def _run(tmp_path: Path, *args: str):
+    out = tmp_path / "runs"
+    proc = run_cli("run", "--out", str(out), "--min-iterations", "2", "--min-duration", "0", *args,
+                   cwd=tmp_path)
+    assert not out.exists() or not any(out.iterdir()), "a failed run must not leave a report"
+    return proc
+
+
+def _rank3_model(path: Path) -> Path:
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what every onnxruntime in use reads
+    onnx.save(model, str(path))
+    return path
+
+
+def test_missing_model(tmp_path, small_data):
+    proc = _run(tmp_path, "--model", str(tmp_path / "nope.onnx"), "--data", str(small_data))
+    assert_one_line_error(proc, "model not found", "nope.onnx")
+
+
+def test_truncated_model(tmp_path, small_model, small_data):
+    bad = tmp_path / "truncated.onnx"
+    bad.write_bytes(small_model.read_bytes()[: small_model.stat().st_size // 2])
+    proc = _run(tmp_path, "--model", str(bad), "--data", str(small_data))
+    assert_one_line_error(proc, "cannot load ONNX model", "truncated.onnx")
+
+
+def test_corrupt_model(tmp_path, small_data):
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    proc = _run(tmp_path, "--model", str(bad), "--data", str(small_data))
+    assert_one_line_error(proc, "cannot load ONNX model", "garbage.onnx")
+
+
+def test_wrong_input_rank(tmp_path, small_data):
+    model = _rank3_model(tmp_path / "rank3.onnx")
+    proc = _run(tmp_path, "--model", str(model), "--data", str(small_data))
+    assert_one_line_error(proc, "rank 4")
+
+
+def test_unknown_suffix(tmp_path, small_data):
+    bad = tmp_path / "model.xyz"
+    bad.write_bytes(b"x")
+    proc = _run(tmp_path, "--model", str(bad), "--data", str(small_data))
+    assert_one_line_error(proc, ".xyz")
+
+
+def test_unreadable_image(tmp_path, small_model):
+    img = tmp_path / "broken.jpg"
+    img.write_bytes(b"not a jpeg at all")
+    proc = run_cli("predict", str(small_model), str(img), "--out", str(tmp_path / "pred"), cwd=tmp_path)
+    assert_one_line_error(proc, "cannot decode image", "broken.jpg")
+
+
+def test_missing_image(tmp_path, small_model):
+    proc = run_cli("predict", str(small_model), str(tmp_path / "none.jpg"), cwd=tmp_path)
+    assert_one_line_error(proc, "not found", "none.jpg")
+
+
+def test_malformed_labels_strict(tmp_path, small_model, small_data):
+    label = small_data.parent / "labels" / "val" / "1.txt"
+    label.write_text("0 0.5 0.5 0.2 0.2\n2 0.5 abc 0.1 0.1\n")
+    proc = _run(tmp_path, "--model", str(small_model), "--data", str(small_data), "--strict-labels")
+    assert_one_line_error(proc, "1.txt:2")
+
+
+def test_missing_data(tmp_path, small_model):
+    proc = _run(tmp_path, "--model", str(small_model), "--data", str(tmp_path / "nodata.yaml"))
+    assert_one_line_error(proc, "nodata.yaml")
+
+
+def test_unknown_profile(tmp_path, small_model, small_data):
+    proc = _run(tmp_path, "--profile", "jetson-orin-xl", "--model", str(small_model), "--data", str(small_data))
+    assert_one_line_error(proc, "jetson-orin-xl", "x86-cpu")
+
+
+def test_unknown_profile_key(tmp_path, small_model, small_data):
+    prof = tmp_path / "mine.yaml"
+    prof.write_text("name: mine\ndevice: cpu\nbackend: onnxruntime\nprecisions: [fp32]\n"
+                    "input_size: 128\nbench:\n  warmpu: 3\n")
+    proc = _run(tmp_path, "--profile", str(prof), "--model", str(small_model), "--data", str(small_data))
+    assert_one_line_error(proc, "mine.yaml", "warmpu", "warmup")
+
+
+def test_missing_backend(tmp_path, small_model, small_data):
+    proc = _run(tmp_path, "--profile", "jetson-orin", "--model", str(small_model), "--data", str(small_data))
+    assert_one_line_error(proc, "jetson-orin", "x86-cpu")

@@ -1,0 +1,36 @@
+"""Detections from a checkpoint in PyTorch, preprocessed and decoded exactly like edge_sdk.Detector."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edge_sdk.decode import DecodeConfig, decode
+from edge_sdk.detections import Detections
+from edge_sdk.preprocess import preprocess
+from edge_sdk.stream import read_image
+from trainer.checkpoint import LoadedModel
+
+
+@torch.no_grad()
+def detect(model: torch.nn.Module, frames: list[np.ndarray], imgsz: int, cfg: DecodeConfig,
+           names: dict[int, str] | None = None) -> list[Detections]:
+    """Letterbox each BGR frame, run the model in one batch, decode + NMS, rescale to the frame."""
+    blobs, boxes = zip(*(preprocess(f, (imgsz, imgsz)) for f in frames))
+    out = model.eval()(torch.from_numpy(np.concatenate(blobs))).float().numpy()
+    result = []
+    for (xyxy, scores, cls), lb in zip(decode(out, "yolov8", cfg), boxes):
+        result.append(Detections(lb.to_original(xyxy, clip=True), scores, cls, names or {}, lb.image_size))
+    return result
+
+
+def checkpoint_detections(loaded: LoadedModel, samples: list, category_ids: dict[int, int], cfg: DecodeConfig,
+                          imgsz: int | None = None, batch: int = 16) -> list[dict]:
+    """COCO results of a loaded checkpoint's model over the samples."""
+    size = int(imgsz or loaded.imgsz)
+    out: list[dict] = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start:start + batch]
+        dets = detect(loaded.model, [read_image(s.image_path) for s in chunk], size, cfg, loaded.names)
+        for s, d in zip(chunk, dets):
+            out.extend(d.to_coco(int(s.image_id), category_ids))
+    return out

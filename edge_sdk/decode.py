@@ -80,8 +80,16 @@ def decode_yolov8(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.nd
     cls = out[4:]
     best = cls.max(0)
     keep = np.nonzero(best > cfg.conf)[0]  # cheap prefilter before transposing
-    boxes, scores, cols = _select(out[:4, keep].T, cls[:, keep].T, cfg)
-    return _nms(boxes, scores, cols, cfg)
+    if cfg.multi_label:
+        boxes, scores, cols = _select(out[:4, keep].T, cls[:, keep].T, cfg)
+        return _nms(boxes, scores, cols, cfg)
+    # single label: the best score is already known; take its class on the kept columns only
+    if len(keep) > MAX_CANDIDATES:
+        keep = keep[np.argpartition(-best[keep], MAX_CANDIDATES)[:MAX_CANDIDATES]]
+    cx, cy, w, h = out[:4, keep]
+    half_w, half_h = w / 2, h / 2
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    return _nms(boxes, best[keep], cls[:, keep].argmax(0), cfg)
 
 
 def decode_yolov5(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

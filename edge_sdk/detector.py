@@ -1,6 +1,7 @@
 """Detector: frame in, Detections out; preprocess -> Runtime.infer -> decode + NMS -> rescale."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from edge_sdk.decode import DecodeConfig, decode, infer_layout
 from edge_sdk.detections import Detections
 from edge_sdk.errors import InputError, LayoutError, ModelLoadError
 from edge_sdk.meta import ModelMeta
-from edge_sdk.preprocess import Letterbox, preprocess
+from edge_sdk.preprocess import InputBuffer, Letterbox, preprocess
 from runtimes import Runtime, RuntimeOptions, load
 
 
@@ -31,6 +32,8 @@ class Detector:
             raise ModelLoadError(f"model '{model_path}' has a dynamic input size and no 'imgsz' metadata")
         self._layout_nhwc = self._input.shape[-1] == 3 and self._input.shape[1] != 3
         self.layout = self._resolve_layout()
+        self._buffer = InputBuffer()
+        self._buffer_lock = threading.Lock()
 
     def _check_input(self):
         specs = self.runtime.inputs
@@ -81,8 +84,17 @@ class Detector:
         return Detections(lb.to_original(xyxy, clip=self.clip), scores, cls, self.names, lb.image_size)
 
     def __call__(self, frame: np.ndarray, config: DecodeConfig | None = None) -> Detections:
-        tensor, lb = self.preprocess(frame)
-        return self.postprocess(self.infer(tensor), lb, config)
+        # A call that does not overlap another one reuses the input tensor (its pad border stays
+        # written across frames of one size); a concurrent call gets a fresh tensor.
+        if not self._buffer_lock.acquire(blocking=False):
+            tensor, lb = self.preprocess(frame)
+            return self.postprocess(self.infer(tensor), lb, config)
+        try:
+            tensor, lb = preprocess(frame, self.input_size, self._input.dtype,
+                                    "nhwc" if self._layout_nhwc else "nchw", buffer=self._buffer)
+            return self.postprocess(self.infer(tensor), lb, config)
+        finally:
+            self._buffer_lock.release()
 
     def close(self) -> None:
         self.runtime.close()

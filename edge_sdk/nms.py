@@ -1,14 +1,15 @@
 """Greedy class-aware non-maximum suppression in numpy.
 
-IoU is computed in float64 on the unshifted boxes, per class: no coordinate offsets per class
-(which cost float32 precision), so decisions at the IoU threshold are exact.
+IoU is computed in float64 on the boxes as given (no per-class coordinate offsets, which cost
+float32 precision), so decisions at the IoU threshold are exact. Only pairs of the same class
+that can overlap by more than the threshold are scored: a sort-and-sweep over x finds them.
 """
 from __future__ import annotations
 
 import numpy as np
 
-#: Up to this many boxes (per class when there are more), NMS computes the IoU of every
-#: same-class pair in one vectorised step (at most n^2/2 pairs); above it, a loop per kept box.
+#: Up to this many boxes (per class when there are more), NMS scores all candidate pairs in
+#: one vectorised step (at most n^2/2 pairs); above it, a loop per kept box.
 PAIRWISE_MAX = 1024
 
 
@@ -24,23 +25,31 @@ def box_iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def _same_group_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All index pairs (k, i), k < i, with groups[k] == groups[i]; within a group ordered by i."""
-    n = len(groups)
-    perm = np.lexsort((np.arange(n), groups))  # by group, each group in index order
-    g = groups[perm]
-    starts = np.r_[0, np.nonzero(g[1:] != g[:-1])[0] + 1]
-    start_of = np.repeat(starts, np.diff(np.r_[starts, n]))
-    rank = np.arange(n) - start_of  # position inside its group = number of partners before it
-    i_sorted = np.repeat(np.arange(n), rank)
-    k_sorted = start_of[i_sorted] + np.arange(len(i_sorted)) - np.repeat(np.cumsum(rank) - rank, rank)
-    return perm[k_sorted], perm[i_sorted]
+def _candidate_pairs(x1: np.ndarray, x2: np.ndarray, groups: np.ndarray,
+                     iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (k, i), k < i, of the same group that can have IoU > threshold (a sweep over x1).
+
+    Each group is shifted along x by its own offset (exact in float64) and boxes are sorted by
+    x1. IoU <= (x-overlap) / (width of either box), so a box's partners are the boxes after it
+    that start before its x2 - threshold * width (bound loosened a little to stay conservative).
+    """
+    n = len(x1)
+    shift = groups * (2.0 * max(float(np.abs(x1).max()), float(np.abs(x2).max())) + 1.0)
+    starts = x1 + shift
+    limits = x2 + shift - max(iou_threshold, 0.0) * (1 - 1e-9) * (x2 - x1) + 1e-6
+    by_x = np.argsort(starts, kind="stable")
+    stop = np.searchsorted(starts[by_x], limits[by_x], side="left")
+    count = np.maximum(stop - np.arange(n) - 1, 0)
+    a = np.repeat(np.arange(n), count)
+    b = a + 1 + np.arange(len(a)) - np.repeat(np.cumsum(count) - count, count)
+    p, q = by_x[a], by_x[b]
+    return np.minimum(p, q), np.maximum(p, q)
 
 
-def _overlapping_pairs(boxes: np.ndarray, k: np.ndarray, i: np.ndarray,
+def _overlapping_pairs(cols: np.ndarray, k: np.ndarray, i: np.ndarray,
                        iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs (k, i) whose IoU exceeds the threshold (pairs that do not intersect are dropped first)."""
-    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, j]) for j in range(4))
+    """The pairs (k, i) whose IoU exceeds the threshold; cols = x1, y1, x2, y2 rows [4, n]."""
+    x1, y1, x2, y2 = cols
     iw = np.minimum(x2[k], x2[i]) - np.maximum(x1[k], x1[i])
     hit = np.nonzero(iw > 0)[0]
     k, i, iw = k[hit], i[hit], iw[hit]
@@ -53,20 +62,21 @@ def _overlapping_pairs(boxes: np.ndarray, k: np.ndarray, i: np.ndarray,
     return k[over], i[over]
 
 
-def _greedy_sorted(boxes: np.ndarray, iou_threshold: float, groups: np.ndarray | None = None) -> np.ndarray:
-    """Keep mask for boxes already sorted by score: a box is dropped when a kept earlier box of
-    the same group overlaps it by IoU > threshold."""
-    n = len(boxes)
-    keep = np.ones(n, bool)
+def _greedy_sorted(cols: np.ndarray, iou_threshold: float, groups: np.ndarray | None = None) -> np.ndarray:
+    """Keep mask for boxes (rows x1, y1, x2, y2 of `cols`, float64) already sorted by score: a box
+    is dropped when a kept earlier box of the same group overlaps it by IoU > threshold."""
+    n = cols.shape[1]
     if n <= PAIRWISE_MAX:
-        # Same-group pairs (k, i), k < i, ordered by i in each group: keep[k] is final before it is read.
-        k, i = _same_group_pairs(np.zeros(n, np.int64) if groups is None else groups)
-        k, i = _overlapping_pairs(boxes, k, i, iou_threshold)
-        kept = keep.tolist()
-        for a, b in zip(k.tolist(), i.tolist()):
+        g = np.zeros(n) if groups is None else groups.astype(np.float64)
+        k, i = _candidate_pairs(cols[0], cols[2], g, iou_threshold)
+        k, i = _overlapping_pairs(cols, k, i, iou_threshold)
+        by_i = np.lexsort((k, i))  # visit pairs by the suppressed box: keep[k] is final when read
+        kept = [True] * n
+        for a, b in zip(k[by_i].tolist(), i[by_i].tolist()):
             if kept[a]:
                 kept[b] = False
         return np.array(kept, bool)
+    boxes, keep = cols.T, np.ones(n, bool)
     for i in range(n):
         if keep[i]:
             rest = np.nonzero(keep[i + 1:])[0] + i + 1
@@ -86,13 +96,13 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, io
     if len(boxes) == 0 or max_det <= 0:
         return np.zeros((0,), np.int64)
     order = np.argsort(-np.asarray(scores), kind="stable")
-    sorted_boxes = np.asarray(boxes, np.float64)[order]
+    cols = np.asarray(boxes, np.float64)[order].T.copy()  # x1, y1, x2, y2 rows, score order
     groups = None if agnostic else np.asarray(class_ids)[order]
     if len(order) <= PAIRWISE_MAX or groups is None:
-        keep = _greedy_sorted(sorted_boxes, iou_threshold, groups)
+        keep = _greedy_sorted(cols, iou_threshold, groups)
     else:  # many candidates (low conf): per class, each class's boxes stay in score order
         keep = np.zeros(len(order), bool)
         for c in np.unique(groups):
             idx = np.nonzero(groups == c)[0]
-            keep[idx] = _greedy_sorted(sorted_boxes[idx], iou_threshold)
+            keep[idx] = _greedy_sorted(cols[:, idx], iou_threshold)
     return order[np.nonzero(keep)[0][:max_det]].astype(np.int64)

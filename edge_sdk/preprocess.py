@@ -65,12 +65,30 @@ def letterbox_image(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.
     return padded, lb
 
 
+class InputBuffer:
+    """A reusable float32 input tensor for a stream of frames: its pad border is written only
+    when the letterbox geometry changes. Not thread-safe: one buffer per concurrent caller."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+        self._content: tuple[int, ...] | None = None  # (y, x, h, w) whose border is filled
+
+    def take(self, shape: tuple[int, ...], content: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+        """The buffer for `shape`, and whether its border already matches `content`."""
+        if self.array is None or self.array.shape != shape:
+            self.array, self._content = np.empty(shape, np.float32), None
+        ready = self._content == content
+        self._content = content
+        return self.array, ready
+
+
 def preprocess(image: np.ndarray, input_size: tuple[int, int], dtype: str = "float32",
-               layout: str = "nchw") -> tuple[np.ndarray, Letterbox]:
+               layout: str = "nchw", buffer: InputBuffer | None = None) -> tuple[np.ndarray, Letterbox]:
     """BGR uint8 frame -> (1, 3, H, W) RGB in [0, 1] (or NHWC), plus the letterbox geometry.
 
     Pixels are divided by 255 in float32 (as `x / 255.0` does); the resized frame is written
-    straight into the padded tensor, one colour plane at a time.
+    straight into the padded tensor, one colour plane at a time. With `buffer`, the tensor is
+    written into (and returned as) that buffer's array, which the next call overwrites.
     """
     if layout not in ("nchw", "nhwc"):
         raise InputError(f"layout must be 'nchw' or 'nhwc', got '{layout}'")
@@ -80,15 +98,17 @@ def preprocess(image: np.ndarray, input_size: tuple[int, int], dtype: str = "flo
     H, W = input_size
     h, w = resized.shape[:2]
     y, x = lb.pad_y, lb.pad_x
+    shape = (1, 3, H, W) if layout == "nchw" else (1, H, W, 3)
+    blob, ready = buffer.take(shape, (y, x, h, w)) if buffer else (np.empty(shape, np.float32), False)
     if layout == "nchw":
-        blob = np.empty((1, 3, H, W), np.float32)
-        _fill_border(blob[0].transpose(1, 2, 0), y, x, h, w)
+        if not ready:
+            _fill_border(blob[0].transpose(1, 2, 0), y, x, h, w)
         planes = cv2.split(resized)
         for c in range(3):  # BGR planes -> RGB channels
             np.divide(planes[2 - c], _255, out=blob[0, c, y:y + h, x:x + w], dtype=np.float32)
     else:
-        blob = np.empty((1, H, W, 3), np.float32)
-        _fill_border(blob[0], y, x, h, w)
+        if not ready:
+            _fill_border(blob[0], y, x, h, w)
         np.divide(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB), _255, out=blob[0, y:y + h, x:x + w], dtype=np.float32)
     if dtype != "float32":
         blob = blob.astype(dtype)

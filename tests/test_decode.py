@@ -9,6 +9,7 @@ from bench.fixture_models import make_layout_model
 from edge_sdk import Detections, Detector
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
 from edge_sdk.errors import LayoutError
+from edge_sdk.nms import batched_nms
 
 FRAME = np.zeros((320, 320, 3), np.uint8)  # same size as the model input: identity letterbox
 JUST_ABOVE = float(np.nextafter(np.float32(0.25), np.float32(1)))
@@ -231,3 +232,42 @@ def test_agnostic_nms_over_many_boxes_matches_reference():
     cfg = DecodeConfig(conf=s["conf"], iou=s["iou"], max_det=s["max_det"], agnostic=True)
     (xyxy, scores, cls), = decode(out, "yolov8", cfg)
     assert_dets(Detections(xyxy, scores, cls), reference(out, "yolov8", s))
+
+
+def nms_vs_reference(boxes: np.ndarray, scores: np.ndarray, cls: np.ndarray, iou: float, agnostic: bool = False):
+    idx = batched_nms(boxes, scores, cls, iou, 300, agnostic)
+    cands = [(float(s), n, 0 if agnostic else int(c), tuple(float(v) for v in b))
+             for n, (b, s, c) in enumerate(zip(boxes, scores, cls))]
+    expected = ref.greedy_nms(cands, iou, 300)
+    assert [tuple(float(v) for v in boxes[j]) + (float(scores[j]),) for j in idx] == [e[:5] for e in expected]
+
+
+def test_nms_iou_exactly_at_threshold_is_kept():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 20], [5, 0, 15, 10]], np.float32)  # IoU 0.5 and 1/3
+    scores, cls = np.array([0.9, 0.8, 0.7], np.float32), np.zeros(3, np.int64)
+    np.testing.assert_array_equal(batched_nms(boxes, scores, cls, 0.5), [0, 1, 2])
+    np.testing.assert_array_equal(batched_nms(boxes, scores, cls, 0.4999), [0, 2])
+    np.testing.assert_array_equal(batched_nms(boxes, scores, cls, 1 / 3), [0, 2])
+    np.testing.assert_array_equal(batched_nms(boxes, scores, cls, 0.3), [0])
+    np.testing.assert_array_equal(batched_nms(boxes, scores, cls, 0.3, max_det=0), np.zeros(0, np.int64))
+    # nested, sharing the right edge: IoU = overlap / width, the tightest case for any x-pruning
+    nested = np.array([[0, 0, 10, 10], [4.9990234375, 0, 10, 10], [5.0009765625, 0, 10, 10]], np.float32)
+    for agnostic in (False, True):
+        np.testing.assert_array_equal(batched_nms(nested, scores, cls, 0.5, agnostic=agnostic), [0, 2])
+        np.testing.assert_array_equal(batched_nms(nested[[1, 0]], scores[:2], cls[:2], 0.5, agnostic=agnostic), [0])
+        np.testing.assert_array_equal(batched_nms(nested[[2, 0]], scores[:2], cls[:2], 0.5, agnostic=agnostic), [0, 1])
+
+
+@pytest.mark.parametrize("scale,offset", [(1.0, 0.0), (1e-3, 5000.0), (50.0, -2000.0)])
+@pytest.mark.parametrize("iou", [0.0, 0.3, 0.7, 0.95])
+def test_nms_matches_reference_on_tiny_huge_and_shifted_boxes(scale, offset, iou):
+    rng = np.random.default_rng(int(iou * 100))
+    n = 400
+    xy = offset + scale * (rng.uniform(0, 40, (n, 2)).round(1))
+    wh = scale * rng.choice([0.5, 1, 2, 4, 8], (n, 2)) * rng.integers(1, 4, (n, 1))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    boxes[::7] = boxes[::7][0]  # many identical boxes
+    scores = rng.random(n).astype(np.float32)
+    cls = rng.choice([0, 3, 79], n)
+    nms_vs_reference(boxes, scores, cls, iou)
+    nms_vs_reference(boxes, scores, cls, iou, agnostic=True)

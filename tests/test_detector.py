@@ -10,7 +10,7 @@ import reference_nms as ref
 from bench.fixture_models import make_layout_model, make_yolov8_onnx, parameter_count, synthetic_frame
 from edge_sdk import Detector
 from edge_sdk.errors import InputError
-from edge_sdk.preprocess import letterbox_image, preprocess
+from edge_sdk.preprocess import InputBuffer, letterbox_image, preprocess
 
 NAMES = {0: "person", 1: "car", 2: "dog"}
 
@@ -103,6 +103,26 @@ def test_preprocess_is_letterbox_rgb_over_255(hw, size):
     np.testing.assert_array_equal(nchw, expected)
     np.testing.assert_array_equal(nhwc, expected.transpose(0, 2, 3, 1))
     assert nchw[0, :, 0, 0].tolist() == [np.float32(114) / np.float32(255)] * 3 or lb.pad_x == lb.pad_y == 0
+
+
+def test_reused_input_buffer_refills_the_border_when_the_geometry_changes():
+    rng = np.random.default_rng(1)
+    for layout in ("nchw", "nhwc"):
+        buffer = InputBuffer()
+        for hw in [(480, 640), (480, 640), (640, 300), (320, 320), (500, 333), (480, 640)]:
+            frame = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+            got, _ = preprocess(frame, (320, 320), layout=layout, buffer=buffer)
+            assert got is buffer.array
+            np.testing.assert_array_equal(got, preprocess(frame, (320, 320), layout=layout)[0])
+
+
+def test_detector_frames_of_changing_size_in_one_stream(tmp_path):
+    path = make_layout_model(tmp_path / "m.onnx", "yolov8", yolov8_out([[80, 100, 120, 140]], [0], [0.9]))
+    with Detector(path) as det:
+        for (h, w), (scale, px, py) in [*GEOMETRY.items(), *GEOMETRY.items()]:
+            dets = det(np.zeros((h, w, 3), np.uint8))
+            expected = [(80 - px) / scale, (100 - py) / scale, (120 - px) / scale, (140 - py) / scale]
+            np.testing.assert_allclose(dets.xyxy[0], np.clip(expected, 0, [w, h, w, h]), rtol=1e-6)
 
 
 # ---- errors ----------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Scene composition: background, clutter and objects with occlusion, then effects.
 
-Every painted pixel with alpha >= 0.5 is owned by the last layer painted there (an object id,
-or 0 for background and clutter). An object's box is the tight box of the pixels it still owns
-at the end: its visible pixels, clipped to the image. Objects with less than `MIN_VISIBLE` of
-their full mask visible (occluded or cut by the border) or under 2 px wide or high are not
-labelled. New layers are placed so that no labelled object drops below `PLACE_VISIBLE`.
+Every painted pixel with alpha >= MASK_LEVEL / 255 is owned by the last layer painted there
+(an object id, or 0 for background and clutter). An object's box is the tight box of the
+pixels it still owns at the end: its visible pixels, clipped to the image. Objects with less
+than `MIN_VISIBLE` of their full mask visible (occluded or cut by the border) or under 2 px
+wide or high are not labelled. New layers are placed so that no labelled object drops below
+`PLACE_VISIBLE`.
 """
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ from edge_sdk.synth.distractors import Layer, make_distractor
 from edge_sdk.synth.effects import apply_effects
 from edge_sdk.synth.shapes import UPRIGHT, canonical_mask, make_sprite
 
+MASK_LEVEL = 64  # alpha (of 255) from which a pixel belongs to a layer: keeps thin tips in boxes
 MIN_VISIBLE = 0.4  # drop a label below this visible fraction of the object's mask
 PLACE_VISIBLE = 0.55  # retry a placement that would occlude an object below this
 EMPTY_FRACTION = 0.05  # images drawn without objects (clutter only)
 # scene styles: (probability, object count range, size-bucket probabilities small/medium/large)
 _STYLES = (
-    (0.27, (1, 3), (0.15, 0.45, 0.40)),
-    (0.47, (3, 9), (0.30, 0.55, 0.15)),
-    (0.26, (8, 20), (0.60, 0.40, 0.00)),
+    (0.27, (1, 3), (0.10, 0.45, 0.45)),
+    (0.47, (3, 9), (0.20, 0.60, 0.20)),
+    (0.26, (8, 20), (0.35, 0.65, 0.00)),
 )
 # object size buckets as fractions of the image's shorter side (6-12 px at 320 for "small")
 _SIZE_RANGES = ((6 / 320, 12 / 320), (0.04, 0.15), (0.15, 0.40))
@@ -71,8 +73,8 @@ class Canvas:
         With `new_object`, the layer itself must also lie at least that much inside the image.
         """
         iy, ix, py, px = self._clip(layer)
-        inside = layer.alpha[py, px] >= 128
-        if new_object and inside.sum() < PLACE_VISIBLE * (layer.alpha >= 128).sum():
+        inside = layer.alpha[py, px] >= MASK_LEVEL
+        if new_object and inside.sum() < PLACE_VISIBLE * (layer.alpha >= MASK_LEVEL).sum():
             return False
         counts = np.bincount(self.owner[iy, ix][inside], minlength=len(self.areas))
         for oid in np.flatnonzero(counts[1:]) + 1:
@@ -84,7 +86,7 @@ class Canvas:
         """Blend `layer` in; with `cls`, register it as a new object owning its pixels."""
         iy, ix, py, px = self._clip(layer)
         alpha = layer.alpha[py, px]
-        mask = alpha >= 128
+        mask = alpha >= MASK_LEVEL
         owner = self.owner[iy, ix]
         counts = np.bincount(owner[mask], minlength=len(self.areas))
         for oid in np.flatnonzero(counts[1:]) + 1:
@@ -92,7 +94,7 @@ class Canvas:
         oid = 0
         if cls is not None:
             oid = len(self.areas)
-            self.areas.append(int((layer.alpha >= 128).sum()))
+            self.areas.append(int((layer.alpha >= MASK_LEVEL).sum()))
             self.visible.append(int(mask.sum()))
             self.classes.append(cls)
             self.bounds.append((iy.start, iy.stop, ix.start, ix.stop))

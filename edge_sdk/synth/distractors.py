@@ -57,25 +57,35 @@ def arc(rng: np.random.Generator, w: int, h: int) -> Layer:
     return _stroke(rng, pts, int(rng.integers(1, 4)), False)
 
 
-def blob(rng: np.random.Generator, w: int, h: int) -> Layer:
-    n, r = int(rng.integers(7, 14)), rng.uniform(0.02, 0.12) * min(w, h)
+def _blob_alpha(rng: np.random.Generator, r: float) -> np.ndarray:
+    """A soft, smooth irregular blob of radius about r (no corners, no spikes)."""
+    n = int(rng.integers(10, 17))
     t = np.sort(rng.uniform(0, 2 * math.pi, n))
-    radii = r * rng.uniform(0.35, 1.0, n)
-    pts = np.stack([np.cos(t), np.sin(t)], axis=1) * radii[:, None]
+    wobble = rng.uniform(0, 1, n)
+    wobble = (wobble + np.roll(wobble, 1) + np.roll(wobble, -1)) / 3
+    pts = np.stack([np.cos(t), np.sin(t)], axis=1) * (r * (0.55 + 0.45 * wobble))[:, None]
     size = int(math.ceil(2 * r)) + 6
     alpha = np.zeros((size, size), np.uint8)
     cv2.fillPoly(alpha, [np.round((pts + size / 2) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.5, r * 0.08))
-    x0, y0 = (rng.uniform(0, 1, 2) * [w, h] - size / 2).astype(int)
-    return Layer(alpha, int(x0), int(y0), _colour(rng))
+    return cv2.GaussianBlur(alpha, (0, 0), max(0.6, r * 0.1))
+
+
+def _centred(rng: np.random.Generator, alpha: np.ndarray, w: int, h: int) -> tuple[int, int]:
+    x0, y0 = rng.uniform(0, 1, 2) * [w, h] - np.array(alpha.shape[::-1]) / 2
+    return math.floor(x0), math.floor(y0)
+
+
+def blob(rng: np.random.Generator, w: int, h: int) -> Layer:
+    alpha = _blob_alpha(rng, rng.uniform(0.02, 0.12) * min(w, h))
+    return Layer(alpha, *_centred(rng, alpha, w, h), _colour(rng))
 
 
 def noise_patch(rng: np.random.Generator, w: int, h: int) -> Layer:
-    pw, ph = (rng.uniform(0.02, 0.15, 2) * min(w, h)).astype(int) + 4
+    """A blob filled with strong colour noise (not rectangular: squares are a class)."""
+    alpha = _blob_alpha(rng, rng.uniform(0.02, 0.1) * min(w, h))
     base = rng.uniform(0, 255, 3).astype(np.float32)
-    texture = base + rng.standard_normal((ph, pw, 3), dtype=np.float32) * rng.uniform(20, 60)
-    x0, y0 = (rng.uniform(0, 1, 2) * [w - pw / 2, h - ph / 2]).astype(int)
-    return Layer(np.full((ph, pw), 255, np.uint8), int(x0), int(y0), texture)
+    noise = rng.standard_normal(alpha.shape + (3,), dtype=np.float32)
+    return Layer(alpha, *_centred(rng, alpha, w, h), base + noise * rng.uniform(20, 60))
 
 
 def glyph(rng: np.random.Generator, w: int, h: int) -> Layer:
@@ -83,8 +93,7 @@ def glyph(rng: np.random.Generator, w: int, h: int) -> Layer:
     char = DISTRACTOR_GLYPHS[int(rng.integers(len(DISTRACTOR_GLYPHS)))]
     canon = glyph_mask(char, rng, int(np.clip(2 * size, 24, 160)))
     alpha = make_sprite(canon, size, rng.uniform(0.8, 1.25), rng.uniform(-30, 30))
-    x0, y0 = (rng.uniform(0, 1, 2) * [w, h] - np.array(alpha.shape[::-1]) / 2).astype(int)
-    return Layer(alpha, int(x0), int(y0), _colour(rng))
+    return Layer(alpha, *_centred(rng, alpha, w, h), _colour(rng))
 
 
 KINDS: tuple[Callable[[np.random.Generator, int, int], Layer], ...] = (

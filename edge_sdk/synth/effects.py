@@ -29,9 +29,9 @@ def _lighting(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         img = img * _illumination(rng, h, w)
     gain = rng.uniform(0.65, 1.3) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
     contrast = rng.uniform(0.6, 1.3)
-    mean = np.array(cv2.mean(img)[:3])
-    # per channel: (img - mean) * contrast + mean * gain, in one pass
-    matrix = np.hstack([np.eye(3) * contrast, (mean * (gain - contrast))[:, None]])
+    # per channel: (img - 128) * contrast + 128 * gain, in one pass (pixel-wise: a pixel's
+    # change never depends on what else is in the image)
+    matrix = np.hstack([np.eye(3) * contrast, (128.0 * (gain - contrast))[:, None]])
     return cv2.transform(img, matrix)
 
 

@@ -6,11 +6,12 @@ Layout under the output folder (the data set root):
 - ``images/{train,val}/NNNNNN.jpg``: NNNNNN is the 0-based image index within its split.
 - ``labels/{train,val}/NNNNNN.txt``: ``cls cx cy w h`` per line, normalised, 6 decimals;
   an empty file means an image without objects.
-- ``annotations/instances_val.json``: COCO ground truth for val. Image ``id`` = index,
-  ``file_name`` relative to the data set root (the json folder's parent), e.g.
-  ``images/val/000007.jpg``; category ``id`` = class index + 1 (what Ultralytics writes in
-  predictions for a non-COCO data set); ``bbox`` xywh in pixels; ``area`` = visible object
-  pixels (mask area, as in COCO); ``iscrowd`` 0.
+- ``annotations/instances_val.json``: COCO ground truth for val. Image ``id`` = index + 1
+  (the order and ids ``edge_sdk.datasets.load_yolo`` gives); ``file_name`` relative to the
+  data set root (the json folder's parent), e.g. ``images/val/000007.jpg``; category ``id``
+  = class index + 1 (what Ultralytics writes in predictions for a non-COCO data set);
+  ``bbox`` xywh in pixels; ``area`` = visible object pixels (mask area, as in COCO);
+  ``iscrowd`` 0.
 - ``synth.json``: the parameters that regenerate it exactly.
 
 Val images are square, except a fraction ``val_nonsquare`` that are 4:3 or 3:4 with the long
@@ -118,7 +119,7 @@ def _write_split(root: Path, split: str, count: int, params: dict, names: tuple[
         file_name = f"images/{split}/{stem}.{params['image_format']}"
         _write_image(root / file_name, scene.image)
         (lbl_dir / f"{stem}.txt").write_text(label_text(scene), encoding="utf-8")
-        image, image_anns = coco_records(scene, index, file_name, len(anns) + 1)
+        image, image_anns = coco_records(scene, index + 1, file_name, len(anns) + 1)
         images.append(image)
         anns.extend(image_anns)
         tick()

@@ -1,0 +1,56 @@
+"""`edgebench run` end to end on a small model and data set."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.report import load_report
+from bench.run import RunOptions, run
+from tests.conftest import run_cli
+
+STAGES = ("preprocess", "inference", "postprocess", "total")
+
+
+def _opts(tmp_path: Path, model: Path, data: Path, **kw) -> RunOptions:
+    return RunOptions(model=str(model), data=str(data), out_dir=str(tmp_path / "runs"), warmup=1,
+                      min_iterations=5, min_duration_s=0.0, **kw)
+
+
+def test_run_measures_and_scores(tmp_path, small_model, small_data):
+    report, json_path, md_path = run(_opts(tmp_path, small_model, small_data))
+    assert load_report(json_path) == json.loads(json.dumps(report, default=str))
+    assert report["status"] == "complete" and report["host_matches_profile"]
+    rows = {r["precision"]: r for r in report["results"]}
+    ok, skipped = rows["fp32"], rows["int8"]
+    assert ok["status"] == "ok" and ok["precision_used"] == "fp32"
+    for stage in STAGES:
+        s = ok["latency_ms"][stage]
+        assert s["count"] >= 5 and 0 < s["min"] <= s["p50"] <= s["p99"] <= s["max"]
+    assert abs(ok["fps"] - 1000 / ok["latency_ms"]["total"]["mean"]) < 1e-6
+    assert ok["memory"]["peak_rss_mb"] >= ok["memory"]["rss_after_load_mb"] > 0
+    assert ok["accuracy"]["num_images"] == 4 and 0 <= ok["accuracy"]["AP"] <= 1
+    assert skipped["status"] == "skipped" and "int8" in skipped["error"]
+    assert report["model"]["sha256"] == report["environment"]["model_sha256"]
+    md = md_path.read_text()
+    assert "onnxruntime" in md and "skipped" in md
+
+
+def test_run_without_accuracy_and_custom_profile(tmp_path, small_model, small_data):
+    prof = tmp_path / "tiny.yaml"
+    prof.write_text("name: tiny\ndevice: test box\nbackend: onnxruntime\nprecisions: [fp32]\n"
+                    "input_size: 128\nthreads: 1\nbench: {warmup: 1, min_iterations: 3, min_duration_s: 0}\n")
+    report, _, _ = run(RunOptions(profile=str(prof), model=str(small_model), data=str(small_data),
+                                  out_dir=str(tmp_path / "runs"), accuracy=False))
+    (row,) = report["results"]
+    assert row["accuracy"] is None and row["threads"] == 1
+    assert row["latency_ms"]["total"]["count"] >= 3
+    assert report["host_matches_profile"] is False and "not on test box" in report["host_note"]
+
+
+def test_run_cli_prints_table(tmp_path, small_model, small_data):
+    proc = run_cli("run", "--model", str(small_model), "--data", str(small_data), "--out", str(tmp_path / "r"),
+                   "--warmup", "1", "--min-iterations", "3", "--min-duration", "0", "--precisions", "fp32",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime" in proc.stdout and "report:" in proc.stdout
+    assert len(list((tmp_path / "r").glob("*/report.json"))) == 1

@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train_cmd",
     "val": "val_cmd",
     "export": "export_cmd",
+    "compare": "compare_cmd",
 }
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.budgets import verdict
+
 STAGES = ("preprocess", "inference", "postprocess", "total")
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
 HEADERS = (
@@ -124,13 +126,27 @@ def _notes(report: dict[str, Any]) -> list[str]:
         if row.get("status") in ("skipped", "failed"):
             notes.append(f"{row.get('backend')} {_precision(row)}: {row['status']}: "
                          f"{row.get('error') or 'no reason recorded'}")
-        elif row.get("precision_used") and row.get("precision_used") != row.get("precision"):
+            continue
+        if row.get("precision_used") and row.get("precision_used") != row.get("precision"):
             notes.append(f"{row.get('backend')} asked for {row.get('precision')} but ran "
                          f"{row.get('precision_used')}.")
+        notes += _check_notes(row)
     method = (report.get("settings") or {}).get("percentile_method", "?")
     notes.append(f"Latencies in ms (percentile method: {method}); FPS = 1000 / mean total "
                  "latency, single stream; memory in MiB.")
     return notes
+
+
+def _check_notes(row: dict[str, Any]) -> list[str]:
+    """Budget checks that did not pass, and the reference-FPS check, of an ok row."""
+    who = f"{row.get('backend')} {_precision(row)}"
+    out = [f"{who}: {c['message']}" for c in row.get("budget_checks") or ()
+           if c.get("status") != "pass"]
+    ref = row.get("reference_check")
+    if ref and ref.get("reason"):
+        out.append(f"{who}: {ref['reason']}" if ref.get("checked")
+                   else f"{who}: reference FPS {ref['reason']}")
+    return out
 
 
 def _profile_name(report: dict[str, Any]) -> str:
@@ -146,7 +162,8 @@ def _precision(row: dict[str, Any]) -> str:
 def _status(row: dict[str, Any], reason_chars: int | None) -> str:
     status = str(row.get("status", "?"))
     if status == "ok":
-        return status
+        budget = verdict(row.get("budget_checks"))
+        return f"ok; {budget}" if budget else status
     reason = str(row.get("error") or "no reason recorded")
     if reason_chars is not None and len(reason) > reason_chars:
         reason = reason[: reason_chars - 3] + "..."

@@ -7,7 +7,8 @@ Shape (schema_version 1; extra fields are allowed anywhere)::
      "settings", "results": [row, ...]}
 
 A row (see `new_result`) holds backend, precision asked/used, threads, imgsz, status
-("ok" | "skipped" | "failed"), error, latency_ms per stage, fps, memory and accuracy.
+("ok" | "skipped" | "failed"), error, latency_ms per stage, fps, memory and accuracy, and on
+ok rows `budget_checks` / `reference_check` (see bench.budgets; optional when reading).
 """
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.atomic import write_text_atomic
+from edge_sdk.atomic import write_text_atomic
 from bench.environment import utc_now
 from bench.markdown import render_markdown, render_table
 from bench.timing import PERCENTILE_METHOD
 from edge_sdk.errors import ReportError
 
 __all__ = [
-    "SCHEMA_VERSION", "REPORT_KEYS", "RESULT_KEYS", "ROW_STATUSES", "new_report", "new_result",
+    "SCHEMA_VERSION", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "ROW_STATUSES",
+    "new_report", "new_result",
     "validate_report", "write_report", "load_report", "render_markdown", "render_table",
 ]
 
@@ -37,8 +39,11 @@ REPORT_KEYS = (
 )
 RESULT_KEYS = (
     "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
-    "latency_ms", "fps", "memory", "accuracy",
+    "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check",
 )
+#: Row keys added after schema 1 was first written: filled by new_result, not required to load.
+OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check")
+_REQUIRED_RESULT_KEYS = tuple(k for k in RESULT_KEYS if k not in OPTIONAL_RESULT_KEYS)
 REPORT_STATUSES = ("complete", "partial")
 ROW_STATUSES = ("ok", "skipped", "failed")
 
@@ -106,7 +111,7 @@ def validate_report(d: Any) -> None:
         where = f"results[{i}]"
         if not isinstance(row, dict):
             raise ReportError(f"report {where} must be an object")
-        _require_keys(row, RESULT_KEYS, f"report {where}")
+        _require_keys(row, _REQUIRED_RESULT_KEYS, f"report {where}")
         if row["status"] not in ROW_STATUSES:
             raise ReportError(
                 f"report {where}.status must be one of {ROW_STATUSES}, got {row['status']!r}"

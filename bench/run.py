@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from bench.accuracy import evaluate
 from bench.artifacts import ConfigSkipped, resolve_artifact
+from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
 from bench.isolate import run_isolated
@@ -90,6 +91,7 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
         report["results"].append(row)
         if on_row:
             on_row(row)
+    attach_checks(report["results"], profile.budgets, profile.reference, matches)
     report["status"] = "complete"
     out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     json_path, md_path = write_report(report, out)

@@ -37,6 +37,7 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("onnxruntime", "onnxruntime", "onnxruntime", None, (".onnx",),
                     "runtimes.ort_backend", "OnnxRuntime", precisions=("fp32", "fp16", "int8")),
         BackendSpec("openvino", "openvino", "openvino", "openvino", (".xml",),
+                    "runtimes.openvino_backend", "OpenVinoRuntime",
                     precisions=("fp32", "bf16", "fp16", "int8")),
         BackendSpec("ncnn", "ncnn", "ncnn", "ncnn", (".param",),
                     precisions=("fp32", "fp16", "bf16", "int8")),

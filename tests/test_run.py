@@ -54,3 +54,26 @@ def test_run_cli_prints_table(tmp_path, small_model, small_data):
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime" in proc.stdout and "report:" in proc.stdout
     assert len(list((tmp_path / "r").glob("*/report.json"))) == 1
+
+
+def test_run_with_no_arguments_uses_the_bundled_model(tmp_path):
+    """`edgebench run` alone: bundled model, its regenerated synthetic val set, this host's profile."""
+    import pytest
+
+    from bench.defaults import default_model
+    from edge_sdk.errors import ModelLoadError
+
+    try:
+        model = default_model()
+    except ModelLoadError as exc:
+        pytest.skip(str(exc))
+    proc = run_cli("run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (report_path,) = (tmp_path / "runs").glob("*/report.json")
+    report = load_report(report_path)
+    assert report["model"]["path"] == str(model) and report["host_matches_profile"]
+    ok = [r for r in report["results"] if r["status"] == "ok"]
+    recorded = json.loads(model.with_suffix(".json").read_text())["metrics"]
+    assert ok and ok[0]["accuracy"]["num_images"] == recorded["images"]
+    assert abs(ok[0]["accuracy"]["AP"] - recorded["AP50-95"]) < 0.005  # the figure shipped with the model
+    assert "AP" in proc.stdout and str(report_path.relative_to(tmp_path)) in proc.stdout

@@ -63,6 +63,28 @@ def test_export_carries_metadata(exported: tuple[Path, Path]) -> None:
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [17]
 
 
+def test_fp16_stored_export_is_half_the_size_and_keeps_extra_metadata(exported: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from edge_sdk.meta import ModelMeta
+    from trainer.export import export_onnx
+
+    ckpt, full = exported
+    half = export_onnx(ckpt, tmp_path / "half.onnx", weights_fp16=True, extra={"synth": {"seed": 3}})
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (full, half)]
+    meta = ModelMeta.from_props(sessions[1].get_modelmeta().custom_metadata_map)
+    assert meta.extra["synth"] == {"seed": 3} and meta.extra["weights_storage"] == "fp16"
+    assert meta.precision == "fp32"  # computed in float32
+    x = np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    ref, got = (s.run(None, {"images": x})[0] for s in sessions)
+    box_err, score_err = np.abs(got[:, :4] - ref[:, :4]), np.abs(got[:, 4:] - ref[:, 4:])
+    # input pixels; a random, untrained net (flat DFL distributions) is far more sensitive than a trained one
+    assert 0 < np.median(box_err) < 0.25 and np.percentile(box_err, 95) < 1.5
+    assert score_err.max() < 2e-2
+
+
 def test_onnx_raw_output_matches_pytorch(exported: tuple[Path, Path]) -> None:
     import onnxruntime as ort
 

@@ -6,10 +6,12 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
 
+from converters.fp16_storage import store_weights_fp16
 from edge_sdk.errors import ModelLoadError
 from edge_sdk.meta import ModelMeta
 from trainer.checkpoint import LoadedModel, load_detector
@@ -17,12 +19,12 @@ from trainer.checkpoint import LoadedModel, load_detector
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
 
 
-def model_meta(loaded: LoadedModel, imgsz: int) -> ModelMeta:
-    """The metadata an exported artifact carries: names, input size, stride, layout, source hash."""
+def model_meta(loaded: LoadedModel, imgsz: int, extra: dict[str, Any] | None = None) -> ModelMeta:
+    """The metadata an exported artifact carries: names, input size, stride, layout, source hash,
+    plus any `extra` entries (e.g. how its training data was made)."""
+    info = {"producer": "edgebench.trainer", "model": loaded.model.config.to_dict(), "checkpoint": loaded.path.name}
     return ModelMeta(names=dict(loaded.names), imgsz=(imgsz, imgsz), stride=loaded.model.stride,
-                     layout="yolov8", precision="fp32", source_hash=loaded.sha256,
-                     extra={"producer": "edgebench.trainer", "model": loaded.model.config.to_dict(),
-                            "checkpoint": loaded.path.name})
+                     layout="yolov8", precision="fp32", source_hash=loaded.sha256, extra=info | dict(extra or {}))
 
 
 def _torch_export(model: torch.nn.Module, path: Path, imgsz: int, opset: int, dynamic_batch: bool) -> None:
@@ -45,8 +47,12 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export_onnx(ckpt: str | Path, out: str | Path, imgsz: int | None = None, opset: int = 17,
-                dynamic_batch: bool = False, simplify: bool = True) -> Path:
-    """Checkpoint -> ONNX ([B, 3, H, W] RGB 0..1 in, [B, 4+nc, N] out) with ModelMeta in metadata_props."""
+                dynamic_batch: bool = False, simplify: bool = True, weights_fp16: bool = False,
+                extra: dict[str, Any] | None = None) -> Path:
+    """Checkpoint -> ONNX ([B, 3, H, W] RGB 0..1 in, [B, 4+nc, N] out) with ModelMeta in metadata_props.
+
+    `weights_fp16` stores the weights as float16 (half the file; compute stays float32).
+    """
     loaded = load_detector(ckpt)
     size = int(imgsz or loaded.imgsz)
     if size % loaded.model.stride:
@@ -59,8 +65,11 @@ def export_onnx(ckpt: str | Path, out: str | Path, imgsz: int | None = None, ops
         proto = onnx.load(str(raw))
     if simplify:
         proto = slim(proto)
+    if weights_fp16:
+        proto = store_weights_fp16(proto)
+        extra = {"weights_storage": "fp16"} | dict(extra or {})
     del proto.metadata_props[:]
-    for key, value in model_meta(loaded, size).to_props().items():
+    for key, value in model_meta(loaded, size, extra).to_props().items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "edgebench"
     onnx.checker.check_model(proto)

@@ -1,33 +1,44 @@
-"""`edgebench export --model CKPT --to onnx --out PATH`: checkpoint -> deployable artifact."""
+"""`edgebench export --model CKPT|ONNX --to onnx|openvino --out PATH`: model -> deployable artifact."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import click
 
-from edge_sdk.errors import BackendNotImplementedError
-from trainer.requires import require_torch
-
-TARGETS = ("onnx",)
+from converters.export import PRECISIONS, TARGETS
 
 
 @click.command("export")
-@click.option("--model", required=True, help="One of our training checkpoints (.ckpt).")
+@click.option("--model", required=True, help="Our training checkpoint (.ckpt, needs torch) or an ONNX file.")
 @click.option("--to", "target", default="onnx", show_default=True, help=f"Target format ({', '.join(TARGETS)}).")
-@click.option("--out", required=True, help="Output file.")
-@click.option("--imgsz", type=int, default=None, help="Input size (default: the training size).")
+@click.option("--out", required=True, help="Output file (.onnx, .xml for openvino).")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
+              help="openvino: fp16 stores float16 weights; bf16/fp32 set the inference precision hint.")
+@click.option("--imgsz", type=int, default=None, help="Checkpoints: input size (default: the training size).")
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
-def command(model: str, target: str, out: str, imgsz: int | None, opset: int, dynamic_batch: bool,
-            no_simplify: bool) -> None:
-    """Export a checkpoint's EMA weights with names, size, stride, layout and source hash inside."""
-    if target.lower() not in TARGETS:
-        raise BackendNotImplementedError(f"export target '{target}' is not implemented (available: {', '.join(TARGETS)})")
-    require_torch()
-    from trainer.export import export_onnx
+@click.option("--weights-fp16", is_flag=True,
+              help="ONNX: store the weights as float16 (half the file size); the model still computes in float32.")
+@click.option("--no-parity", is_flag=True, help="Skip the parity check against the ONNX reference.")
+@click.option("--parity-images", type=int, default=4, show_default=True, help="Synthetic frames the parity check runs.")
+@click.option("--threads", type=int, default=None, help="Threads for the parity check (default: physical cores).")
+def command(model: str, target: str, out: str, precision: str, imgsz: int | None, opset: int, dynamic_batch: bool,
+            no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int, threads: int | None) -> None:
+    """Export with names, size, stride, layout and source hash inside; other targets get a parity check.
 
-    path = export_onnx(model, out, imgsz, opset, dynamic_batch, simplify=not no_simplify)
-    if not no_simplify and importlib.util.find_spec("onnxslim") is None:
+    Exits 1 (artifact kept, verdict in its sidecar JSON) when the parity check fails.
+    """
+    from bench.export import OnnxOptions, export_model
+
+    opts = OnnxOptions(imgsz, opset, dynamic_batch, simplify=not no_simplify, weights_fp16=weights_fp16)
+    result = export_model(model, target, out, precision, opts, parity=not no_parity,
+                          parity_images=parity_images, threads=threads)
+    if not model.lower().endswith(".onnx") and not no_simplify and importlib.util.find_spec("onnxslim") is None:
         click.echo("note: onnxslim is not installed; the graph was not simplified", err=True)
-    click.echo(f"exported {path}")
+    click.echo(f"exported {result.path}")
+    if result.parity is not None:
+        click.echo(result.parity.summary())
+        if not result.parity.passed:
+            sys.exit(1)

@@ -2,7 +2,7 @@
 
 Layout under the output folder (the data set root):
 
-- ``data.yaml``: ``path: .``, ``train: images/train``, ``val: images/val``, ``nc``, ``names``.
+- ``data.yaml``: ``train: images/train``, ``val: images/val``, ``nc``, ``names``.
 - ``images/{train,val}/NNNNNN.jpg``: NNNNNN is the 0-based image index within its split.
 - ``labels/{train,val}/NNNNNN.txt``: ``cls cx cy w h`` per line, normalised, 6 decimals;
   an empty file means an image without objects.
@@ -129,7 +129,7 @@ def _write_split(root: Path, split: str, count: int, params: dict, names: tuple[
 def _data_yaml(names: tuple[str, ...], params: dict) -> str:
     head = (f"# edgebench synthetic shapes, seed {params['seed']}, imgsz {params['imgsz']}; "
             "COCO val ground truth: annotations/instances_val.json\n")
-    body = "path: .\ntrain: images/train\nval: images/val\n"
+    body = "train: images/train\nval: images/val\n"
     return head + body + f"nc: {len(names)}\nnames:\n" + "".join(
         f"  {i}: {n}\n" for i, n in enumerate(names))
 

@@ -1,0 +1,302 @@
+"""`edgebench compare`: the rows of several reports side by side, with deltas against a baseline,
+the Pareto front of accuracy (AP50-95) vs p99 latency, and one recommendation under budgets.
+
+The result is plain data (see `compare`); bench.compare_render turns it into Markdown.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from bench.budgets import (BUDGET_FLAGS, as_float, budget_text, check_row, resolve_budgets,
+                           row_ap, row_memory, row_p99)
+from bench.report import load_report
+from edge_sdk.errors import ReportError
+from edge_sdk.profiles import Budgets
+
+__all__ = ["CompareOptions", "compare", "compare_files", "METRICS"]
+
+#: metric -> (how a delta is shown: "rel" in % or "abs", higher is better?)
+METRICS = {"p50": ("rel", False), "p95": ("rel", False), "p99": ("rel", False),
+           "fps": ("rel", True), "peak_rss_mb": ("rel", False), "model_size_mb": ("rel", False),
+           "AP": ("abs", True), "AP50": ("abs", True)}
+_CHECK_CODES = {("p99", "fail"): "over_p99", ("memory", "fail"): "over_memory",
+                ("map_drop", "fail"): "map_drop", ("map_drop", "unknown"): "missing_map",
+                ("p99", "unknown"): "missing_p99", ("memory", "unknown"): "missing_memory"}
+
+
+@dataclass
+class CompareOptions:
+    """Baseline ("BACKEND/PRECISION[@IMGSZ]"; None = fp32 row of the same backend), budget
+    flags (None = from --profile, else from the reports' profiles) and the per-class threshold."""
+
+    baseline: str | None = None
+    max_p99_ms: float | None = None
+    max_map_drop: float | None = None
+    max_memory_mb: float | None = None
+    profile: str | None = None
+    per_class_drop: float = 0.05
+
+
+@dataclass(eq=False)
+class _Entry:
+    label: str
+    report: int
+    row: dict[str, Any]
+    baseline: _Entry | None = None
+    note: str = ""
+    out: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.row.get("status") == "ok"
+
+
+def compare_files(paths: Sequence[str | Path], opts: CompareOptions | None = None) -> dict[str, Any]:
+    """Load and validate every report (ReportError on bad input), then `compare` them."""
+    if not paths:
+        raise ReportError("compare needs at least one report JSON")
+    return compare([(str(p), load_report(p)) for p in paths], opts)
+
+
+def compare(reports: Sequence[tuple[str, dict[str, Any]]],
+            opts: CompareOptions | None = None) -> dict[str, Any]:
+    """Compare (name, report) pairs; returns {"reports", "budgets", "per_class_drop", "rows",
+    "pareto_front", "recommendation", "message"} as plain JSON-able data."""
+    opts = opts or CompareOptions()
+    flags = {k: getattr(opts, k) for k in BUDGET_FLAGS}
+    budgets, sources = resolve_budgets(flags, opts.profile, [r for _, r in reports])
+    entries = _entries(reports)
+    _assign_baselines(entries, opts.baseline)
+    for e in entries:
+        e.out = _row_out(e, budgets, opts.per_class_drop)
+    _mark_pareto(entries)
+    pick = _choose(entries)
+    return {
+        "reports": [{"path": name, "profile": (r.get("profile") or {}).get("name"),
+                     "status": r.get("status"), "rows": len(r["results"])} for name, r in reports],
+        "budgets": {k: {"value": getattr(budgets, k), "source": sources.get(k)} for k in BUDGET_FLAGS},
+        "per_class_drop": opts.per_class_drop,
+        "rows": [e.out for e in entries],
+        "pareto_front": [e.label for e in entries if e.out["pareto"]],
+        "recommendation": pick.label if pick else None,
+        "message": _message(pick, entries, budgets),
+    }
+
+
+def _entries(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[_Entry]:
+    names = _short_names([n for n, _ in reports])
+    entries = []
+    for i, (_, report) in enumerate(reports):
+        for row in report["results"]:
+            entries.append(_Entry(f"{names[i]}: {_config(row)}", i, row))
+    seen, counts = Counter(e.label for e in entries), Counter()
+    for e in entries:
+        if seen[e.label] > 1:
+            counts[e.label] += 1
+            e.label = f"{e.label} #{counts[e.label]}"
+    return entries
+
+
+def _short_names(paths: list[str]) -> list[str]:
+    """The shortest trailing parts of each path that tell the reports apart (a/report.json)."""
+    if not paths:
+        return []
+    parts = [Path(p).parts or (p,) for p in paths]
+    for k in range(1, max(len(x) for x in parts) + 1):
+        names = ["/".join(x[-k:]) for x in parts]
+        if len(set(names)) == len(names):
+            return names
+    return list(paths)
+
+
+def _config(row: dict[str, Any]) -> str:
+    size = _size(row.get("imgsz"))
+    return f"{row.get('backend', '?')}/{row.get('precision', '?')}" + (f"@{size}" if size else "")
+
+
+def _size(imgsz: Any) -> str:
+    if isinstance(imgsz, (list, tuple)) and imgsz:
+        return str(imgsz[0]) if len(set(imgsz)) == 1 else "x".join(str(v) for v in imgsz)
+    return "" if imgsz is None else str(imgsz)
+
+
+def _assign_baselines(entries: list[_Entry], spec: str | None) -> None:
+    want = _parse_baseline(spec) if spec else None
+    for e in entries:
+        if not e.ok:
+            continue
+        backend, precision, size = want or (e.row.get("backend"), "fp32", None)
+        pool = [c for c in entries if c.ok and c.row.get("backend") == backend
+                and c.row.get("precision") == precision
+                and (size is None or _size(c.row.get("imgsz")) == size)]
+        if want and not pool:
+            raise ReportError(f"--baseline {spec}: no ok row has that backend/precision"
+                              f"{'/size' if size else ''} (rows: "
+                              f"{', '.join(sorted({_config(x.row) for x in entries}))})")
+        if e in pool:
+            e.baseline = e
+        elif pool:
+            e.baseline = min(pool, key=lambda c: (c.report != e.report,
+                                                  _size(c.row.get("imgsz")) != _size(e.row.get("imgsz"))))
+        rule = f"--baseline {spec}" if want else "fp32 row of the same backend"
+        e.note = rule if e.baseline else f"no baseline: no ok fp32 row of backend {backend}"
+
+
+def _parse_baseline(spec: str) -> tuple[str, str, str | None]:
+    head, at, size = spec.partition("@")
+    backend, sep, precision = head.partition("/")
+    if not sep or not backend or not precision or "/" in precision or (at and not size):
+        raise ReportError(f"--baseline must be BACKEND/PRECISION[@IMGSZ], e.g. onnxruntime/fp32; "
+                          f"got '{spec}'")
+    return backend, precision, size or None
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, float | None]:
+    total = (row.get("latency_ms") or {}).get("total") or {}
+    return {"p50": as_float(total.get("p50")), "p95": as_float(total.get("p95")),
+            "p99": row_p99(row), "fps": as_float(row.get("fps")), "peak_rss_mb": row_memory(row),
+            "model_size_mb": as_float((row.get("memory") or {}).get("model_size_mb")),
+            "AP": row_ap(row), "AP50": row_ap(row, "AP50")}
+
+
+def _row_out(e: _Entry, budgets: Budgets, per_class_drop: float) -> dict[str, Any]:
+    row, base = e.row, e.baseline
+    metrics = _metrics(row)
+    checks = check_row(row, budgets, base.row if base else None) if e.ok else []
+    return {
+        "label": e.label, "report": e.report, "backend": row.get("backend"),
+        "precision": row.get("precision"), "precision_used": row.get("precision_used"),
+        "imgsz": row.get("imgsz"), "threads": row.get("threads"), "status": row.get("status"),
+        "error": row.get("error"), "baseline": base.label if base else None,
+        "baseline_note": e.note, "metrics": metrics,
+        "deltas": _deltas(metrics, _metrics(base.row)) if base and base is not e else {},
+        "per_class_drops": _class_drops(row, base.row, per_class_drop) if base else [],
+        "parity": row.get("parity"), "pareto": None, "dominated_by": None,
+        "budget_checks": [c.to_dict() for c in checks], "recommended": False, "rejected": [],
+    }
+
+
+def _deltas(m: dict[str, float | None], b: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key in METRICS:
+        if m[key] is not None and b[key] is not None:
+            rel = (m[key] - b[key]) / b[key] if b[key] else None
+            out[key] = {"abs": m[key] - b[key], "rel": rel}
+    return out
+
+
+def _class_drops(row: dict[str, Any], base: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
+    mine = (row.get("accuracy") or {}).get("per_class_ap") or {}
+    theirs = (base.get("accuracy") or {}).get("per_class_ap") or {}
+    drops = []
+    for name, b in theirs.items():
+        v = mine.get(name)
+        if as_float(v) is not None and as_float(b) is not None and b - v > threshold:
+            drops.append({"class": name, "baseline": b, "value": v, "drop": b - v})
+    return sorted(drops, key=lambda d: -d["drop"])
+
+
+def _mark_pareto(entries: list[_Entry]) -> None:
+    """On the front: an ok row with AP and p99 that no other row matches or beats on both."""
+    placed = [e for e in entries if _placed(e)]
+    for e in placed:
+        by = _dominator(e, placed)
+        e.out["pareto"] = by is None
+        e.out["dominated_by"] = by.label if by else None
+
+
+def _placed(e: _Entry) -> bool:
+    return e.ok and e.out["metrics"]["AP"] is not None and e.out["metrics"]["p99"] is not None
+
+
+def _dominator(e: _Entry, others: list[_Entry]) -> _Entry | None:
+    """The first of `others` at least as accurate and as fast as `e`, and better in one."""
+    if not _placed(e):
+        return None
+    ap, p99 = e.out["metrics"]["AP"], e.out["metrics"]["p99"]
+    for o in others:
+        m = o.out["metrics"]
+        if (o is not e and _placed(o) and m["AP"] >= ap and m["p99"] <= p99
+                and (m["AP"] > ap or m["p99"] < p99)):
+            return o
+    return None
+
+
+def _rank(e: _Entry) -> tuple[float, float, float]:
+    m = e.out["metrics"]
+    return (_or(m["p99"], math.inf), -_or(m["AP"], -math.inf), _or(m["peak_rss_mb"], math.inf))
+
+
+def _choose(entries: list[_Entry]) -> _Entry | None:
+    """The fastest (p99) row meeting every budget; ties: higher AP, then less memory."""
+    for e in entries:
+        e.out["rejected"] = _budget_reasons(e)
+    passing = [e for e in entries if not e.out["rejected"]]
+    pick = min(passing, key=_rank) if passing else None
+    for e in passing:
+        if e is pick:
+            e.out["recommended"] = True
+        else:
+            e.out["rejected"] = _ranking_reasons(e, pick, _dominator(e, passing))
+    return pick
+
+
+def _budget_reasons(e: _Entry) -> list[dict[str, str]]:
+    if not e.ok:
+        status = str(e.row.get("status"))
+        return [{"code": status, "message": f"{status}: {e.row.get('error') or 'no reason recorded'}"}]
+    return [{"code": _CHECK_CODES.get((c["name"], c["status"]), c["name"]), "message": c["message"]}
+            for c in e.out["budget_checks"] if c["status"] != "pass"]
+
+
+def _ranking_reasons(e: _Entry, pick: _Entry, by: _Entry | None) -> list[dict[str, str]]:
+    """Why a row that meets every budget lost: dominated by another such row, then how it
+    compares with the pick (slower, or the tie-breaks)."""
+    m, p = e.out["metrics"], pick.out["metrics"]
+    reasons = []
+    if by is not None:
+        reasons.append({"code": "dominated", "message": f"dominated by {by.label}, which also meets "
+                        "the budgets (AP50-95 as high or higher, p99 as low or lower)"})
+    if m["p99"] is None:
+        reasons.append({"code": "missing_p99", "message": "no p99 latency to rank it by"})
+    elif m["p99"] != p["p99"]:
+        reasons.append({"code": "slower", "message": f"meets the budgets but is slower: p99 "
+                                                     f"{m['p99']:.2f} ms vs {p['p99']:.2f} ms"})
+    elif _or(m["AP"], -math.inf) != _or(p["AP"], -math.inf):
+        reasons.append({"code": "lower_ap", "message": f"same p99 as the pick, lower AP50-95 "
+                                                       f"({_f(m['AP'], 3)} vs {_f(p['AP'], 3)})"})
+    elif _or(m["peak_rss_mb"], math.inf) != _or(p["peak_rss_mb"], math.inf):
+        reasons.append({"code": "more_memory", "message": f"same p99 and AP50-95 as the pick, more "
+                        f"memory ({_f(m['peak_rss_mb'], 1)} vs {_f(p['peak_rss_mb'], 1)} MiB)"})
+    else:
+        reasons.append({"code": "tie", "message": "ties the pick on p99, AP50-95 and memory; "
+                                                  "the pick is listed first"})
+    return reasons
+
+
+def _message(pick: _Entry | None, entries: list[_Entry], budgets: Budgets) -> str:
+    limits = budget_text(budgets)
+    if pick is None:
+        if not any(e.ok for e in entries):
+            return "no configuration ran (every row failed or was skipped); nothing is recommended"
+        return f"no configuration meets the budgets ({limits}); nothing is recommended"
+    n = sum(1 for e in entries if not _budget_reasons(e))
+    m = pick.out["metrics"]
+    head = (f"recommended: {pick.label} (p99 {_f(m['p99'], 2)} ms, AP50-95 {_f(m['AP'], 3)}, "
+            f"peak {_f(m['peak_rss_mb'], 1)} MiB)")
+    if limits == "no budgets":
+        return (f"{head}: the fastest by p99 of {n} rows; no budgets were set, so accuracy was "
+                "not weighed (pass --max-map-drop or --profile)")
+    return f"{head}: the fastest by p99 of {n} meeting {limits}"
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _f(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,132 @@
+"""Markdown view of a comparison made by bench.compare.compare."""
+from __future__ import annotations
+
+from typing import Any
+
+from bench.compare import METRICS
+
+HEADERS = ("configuration", "baseline", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
+           "model MiB", "AP50-95", "AP50", "Pareto", "verdict")
+_DIGITS = {"p50": 2, "p95": 2, "p99": 2, "fps": 1, "peak_rss_mb": 1, "model_size_mb": 2,
+           "AP": 3, "AP50": 3}
+_PARITY_KEYS = (("box_max_abs", "boxes max|d| {:.3g} px"), ("box_cosine", "boxes cos {:.5f}"),
+                ("score_max_abs", "scores max|d| {:.3g}"), ("score_cosine", "scores cos {:.5f}"),
+                ("match_rate", "matched {:.1%}"), ("mean_iou", "IoU {:.3f}"),
+                ("class_agreement", "class agreement {:.3f}"))
+
+
+def render_compare_markdown(result: dict[str, Any]) -> str:
+    """The comparison as Markdown: table, recommendation, rejections, per-class drops, parity."""
+    lines = ["# edgebench compare", ""]
+    lines += ["- Reports: " + "; ".join(
+        f"{r['path']} (profile {r['profile'] or '-'}, {r['status']}, {r['rows']} rows)"
+        for r in result["reports"])]
+    lines += [f"- Budgets: {_budgets(result['budgets'])}", ""]
+    lines += ["## Results", "", *_table(result["rows"]), "", *_footer(result), ""]
+    lines += ["## Recommendation", "", result["message"], ""]
+    rejected = [r for r in result["rows"] if r["rejected"]]
+    if rejected:
+        lines += ["## Not chosen", ""]
+        lines += [f"- {r['label']}: " + "; ".join(x["message"] for x in r["rejected"])
+                  for r in rejected]
+        lines.append("")
+    lines += _class_drops(result)
+    lines += _parity(result["rows"])
+    return "\n".join(lines)
+
+
+def _budgets(budgets: dict[str, dict[str, Any]]) -> str:
+    words = {"max_p99_ms": "p99 <= {:g} ms", "max_memory_mb": "peak memory <= {:g} MiB",
+             "max_map_drop": "AP50-95 drop <= {:g}"}
+    parts = [f"{words[k].format(b['value'])} (from {b['source']})"
+             for k, b in budgets.items() if b["value"] is not None]
+    return "; ".join(parts) or "none (no flags, no --profile, no budgets in the reports)"
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(no results)"]
+    out = ["| " + " | ".join(HEADERS) + " |",
+           "|" + "|".join("---" if i in (0, 1, len(HEADERS) - 2, len(HEADERS) - 1) else "---:"
+                          for i in range(len(HEADERS))) + "|"]
+    for row in rows:
+        cells = [row["label"], _baseline_cell(row), *(_metric(row, k) for k in METRICS),
+                 _pareto(row), _verdict(row)]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return out
+
+
+def _baseline_cell(row: dict[str, Any]) -> str:
+    if row["baseline"] is None:
+        return "-" if row["status"] != "ok" else "none"
+    return "(itself)" if row["baseline"] == row["label"] else row["baseline"]
+
+
+def _metric(row: dict[str, Any], key: str) -> str:
+    value = row["metrics"].get(key)
+    if value is None:
+        return "-"
+    text = f"{value:.{_DIGITS[key]}f}"
+    delta = row["deltas"].get(key)
+    if not delta:
+        return text
+    kind, _ = METRICS[key]
+    if kind == "abs":
+        return f"{text} ({delta['abs']:+.{_DIGITS[key]}f})"
+    return f"{text} ({delta['rel']:+.0%})" if delta["rel"] is not None else text
+
+
+def _pareto(row: dict[str, Any]) -> str:
+    return {True: "front", False: "dominated", None: "-"}[row["pareto"]]
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["recommended"]:
+        return "**recommended**"
+    if row["status"] != "ok":
+        return str(row["status"])
+    codes = [x["code"].replace("_", " ") for x in row["rejected"]]
+    return "not chosen: " + ", ".join(codes) if codes else "-"
+
+
+def _footer(result: dict[str, Any]) -> list[str]:
+    notes = sorted({r["baseline_note"] for r in result["rows"] if r["baseline_note"]})
+    return [
+        "Cells: value (delta vs the row's baseline: % for latency, FPS, memory and size; "
+        "absolute for AP). Latency is the total per frame; AP on COCO's 0..1 scale.",
+        "Pareto: 'front' = no other row is at least as accurate (AP50-95) and at least as fast "
+        "(p99) while better on one; rows without both figures are not placed.",
+        "Baselines: " + ("; ".join(notes) if notes else "none"),
+    ]
+
+
+def _class_drops(result: dict[str, Any]) -> list[str]:
+    rows = [r for r in result["rows"] if r["per_class_drops"]]
+    if not rows:
+        return []
+    lines = [f"## Per-class AP50-95 drops over {result['per_class_drop']:g}", ""]
+    for r in rows:
+        drops = ", ".join(f"{d['class']} {d['baseline']:.3f} -> {d['value']:.3f} "
+                          f"(-{d['drop']:.3f})" for d in r["per_class_drops"])
+        lines.append(f"- {r['label']} vs {r['baseline']}: {drops}")
+    return [*lines, ""]
+
+
+def _parity(rows: list[dict[str, Any]]) -> list[str]:
+    shown = [r for r in rows if isinstance(r.get("parity"), dict)]
+    if not shown:
+        return []
+    return ["## Parity", "", *(f"- {r['label']}: {parity_text(r['parity'])}" for r in shown), ""]
+
+
+def parity_text(parity: dict[str, Any]) -> str:
+    """One line of a row's parity stats (known keys formatted, verdict first)."""
+    parts = []
+    if "passed" in parity:
+        parts.append("PASS" if parity["passed"] else
+                     "FAIL (" + "; ".join(map(str, parity.get("failures") or ())) + ")")
+    for key, fmt in _PARITY_KEYS:
+        value = parity.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(fmt.format(value))
+    return ", ".join(parts) or "recorded, no known fields"

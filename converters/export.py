@@ -14,7 +14,7 @@ from converters.parity import ParityResult, check_parity
 from edge_sdk.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
 from runtimes.base import RuntimeOptions, sidecar_path
 
-TARGETS = ("onnx", "openvino")
+TARGETS = ("onnx", "openvino", "ncnn")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -62,6 +62,10 @@ def _convert(reference: Path, target: str, out: Path, precision: str, parity: bo
         from converters.openvino import to_openvino
 
         path = to_openvino(reference, out, precision)
+    elif target == "ncnn":
+        from converters.ncnn import to_ncnn
+
+        path = to_ncnn(reference, out, precision)
     else:  # guarded by _check; new targets add a branch here
         raise BackendNotImplementedError(f"export target '{target}' is not implemented")
     result = ExportResult(path, target, precision)

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import onnx
 
+from converters.onnx_info import onnx_io
 from edge_sdk.atomic import write_json_atomic
 from edge_sdk.errors import BackendUnavailableError, EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
@@ -28,13 +28,8 @@ def _import_openvino() -> Any:
 
 def onnx_props(onnx_path: str | Path) -> tuple[dict[str, str], list[Any]]:
     """An ONNX file's metadata_props and its first input's shape (ints, or None for dynamic dims)."""
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others for corrupt files
-        raise ModelLoadError(f"cannot read ONNX model '{onnx_path}': {exc}") from exc
-    props = {p.key: p.value for p in proto.metadata_props}
-    dims = proto.graph.input[0].type.tensor_type.shape.dim if proto.graph.input else []
-    return props, [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    props, inputs, _ = onnx_io(onnx_path)
+    return props, inputs[0] if inputs else []
 
 
 def converted_props(props: dict[str, str], input_shape: list[Any], precision: str, source: str) -> dict[str, str]:

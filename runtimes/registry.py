@@ -40,7 +40,7 @@ BACKENDS: dict[str, BackendSpec] = {
                     "runtimes.openvino_backend", "OpenVinoRuntime",
                     precisions=("fp32", "bf16", "fp16", "int8")),
         BackendSpec("ncnn", "ncnn", "ncnn", "ncnn", (".param",),
-                    precisions=("fp32", "fp16", "bf16", "int8")),
+                    "runtimes.ncnn_backend", "NcnnRuntime", precisions=("fp32", "fp16", "bf16", "int8")),
         BackendSpec("tflite", "ai_edge_litert", "ai-edge-litert", "tflite", (".tflite",),
                     precisions=("fp32", "fp16", "int8")),
         BackendSpec("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),

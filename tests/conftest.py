@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from bench.fixture_models import make_yolov8_onnx
+from converters.parity import match_detections
+from edge_sdk.detections import Detections
 
 NAMES = {i: f"class{i}" for i in range(4)}
 
@@ -59,3 +61,14 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     assert "Traceback" not in proc.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def matched_same_class(ref: Detections, got: Detections) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of near-identical (IoU >= 0.99) detection pairs of the same class."""
+    r_idx, g_idx = [], []
+    for c in np.unique(ref.class_ids):
+        rc, gc = np.nonzero(ref.class_ids == c)[0], np.nonzero(got.class_ids == c)[0]
+        pairs = match_detections((ref.xyxy[rc], ref.scores[rc], rc), (got.xyxy[gc], got.scores[gc], gc), iou=0.99)
+        r_idx += [rc[i] for i, _, _ in pairs]
+        g_idx += [gc[j] for _, j, _ in pairs]
+    return np.array(r_idx, np.int64), np.array(g_idx, np.int64)

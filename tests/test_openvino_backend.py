@@ -12,10 +12,9 @@ import pytest
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend needs openvino (pip install 'edgebench[openvino]')")
 
-from conftest import NAMES, assert_one_line_error, run_cli  # noqa: E402
+from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli  # noqa: E402
 from converters.openvino import to_openvino  # noqa: E402
-from converters.parity import match_detections, parity_inputs  # noqa: E402
-from edge_sdk.detections import Detections  # noqa: E402
+from converters.parity import parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
 from edge_sdk.errors import ModelLoadError  # noqa: E402
 from edge_sdk.meta import ModelMeta  # noqa: E402
@@ -113,17 +112,6 @@ def test_concurrent_calls_get_their_own_results(ir_model: Path, inputs: list[np.
         rt.close()  # safe twice
     for i, out in enumerate(got):
         np.testing.assert_array_equal(out, expected[i % 2])
-
-
-def matched_same_class(ref: Detections, got: Detections) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of near-identical (IoU >= 0.99) detection pairs of the same class."""
-    r_idx, g_idx = [], []
-    for c in np.unique(ref.class_ids):
-        rc, gc = np.nonzero(ref.class_ids == c)[0], np.nonzero(got.class_ids == c)[0]
-        pairs = match_detections((ref.xyxy[rc], ref.scores[rc], rc), (got.xyxy[gc], got.scores[gc], gc), iou=0.99)
-        r_idx += [rc[i] for i, _, _ in pairs]
-        g_idx += [gc[j] for _, j, _ in pairs]
-    return np.array(r_idx, np.int64), np.array(g_idx, np.int64)
 
 
 def test_detector_on_ir_matches_detector_on_onnx(small_model: Path, ir_model: Path) -> None:

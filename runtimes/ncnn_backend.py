@@ -1,0 +1,185 @@
+"""ncnn backend: a `.param` + `.bin` pair (as pnnx writes it) on the CPU.
+
+ncnn tensors are NCHW without the batch dim and an ncnn model is fixed to the input size it was
+converted for (another size silently gives wrong outputs), so inputs must be exactly
+[1, 3, H, W] float32 at the converted size. Blob names, shapes and the model's metadata come
+from the sidecar `<model>.param.json` that `converters.ncnn.to_ncnn` writes.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.errors import (BackendNotImplementedError, BackendUnavailableError, EdgebenchError,
+                             InputError, ModelLoadError)
+from runtimes.base import Runtime, RuntimeOptions, TensorSpec, sidecar_path
+from runtimes.threads import resolve_threads
+
+#: precision name -> ncnn option switches; every switch is always set (ncnn turns fp16 on by default)
+PRECISION_FLAGS: dict[str, dict[str, bool]] = {
+    p: {"use_fp16_storage": p == "fp16", "use_fp16_arithmetic": p == "fp16", "use_fp16_packed": p == "fp16",
+        "use_bf16_storage": p == "bf16", "use_bf16_packed": p == "bf16"}
+    for p in ("fp32", "fp16", "bf16", "int8")
+}
+#: layers whose param key 8 (int8_scale_term) marks int8 weights
+_INT8_LAYER = re.compile(r"^(Convolution|ConvolutionDepthWise|InnerProduct)\s.*\s8=[1-9]", re.M)
+
+
+class NcnnRuntime(Runtime):
+    """A model on ncnn (CPU). Options.extra: input_shape (for a .param without a sidecar).
+
+    Precision sets ncnn's switches explicitly: fp32 = all off, fp16 = fp16 storage/arithmetic/
+    packed, bf16 = bf16 storage/packed. On x86 CPUs without fp16 arithmetic (e.g. Zen 4) the fp16
+    switches change nothing: outputs are bit-identical to fp32, although `precision_used` says
+    "fp16" because that is what was set. `precision_used` is "int8" for a quantized model.
+    """
+
+    name = "ncnn"
+
+    def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
+        super().__init__(path, options)
+        try:
+            import ncnn
+        except ImportError as exc:
+            raise BackendUnavailableError("ncnn", "ncnn", "ncnn", f"import failed: {exc}") from exc
+        self._ncnn = ncnn
+        self._side = _read_sidecar_json(self.path)
+        param_text = _read_param(self.path)
+        self._net = self._load_net(ncnn, param_text)
+        self._quantized = bool(_INT8_LAYER.search(param_text))
+        self._inputs, self._outputs = self._specs(param_text)
+
+    def _load_net(self, ncnn: Any, param_text: str) -> Any:
+        net = ncnn.Net()
+        opt = net.opt
+        for key, value in self.option_values().items():
+            setattr(opt, key, value)
+        if net.load_param(str(self.path)) != 0:
+            bad = unsupported_layers(param_text, ncnn)
+            why = f"layers ncnn does not know: {', '.join(bad)}" if bad else "load_param failed"
+            raise ModelLoadError(f"ncnn cannot load '{self.path}': {why}")
+        if net.load_model(str(self.path.with_suffix(".bin"))) != 0:
+            raise ModelLoadError(f"ncnn cannot load the weights '{self.path.with_suffix('.bin')}' (truncated or "
+                                 f"not from this .param)")
+        return net
+
+    def option_values(self) -> dict[str, Any]:
+        """The ncnn Option values this runtime sets (threads, passive waiting, precision switches)."""
+        precision = self.options.precision
+        if precision not in PRECISION_FLAGS:
+            raise ModelLoadError(f"ncnn precision must be one of {tuple(PRECISION_FLAGS)}, got '{precision}'")
+        if self.options.device.lower() not in ("auto", "cpu"):
+            raise BackendNotImplementedError(
+                f"the ncnn backend runs on the CPU only; device '{self.options.device}' (Vulkan) is not implemented")
+        # openmp_blocktime=0: idle OpenMP workers sleep at once (spinning collapses on a busy machine)
+        return {"num_threads": resolve_threads(self.options.threads), "openmp_blocktime": 0,
+                "use_vulkan_compute": False, **PRECISION_FLAGS[precision]}
+
+    def _specs(self, param_text: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        in_names = self._side.get("input_names") or list(self._net.input_names())
+        out_names = self._side.get("output_names") or list(self._net.output_names())
+        shape = self._side.get("input_shape") or self.options.extra.get("input_shape") or _input_layer_shape(param_text)
+        if not shape:
+            raise ModelLoadError(f"ncnn model '{self.path}' has no fixed input size: its sidecar "
+                                 f"'{sidecar_path(self.path).name}' is missing or has no 'input_shape' "
+                                 f"(convert with edgebench export, or pass extra input_shape)")
+        out_shapes = self._side.get("output_shapes") or [[1, None, None]] * len(out_names)
+        inputs = [TensorSpec(n, tuple(int(d) for d in shape)) for n in in_names]
+        return inputs, [TensorSpec(n, tuple(s)) for n, s in zip(out_names, out_shapes)]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        ex = self._net.create_extractor()  # one per call: extractors are cheap and not shared
+        for spec, arr in zip(self._inputs, inputs):
+            if arr.dtype != np.float32:
+                raise InputError(f"input '{spec.name}' must be float32, got {arr.dtype}")
+            ex.input(spec.name, self._ncnn.Mat(np.ascontiguousarray(arr[0])))
+        return [self._extract(ex, spec) for spec in self._outputs]
+
+    def _extract(self, ex: Any, spec: TensorSpec) -> np.ndarray:
+        ret, mat = ex.extract(spec.name)
+        if ret != 0:
+            raise EdgebenchError(f"ncnn failed to compute output '{spec.name}' of '{self.path}' (code {ret})")
+        out = np.array(mat)  # a copy: the Mat dies with the extractor
+        want = spec.static_shape()
+        if want is not None and int(np.prod(want)) == out.size:
+            return out.reshape(want)
+        return out[None]
+
+    def engine_option(self, name: str) -> Any:
+        """An ncnn Option value as the loaded net holds it (e.g. "num_threads", "use_bf16_storage")."""
+        return getattr(self._net.opt, name)
+
+    @property
+    def precision_used(self) -> str:
+        """"int8" for a quantized model, else the precision whose switches were set (see the class doc)."""
+        return "int8" if self._quantized else self.options.precision
+
+    def engine_versions(self) -> dict[str, str]:
+        return {"ncnn": str(self._ncnn.__version__)}
+
+    def close(self) -> None:
+        net, self._net = getattr(self, "_net", None), None
+        if net is not None:
+            net.clear()
+
+
+def unsupported_layers(param_text: str, ncnn: Any | None = None) -> list[str]:
+    """Layer types in a .param that ncnn cannot create (pnnx leftovers such as pnnx.Expression), sorted.
+
+    With the ncnn module, every type ncnn does not register; without it, the dotted pnnx/torch names.
+    """
+    types = {line.split()[0] for line in param_text.splitlines()[2:] if line.strip()}
+    if ncnn is None:
+        return sorted(t for t in types if "." in t)
+    return sorted(t for t in types if ncnn.layer_to_index(t) < 0)
+
+
+def _read_param(path: Path) -> str:
+    if path.suffix.lower() != ".param":
+        raise ModelLoadError(f"ncnn reads a .param file (with its .bin), got '{path.name}'")
+    if not path.with_suffix(".bin").is_file():
+        raise ModelLoadError(f"ncnn model '{path}' has no weights file '{path.with_suffix('.bin').name}' next to it")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"cannot read ncnn param '{path}': {exc}") from exc
+    if not text.startswith("7767517"):
+        raise ModelLoadError(f"'{path}' is not a text ncnn param file (no 7767517 magic)")
+    return text
+
+
+def _read_sidecar_json(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read the sidecar '{side}': {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"sidecar '{side}' must hold a JSON object")
+    return data
+
+
+def _input_layer_shape(param_text: str) -> list[int] | None:
+    """[1, c, h, w] from an Input layer that declares 0=w 1=h 2=c, else None."""
+    for line in param_text.splitlines()[2:]:
+        parts = line.split()
+        if parts and parts[0] == "Input":
+            start = 4 + int(parts[2]) + int(parts[3])  # type name, bottom/top counts, blob names
+            kv = dict(p.split("=", 1) for p in parts[start:] if "=" in p)
+            if all(k in kv for k in ("0", "1", "2")):
+                return [1, int(kv["2"]), int(kv["1"]), int(kv["0"])]
+    return None

@@ -23,6 +23,7 @@ COMMANDS = {
     "val": "val_cmd",
     "export": "export_cmd",
     "compare": "compare_cmd",
+    "sweep": "sweep_cmd",
 }
 
 
@@ -52,7 +53,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turning typed errors into one line and exit code 2."""
     try:
-        cli.main(args=argv, standalone_mode=False)
+        code = cli.main(args=argv, standalone_mode=False)  # returns the code of a raised click Exit
     except EdgebenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -64,3 +65,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

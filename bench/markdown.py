@@ -122,6 +122,7 @@ def _notes(report: dict[str, Any]) -> list[str]:
         notes.append(str(report["host_note"]))
     if report.get("status") == "partial":
         notes.append("The run did not finish: this report is partial.")
+    notes += [str(n) for n in report.get("notes") or []]
     for row in report.get("results", []):
         if row.get("status") in ("skipped", "failed"):
             notes.append(f"{row.get('backend')} {_precision(row)}: {row['status']}: "

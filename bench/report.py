@@ -8,7 +8,8 @@ Shape (schema_version 1; extra fields are allowed anywhere)::
 
 A row (see `new_result`) holds backend, precision asked/used, threads, imgsz, status
 ("ok" | "skipped" | "failed"), error, latency_ms per stage, fps, memory and accuracy, and on
-ok rows `budget_checks` / `reference_check` (see bench.budgets; optional when reading).
+ok rows `budget_checks` / `reference_check` (see bench.budgets; optional when reading), and
+`parity` (converters.parity.ParityResult.to_dict) on rows whose artifact was converted.
 """
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ REPORT_KEYS = (
 )
 RESULT_KEYS = (
     "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
-    "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check",
+    "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check", "parity",
 )
 #: Row keys added after schema 1 was first written: filled by new_result, not required to load.
-OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check")
+OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity")
 _REQUIRED_RESULT_KEYS = tuple(k for k in RESULT_KEYS if k not in OPTIONAL_RESULT_KEYS)
 REPORT_STATUSES = ("complete", "partial")
 ROW_STATUSES = ("ok", "skipped", "failed")

@@ -12,7 +12,7 @@ from bench.artifacts import ConfigSkipped, resolve_artifact
 from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
-from bench.isolate import run_isolated
+from bench.isolate import ChildOutcome, run_isolated
 from bench.measure import MeasureSpec, measure
 from bench.memory import file_size_mb
 from bench.report import new_report, new_result, write_report
@@ -75,17 +75,8 @@ def prepare(opts: RunOptions) -> RunContext:
 def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
     """Measure every precision of the profile; write report.json + report.md; return them."""
     ctx = prepare(opts)
-    profile, dataset = ctx.profile, ctx.dataset
-    matches, why = host_matches(profile)
-    host_note = None if matches else f"measured on {host_facts().get('cpu_model') or 'this host'}, not on {profile.device} ({why})"
-    report = new_report(
-        command=opts.command, profile=profile.to_dict(), host_matches_profile=matches, host_note=host_note,
-        environment=environment(resolve_threads(_threads(opts, profile)), ctx.engine_versions, ctx.model),
-        model={"path": str(ctx.model), "sha256": sha256_of(ctx.model), "size_mb": file_size_mb(ctx.model),
-               "meta": ctx.model_meta},
-        data={"path": str(dataset.source), "images": len(dataset), "label_issues": [str(i) for i in dataset.issues]},
-        settings=_settings(opts, profile), notes=ctx.notes,
-    )
+    profile = ctx.profile
+    report, matches = start_report(ctx, opts)
     for precision in opts.precisions or profile.precisions:
         row = _run_one(ctx, opts, precision)
         report["results"].append(row)
@@ -96,6 +87,22 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
     out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     json_path, md_path = write_report(report, out)
     return report, json_path, md_path
+
+
+def start_report(ctx: RunContext, opts: RunOptions) -> tuple[dict[str, Any], bool]:
+    """A new "partial" report for a run or sweep of `ctx`, and whether this host matches the profile."""
+    profile, dataset = ctx.profile, ctx.dataset
+    matches, why = host_matches(profile)
+    host_note = None if matches else f"measured on {host_facts().get('cpu_model') or 'this host'}, not on {profile.device} ({why})"
+    report = new_report(
+        command=opts.command, profile=profile.to_dict(), host_matches_profile=matches, host_note=host_note,
+        environment=environment(resolve_threads(_threads(opts, profile)), ctx.engine_versions, ctx.model),
+        model={"path": str(ctx.model), "sha256": sha256_of(ctx.model), "size_mb": file_size_mb(ctx.model),
+               "meta": ctx.model_meta},
+        data={"path": str(dataset.source), "images": len(dataset), "label_issues": [str(i) for i in dataset.issues]},
+        settings=_settings(opts, profile), notes=list(ctx.notes),
+    )
+    return report, matches
 
 
 def _threads(opts: RunOptions, profile: DeviceProfile) -> int | None:
@@ -122,33 +129,46 @@ def _run_one(ctx: RunContext, opts: RunOptions, precision: str) -> dict[str, Any
         artifact = resolve_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"))
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
-    spec = _spec(ctx, opts, artifact, precision)
+    spec = measure_spec(ctx, opts, artifact, precision)
     outcome = run_isolated(measure, spec, timeout_s=opts.timeout_s)
+    return row_from_outcome(ctx, spec, outcome, artifact=str(artifact))
+
+
+def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, **extra: Any) -> dict[str, Any]:
+    """The row of `spec` from its child's outcome: failed with `status: error`, or ok with accuracy
+    scored here (against the ground truth of the evaluated images only)."""
+    backend, precision = spec.backend, spec.precision
     if outcome.status != "ok":
-        return new_result(backend, precision, status="failed", error=f"{outcome.status}: {outcome.error}")
+        return new_result(backend, precision, status="failed", error=f"{outcome.status}: {outcome.error}", **extra)
     fields = dict(outcome.value)
     detections = fields.pop("detections")
-    fields["accuracy"] = _accuracy(ctx, detections) if detections is not None else None
-    return new_result(backend, precision, artifact=str(artifact), **fields)
+    scored = {image_id for image_id, _ in spec.eval_images}
+    fields["accuracy"] = _accuracy(ctx, detections, scored) if detections is not None else None
+    return new_result(backend, precision, **{**extra, **fields})
 
 
-def _spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: str) -> MeasureSpec:
+def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: str,
+                 backend: str | None = None) -> MeasureSpec:
+    """The MeasureSpec of one configuration (backend defaults to the profile's)."""
+    backend = backend or ctx.profile.backend
     settings = _settings(opts, ctx.profile)
     samples = ctx.dataset.samples
     evals = samples[: opts.max_eval_images] if opts.max_eval_images else samples
     return MeasureSpec(
-        model=str(artifact), backend=ctx.profile.backend, precision=precision,
+        model=str(artifact), backend=backend, precision=precision,
         threads=_threads(opts, ctx.profile), warmup=settings["warmup"],
         min_iterations=settings["min_iterations"], min_duration_s=settings["min_duration_s"],
         deploy=settings["deploy"], accuracy=settings["accuracy"],
         timing_images=[str(s.image_path) for s in samples[:16]],
         eval_images=[(s.image_id, str(s.image_path)) for s in evals],
-        category_ids=dict(ctx.dataset.category_ids), label=f"{ctx.profile.backend}/{precision}",
+        category_ids=dict(ctx.dataset.category_ids), label=f"{backend}/{precision}",
     )
 
 
-def _accuracy(ctx: RunContext, detections: list[dict[str, Any]]) -> dict[str, Any]:
+def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[int]) -> dict[str, Any]:
     gt = ctx.dataset.to_coco()
+    gt["images"] = [img for img in gt["images"] if img["id"] in image_ids]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in image_ids]
     names = {ctx.dataset.category_ids[k]: v for k, v in ctx.dataset.names.items()}
     result = evaluate(gt, detections, deploy_conf=ctx.profile.deploy.conf, names=names)
     return {**result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,

@@ -1,0 +1,87 @@
+"""`edgebench sweep`: measure every backend x precision x input size, each in its own process."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from bench.report import render_table
+from bench.sweep import SweepOptions, sweep
+from edge_sdk.errors import InputError
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
+
+
+def _sizes(value: str | None) -> tuple[int, ...] | None:
+    names = _names(value)
+    if names is None:
+        return None
+    try:
+        return tuple(int(s) for s in names)
+    except ValueError:
+        raise InputError(f"--imgsz takes a comma list of integers, got '{value}'") from None
+
+
+@click.command("sweep")
+@click.option("--profile", "-p", default=None, help="Profile name or YAML path (default: the one matching this host).")
+@click.option("--model", "-m", default=None, help="Model artifact, usually ONNX (default: the bundled model).")
+@click.option("--data", "-d", default=None, help="data.yaml, COCO json or data set folder.")
+@click.option("--backends", default=None, help="Comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
+@click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
+@click.option("--imgsz", default=None, help="Comma list of input sizes (default: the model's).")
+@click.option("--out", "out_dir", required=True, help="Folder receiving report.json, report.md and artifacts/.")
+@click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
+              help="Seconds allowed per configuration (conversion + measurement).")
+@click.option("--threads", type=int, default=None, help="Engine threads (default: the profile's).")
+@click.option("--warmup", type=int, default=None, help="Warm-up iterations (default: the profile's).")
+@click.option("--min-iterations", type=int, default=None, help="Minimum timed iterations (default: the profile's).")
+@click.option("--min-duration", "min_duration_s", type=float, default=None, help="Minimum timed seconds.")
+@click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
+@click.option("--max-eval-images", type=int, default=None, help="Score only the first N images.")
+def command(profile: str | None, model: str | None, data: str | None, backends: str | None,
+            precisions: str | None, imgsz: str | None, out_dir: str, timeout_s: float, threads: int | None,
+            warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
+            no_accuracy: bool, max_eval_images: int | None) -> None:
+    """Run every configuration in its own process with a timeout; failures become rows.
+
+    The report is rewritten after each configuration, so Ctrl-C keeps what was measured
+    (status "partial").
+    """
+    opts = SweepOptions(profile=profile, model=model, data=data, out_dir=out_dir, backends=_names(backends),
+                        precisions=_names(precisions), imgsz=_sizes(imgsz), timeout_s=timeout_s, threads=threads,
+                        warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
+                        accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv))
+    bar: dict[str, Any] = {}
+
+    def start(total: int) -> None:
+        bar["bar"] = click.progressbar(length=total, label="sweep", file=sys.stderr, show_pos=True)
+        bar["bar"].__enter__()
+
+    def row_done(row: dict[str, Any]) -> None:
+        click.echo(f"\r{row_line(row)}{' ' * 8}", err=True)
+        bar["bar"].update(1)
+
+    try:
+        report, json_path, md_path = sweep(opts, on_row=row_done, on_start=start)
+    finally:
+        if "bar" in bar:
+            bar["bar"].__exit__(None, None, None)
+    click.echo(render_table(report))
+    click.echo(f"report: {json_path}\nsummary: {md_path}")
+    if report["sweep"]["interrupted"]:
+        click.echo("interrupted: the report is marked partial", err=True)
+        raise click.exceptions.Exit(130)
+    if not any(r["status"] == "ok" for r in report["results"]):
+        raise click.exceptions.Exit(1)
+
+
+def row_line(row: dict[str, Any]) -> str:
+    """One line per finished configuration: backend/precision@size, then FPS or the reason."""
+    size = "x".join(str(v) for v in row.get("imgsz") or []) or "?"
+    name = f"{row['backend']}/{row['precision']}@{size}"
+    if row["status"] == "ok":
+        return f"  {name}: {row['fps']:.1f} FPS"
+    return f"  {name}: {row['status']}: {row['error']}"

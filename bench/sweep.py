@@ -1,0 +1,155 @@
+"""`edgebench sweep`: every backend x precision x input size, each in its own child with a timeout.
+
+A configuration that fails to convert, crashes (even in native code) or hangs becomes a failed
+row and the sweep goes on. The report (JSON + Markdown) is rewritten after every configuration
+with status "partial", so an interrupted sweep keeps what it measured.
+
+Test hook: `SweepOptions.job_fn` replaces the function run in each child (default `run_job`);
+it must be a module-level function taking a `ConfigJob` so that it pickles.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.artifacts import ConfigSkipped, resolve_artifact
+from bench.budgets import attach_checks
+from bench.isolate import run_isolated
+from bench.measure import MeasureSpec, measure
+from bench.report import new_result, write_report
+from bench.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
+from edge_sdk.errors import InputError
+from runtimes.registry import BACKENDS, availability, get_spec
+
+#: Backends that sweep reaches by converting an ONNX model (converters.export), with their suffix.
+CONVERTED = {"openvino": ".xml", "ncnn": ".param"}
+#: Precisions converters.export can write (INT8 needs calibration, not in this version).
+EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class SweepOptions(RunOptions):
+    """What `edgebench sweep` was asked; None means the profile's (backends, precisions) or the
+    model's (imgsz). The report is written straight into `out_dir`."""
+
+    backends: tuple[str, ...] | None = None
+    imgsz: tuple[int, ...] | None = None
+    job_fn: Callable[["ConfigJob"], dict[str, Any]] | None = None
+
+
+@dataclass
+class ConfigJob:
+    """What one child does: convert `source` to `artifact` when `target` is set, then measure."""
+
+    spec: MeasureSpec
+    source: str | None = None
+    target: str | None = None
+
+
+def run_job(job: ConfigJob) -> dict[str, Any]:
+    """Child side: convert (with parity) when asked, then measure; returns the row's fields."""
+    parity = None
+    if job.target:
+        from converters.export import export
+
+        result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
+                        threads=job.spec.threads)
+        parity = result.parity.to_dict() if result.parity else None
+    return {**measure(job.spec), "parity": parity}
+
+
+def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
+          on_start: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """Measure every configuration; write report.json + report.md into opts.out_dir; return them.
+
+    `on_start(n)` is told the number of configurations, `on_row(row)` each row as it finishes.
+    Ctrl-C stops the sweep cleanly: the report keeps status "partial" and `interrupted: true`.
+    """
+    _check_options(opts)
+    ctx = prepare(opts)
+    grid = configurations(ctx, opts)
+    report, matches = start_report(ctx, opts)
+    report["sweep"] = {"configurations": len(grid), "interrupted": False}
+    out = Path(opts.out_dir)
+    json_path, md_path = write_report(report, out)
+    if on_start:
+        on_start(len(grid))
+    try:
+        for backend, precision, size in grid:
+            row = _run_config(ctx, opts, backend, precision, size)
+            report["results"].append(row)
+            write_report(report, out)
+            if on_row:
+                on_row(row)
+    except KeyboardInterrupt:
+        report["sweep"]["interrupted"] = True
+        report["notes"].append(f"interrupted after {len(report['results'])} of {len(grid)} configurations")
+        write_report(report, out)
+        return report, json_path, md_path
+    attach_checks(report["results"], ctx.profile.budgets, ctx.profile.reference, matches)
+    report["status"] = "complete"
+    write_report(report, out)
+    return report, json_path, md_path
+
+
+def configurations(ctx: RunContext, opts: SweepOptions) -> list[tuple[str, str, int]]:
+    """The grid backend x precision x imgsz, in that nesting order."""
+    backends = opts.backends or (ctx.profile.backend,)
+    precisions = opts.precisions or ctx.profile.precisions
+    sizes = opts.imgsz or (max(_model_size(ctx)),)
+    return [(b, p, s) for b in backends for p in precisions for s in sizes]
+
+
+def _check_options(opts: SweepOptions) -> None:
+    """One-line typed errors for bad lists, before anything is loaded or written."""
+    for name in opts.backends or ():
+        get_spec(name)
+    known = sorted({p for spec in BACKENDS.values() for p in spec.precisions})
+    for p in opts.precisions or ():
+        if p not in known:
+            raise InputError(f"unknown precision '{p}' (known: {', '.join(known)})")
+    for s in opts.imgsz or ():
+        if s <= 0 or s % 32:
+            raise InputError(f"--imgsz {s}: an input size must be a positive multiple of 32")
+    if opts.timeout_s <= 0:
+        raise InputError(f"--timeout must be positive, got {opts.timeout_s:g}")
+
+
+def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int) -> dict[str, Any]:
+    """One row: skipped (with the reason), failed (with the error) or measured."""
+    hw = list(_model_size(ctx))
+    try:
+        job = _plan(ctx, opts, backend, precision, size)
+    except ConfigSkipped as exc:
+        return new_result(backend, precision, imgsz=hw if size == max(hw) else [size, size],
+                          status="skipped", error=str(exc))
+    outcome = run_isolated(opts.job_fn or run_job, job, timeout_s=opts.timeout_s)
+    parity = outcome.value.pop("parity", None) if outcome.status == "ok" else None
+    return row_from_outcome(ctx, job.spec, outcome, artifact=job.spec.model, imgsz=hw, parity=parity)
+
+
+def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int) -> ConfigJob:
+    """The child's job for one configuration, or ConfigSkipped saying why it cannot run here."""
+    hw = _model_size(ctx)
+    if size != max(hw):
+        raise ConfigSkipped(f"model input is fixed at {hw[0]}x{hw[1]}; export the model at {size} "
+                            f"to measure that size")
+    ok, why = availability(backend)
+    if not ok:
+        raise ConfigSkipped(f"{backend}: {why}")
+    if precision not in get_spec(backend).precisions:
+        raise ConfigSkipped(f"{backend} does not run {precision}")
+    if backend in CONVERTED and ctx.model.suffix.lower() == ".onnx":
+        if precision not in EXPORT_PRECISIONS:
+            raise ConfigSkipped(f"{backend} {precision} needs INT8 calibration (calibration/), not in this version")
+        artifact = Path(opts.out_dir) / "artifacts" / f"{ctx.model.stem}-{backend}-{precision}{CONVERTED[backend]}"
+        spec = measure_spec(ctx, opts, artifact, precision, backend)
+        return ConfigJob(spec, source=str(ctx.model), target=backend)
+    artifact = resolve_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"))
+    return ConfigJob(measure_spec(ctx, opts, artifact, precision, backend))
+
+
+def _model_size(ctx: RunContext) -> tuple[int, int]:
+    h, w = ctx.model_meta["imgsz"]  # prepare() loaded the model: its size is known
+    return int(h), int(w)

@@ -33,14 +33,15 @@ def test_crash_and_hang_become_failed_rows(tmp_path, small_model, small_data, mo
     # the fake job never imports the engines, so they need not be installed
     monkeypatch.setattr(sweep_mod, "availability", lambda name: (True, "ok"))
     opts = _opts(tmp_path, small_model, small_data, backends=("onnxruntime", "openvino", "ncnn"),
-                 precisions=("fp32",), timeout_s=3.0, job_fn=misbehaving_job)
+                 precisions=("fp32",), timeout_s=8.0, job_fn=misbehaving_job)  # room for a loaded CI box
     started = time.monotonic()
     report, json_path, _ = sweep(opts)
-    assert time.monotonic() - started < 25
+    assert time.monotonic() - started < 45
     assert load_report(json_path)["status"] == report["status"] == "complete"
     rows = {r["backend"]: r for r in report["results"]}
     good, crashed, hung = rows["onnxruntime"], rows["openvino"], rows["ncnn"]
-    assert good["status"] == "ok" and good["latency_ms"]["total"]["count"] >= 3
+    assert good["status"] == "ok", good["error"]
+    assert good["latency_ms"]["total"]["count"] >= 3
     assert good["accuracy"]["num_images"] == 4 and good["imgsz"] == [128, 128]
     assert good["budget_checks"] is not None and good["parity"] is None
     assert crashed["status"] == "failed" and crashed["error"].startswith("crashed:")

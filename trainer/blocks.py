@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "hardswish": nn.Hardswish}
@@ -77,16 +78,21 @@ class SPPF(nn.Module):
 
 
 class DFL(nn.Module):
-    """Distribution focal loss integral: expected bin index of a softmax over reg_max bins."""
+    """Distribution focal loss integral: expected bin index of a softmax over reg_max bins.
+
+    Written as softmax over channels + a fixed 1x1 convolution on 4-D tensors, the form that
+    every converter (pnnx/ncnn, TFLite, OpenVINO) maps to plain ops; a sum over axis 2 of a
+    4-D product is mis-converted by pnnx.
+    """
 
     def __init__(self, reg_max: int = 16) -> None:
         super().__init__()
         self.reg_max = reg_max
-        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32).view(1, 1, reg_max, 1),
+        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32).view(1, reg_max, 1, 1),
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 4*reg_max, N] logits -> [B, 4, N] distances in grid units."""
         b, _, n = x.shape
-        prob = x.view(b, 4, self.reg_max, n).softmax(2)
-        return (prob * self.bins).sum(2)
+        prob = x.view(b, 4, self.reg_max, n).transpose(1, 2).softmax(1)  # [B, reg_max, 4, N]
+        return F.conv2d(prob, self.bins.to(prob.dtype)).view(b, 4, n)

@@ -1,0 +1,77 @@
+"""Backend conformance template: every backend subclasses `BackendConformance` (tests/test_conformance.py).
+
+The same model (the bundled default model, a trained detector, so boxes sit on real objects
+rather than the near-duplicates of a random network) runs on the backend and on ONNX Runtime
+fp32 over the same synthetic val images; the detections must agree within `box_tol_px` after
+greedy same-class matching, and the metadata, input specs and errors must behave alike.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+import pytest
+
+from conftest import matched_same_class
+from edge_sdk.detector import Detector
+from edge_sdk.errors import EdgebenchError
+from edge_sdk.synth import CLASS_NAMES, render_image
+from runtimes import availability, load
+
+FRAMES = 4
+
+
+def conformance_frames() -> list[np.ndarray]:
+    """Seeded synthetic val-like frames (some 4:3) with objects on them."""
+    return [render_image(7, "val", i, 320, CLASS_NAMES, nonsquare=0.5).image for i in range(FRAMES)]
+
+
+class BackendConformance:
+    """Subclass with `backend` and `convert` (ONNX path, output folder -> artifact path)."""
+
+    backend: ClassVar[str]
+    convert: ClassVar[Callable[[Path, Path], Path] | None] = None
+    box_tol_px: ClassVar[float] = 0.5
+    score_tol: ClassVar[float] = 2e-3
+    min_matched: ClassVar[float] = 0.97
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def artifact(cls, default_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        ok, why = availability(cls.backend)
+        if not ok:
+            pytest.skip(f"{cls.backend} unavailable: {why}")
+        if cls.convert is None:
+            return default_onnx
+        return cls.convert(default_onnx, tmp_path_factory.mktemp(cls.backend))
+
+    def test_detections_match_onnxruntime_fp32(self, artifact: Path, default_onnx: Path) -> None:
+        total = matched = 0
+        with Detector(default_onnx, backend="onnxruntime") as ref_det, \
+                Detector(artifact, backend=self.backend, precision="fp32") as det:
+            assert det.names == ref_det.names and det.input_size == ref_det.input_size
+            for frame in conformance_frames():
+                ref, got = ref_det(frame), det(frame)
+                assert len(ref) > 0
+                r, g = matched_same_class(ref, got)
+                total, matched = total + len(ref), matched + len(r)
+                if len(r):
+                    assert np.abs(ref.xyxy[r] - got.xyxy[g]).max() <= self.box_tol_px
+                    assert np.abs(ref.scores[r] - got.scores[g]).max() <= self.score_tol
+                assert abs(len(ref) - len(got)) <= max(1, len(ref) // 20)
+        assert matched / total >= self.min_matched
+
+    def test_metadata_and_specs(self, artifact: Path, default_onnx: Path) -> None:
+        with load(default_onnx, "onnxruntime") as ref, load(artifact, self.backend) as rt:
+            assert rt.inputs[0].static_shape() == ref.inputs[0].static_shape() is not None
+            assert rt.precision_used == "fp32"
+            assert rt.engine_versions()
+        with Detector(artifact, backend=self.backend) as det, Detector(default_onnx) as ref_det:
+            assert det.meta.names == ref_det.meta.names and det.meta.layout == ref_det.meta.layout
+            assert det.meta.stride == ref_det.meta.stride
+
+    def test_wrong_input_is_a_typed_error(self, artifact: Path) -> None:
+        with load(artifact, self.backend) as rt:
+            with pytest.raises(EdgebenchError):
+                rt.infer(np.zeros((3, 320, 320), np.float32))  # rank 3 instead of 4

@@ -1,0 +1,47 @@
+"""Every installed backend against ONNX Runtime fp32 on the bundled model (template: tests/conformance.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance import BackendConformance
+
+
+@pytest.fixture(scope="session")
+def default_onnx() -> Path:
+    from bench.defaults import default_model
+    from edge_sdk.errors import ModelLoadError
+
+    try:
+        return default_model()
+    except ModelLoadError as exc:
+        pytest.skip(str(exc))
+
+
+def _openvino(onnx_path: Path, out: Path) -> Path:
+    from converters.openvino import to_openvino
+
+    return to_openvino(onnx_path, out / "model.xml")
+
+
+def _ncnn(onnx_path: Path, out: Path) -> Path:
+    from converters.ncnn import pnnx_binary, to_ncnn
+
+    if pnnx_binary() is None:
+        pytest.skip("converting to ncnn needs the pnnx binary (pip install 'edgebench[ncnn-export]')")
+    return to_ncnn(onnx_path, out / "model.param")
+
+
+class TestOnnxRuntime(BackendConformance):
+    backend = "onnxruntime"
+
+
+class TestOpenVino(BackendConformance):
+    backend = "openvino"
+    convert = staticmethod(_openvino)
+
+
+class TestNcnn(BackendConformance):
+    backend = "ncnn"
+    convert = staticmethod(_ncnn)

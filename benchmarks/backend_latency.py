@@ -1,0 +1,106 @@
+"""Raw inference latency of one YOLOv8n-sized model on every installed CPU backend, 320 and 640, 1 and 2 threads.
+
+Run:  python benchmarks/backend_latency.py [--iters 60] [--warmup 10] [--sizes 320 640] [--threads 1 2]
+
+Builds a YOLOv8n-sized ONNX (bench.fixture_models.make_yolov8_onnx: width 0.25, depth 0.33, 80
+classes, random weights) at each size, converts it with `converters.export.export` (parity against
+ONNX Runtime fp32 included) to every installed target, and times `Runtime.infer` on one fixed
+preprocessed input: `--warmup` untimed calls, then `--iters` timed calls, the configurations
+interleaved round-robin so that a noisy neighbour hits all of them alike. Prints p50/p99 (ms,
+numpy linear percentiles), the precision the engine reports it ran, and the parity verdict.
+TFLite/XNNPACK is not written yet, so there are no delegated-op counts.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.fixture_models import make_yolov8_onnx
+from converters.export import export
+from edge_sdk.host import host_facts
+from runtimes import RuntimeOptions, availability, load
+
+#: (backend, precision) pairs worth timing on an x86 CPU; fp16 on ncnn/OpenVINO CPU is bf16 or emulated
+CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("ncnn", "fp32"), ("ncnn", "bf16"))
+
+
+@dataclass
+class Config:
+    backend: str
+    precision: str
+    threads: int
+    artifact: Path
+    parity: str = "reference"
+    samples: list[float] = field(default_factory=list)
+    used: str = ""
+
+
+def artifacts(onnx_path: Path, out: Path) -> dict[tuple[str, str], tuple[Path, str]]:
+    """(backend, precision) -> (artifact, parity verdict) for every installed backend."""
+    made: dict[tuple[str, str], tuple[Path, str]] = {}
+    for backend, precision in CONFIGS:
+        if not availability(backend)[0]:
+            continue
+        if backend == "onnxruntime":
+            made[(backend, precision)] = (onnx_path, "reference")
+            continue
+        suffix = ".xml" if backend == "openvino" else ".param"
+        result = export(onnx_path, backend, out / f"{backend}-{precision}{suffix}", precision, parity_images=2)
+        made[(backend, precision)] = (result.path, "pass" if result.parity.passed else "FAIL")
+    return made
+
+
+def time_all(configs: list[Config], x: np.ndarray, iters: int, warmup: int) -> None:
+    """Interleaved timing of every configuration (each keeps its runtime open)."""
+    runtimes = []
+    for c in configs:
+        rt = load(c.artifact, c.backend, RuntimeOptions(threads=c.threads, precision=c.precision))
+        c.used = rt.precision_used
+        runtimes.append(rt)
+    try:
+        for _ in range(warmup):
+            for rt in runtimes:
+                rt.infer(x)
+        for _ in range(iters):
+            for c, rt in zip(configs, runtimes):
+                t0 = time.perf_counter_ns()
+                rt.infer(x)
+                c.samples.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        for rt in runtimes:
+            rt.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    x_by_size = {s: np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32) for s in args.sizes}
+    print("| size | threads | backend | precision asked / run | p50 ms | p99 ms | parity |")
+    print("|---:|---:|---|---|---:|---:|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            onnx_path = make_yolov8_onnx(Path(tmp) / f"yolov8n-{size}.onnx", imgsz=size)
+            made = artifacts(onnx_path, Path(tmp) / str(size))
+            for threads in args.threads:
+                configs = [Config(b, p, threads, path, verdict) for (b, p), (path, verdict) in made.items()]
+                time_all(configs, x_by_size[size], args.iters, args.warmup)
+                for c in configs:
+                    p50, p99 = np.percentile(c.samples, [50, 99])
+                    print(f"| {size} | {threads} | {c.backend} | {c.precision} / {c.used} | {p50:.1f} | {p99:.1f} "
+                          f"| {c.parity} |")
+    h = host_facts()
+    print(f"\n{args.iters} timed calls each after {args.warmup} warm-up, interleaved; CPU: {h['cpu_model']}, "
+          f"{h['physical_cores']} physical cores; Python {h['python']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,16 +48,18 @@ class Runtime(abc.ABC):
     def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
         self.path = Path(path)
         self.options = options or RuntimeOptions()
+        self._inputs: list[TensorSpec] = []  # filled by the backend when it loads the model
+        self._outputs: list[TensorSpec] = []
 
     @property
-    @abc.abstractmethod
     def inputs(self) -> list[TensorSpec]:
         """Input tensor specs, in the order `infer` takes them."""
+        return self._inputs
 
     @property
-    @abc.abstractmethod
     def outputs(self) -> list[TensorSpec]:
         """Output tensor specs, in the order `infer` returns them."""
+        return self._outputs
 
     @abc.abstractmethod
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -91,14 +91,6 @@ class NcnnRuntime(Runtime):
         inputs = [TensorSpec(n, tuple(int(d) for d in shape)) for n in in_names]
         return inputs, [TensorSpec(n, tuple(s)) for n, s in zip(out_names, out_shapes)]
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         ex = self._net.create_extractor()  # one per call: extractors are cheap and not shared
         for spec, arr in zip(self._inputs, inputs):

@@ -75,14 +75,6 @@ class OpenVinoRuntime(Runtime):
         except RuntimeError as exc:
             raise ModelLoadError(f"openvino cannot compile '{self.path}' for {device}: {_first_line(exc)}") from exc
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         feed = {i: np.ascontiguousarray(a) for i, a in enumerate(inputs)}
         result = self._request().infer(feed, share_inputs=False, share_outputs=False)

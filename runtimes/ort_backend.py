@@ -79,14 +79,6 @@ class OnnxRuntime(Runtime):
         return gpu + ["CPUExecutionProvider"]
 
     @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
     def providers(self) -> list[str]:
         """Execution providers the session actually uses."""
         return list(self._sess.get_providers())

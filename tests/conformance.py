@@ -7,6 +7,7 @@ greedy same-class matching, and the metadata, input specs and errors must behave
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -75,3 +76,14 @@ class BackendConformance:
         with load(artifact, self.backend) as rt:
             with pytest.raises(EdgebenchError):
                 rt.infer(np.zeros((3, 320, 320), np.float32))  # rank 3 instead of 4
+
+    def test_concurrent_calls_get_their_own_results(self, artifact: Path) -> None:
+        xs = [np.random.default_rng(i).random((1, 3, 320, 320), dtype=np.float32) for i in range(2)]
+        with load(artifact, self.backend, threads=1) as rt:
+            expected = [rt.infer(x)[0] for x in xs]
+            with ThreadPoolExecutor(2) as pool:
+                got = list(pool.map(lambda i: rt.infer(xs[i % 2])[0], range(6)))
+            rt.close()
+            rt.close()  # safe twice
+        for i, out in enumerate(got):
+            np.testing.assert_array_equal(out, expected[i % 2])

@@ -72,3 +72,18 @@ def matched_same_class(ref: Detections, got: Detections) -> tuple[np.ndarray, np
         r_idx += [rc[i] for i, _, _ in pairs]
         g_idx += [gc[j] for _, j, _ in pairs]
     return np.array(r_idx, np.int64), np.array(g_idx, np.int64)
+
+
+def with_our_metadata(src: Path, dst: Path, source_hash: str = "abc123") -> Path:
+    """A copy of a fixture ONNX whose metadata is edgebench's own (ModelMeta) instead of Ultralytics' keys."""
+    import onnx
+
+    from edge_sdk.meta import ModelMeta
+
+    proto = onnx.load(str(src))
+    del proto.metadata_props[:]
+    ours = ModelMeta(names=dict(NAMES), imgsz=(128, 128), stride=32, layout="yolov8", source_hash=source_hash)
+    for key, value in ours.to_props().items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(dst))
+    return dst

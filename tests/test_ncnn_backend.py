@@ -5,7 +5,6 @@ import importlib.util
 import json
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("ncnn", reason="the ncnn backend needs ncnn (pip install 'edgebench[ncnn]')")
 
 from bench.fixture_graph import GraphBuilder, float_input  # noqa: E402
-from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli  # noqa: E402
+from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli, with_our_metadata  # noqa: E402
 from converters import ncnn as ncnn_converter  # noqa: E402
 from converters.ncnn import pnnx_binary, to_ncnn  # noqa: E402
 from converters.parity import check_parity, parity_inputs  # noqa: E402
@@ -109,24 +108,8 @@ def test_threads_reach_the_net(ncnn_model: Path, threads: int) -> None:
         assert rt.engine_versions()["ncnn"].startswith("1.")
 
 
-def test_concurrent_calls_get_their_own_results(ncnn_model: Path, inputs: list[np.ndarray]) -> None:
-    with load(ncnn_model, threads=1) as rt:
-        expected = [rt.infer(x)[0] for x in inputs]
-        with ThreadPoolExecutor(2) as pool:
-            got = list(pool.map(lambda i: rt.infer(inputs[i % 2])[0], range(6)))
-        rt.close()
-        rt.close()  # safe twice
-    for i, out in enumerate(got):
-        np.testing.assert_array_equal(out, expected[i % 2])
-
-
 def test_metadata_survives_conversion(small_model: Path, tmp_path: Path) -> None:
-    proto = onnx.load(str(small_model))
-    del proto.metadata_props[:]
-    ours = ModelMeta(names=dict(NAMES), imgsz=IMGSZ, stride=32, layout="yolov8", source_hash="abc123")
-    for key, value in ours.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(tmp_path / "ours.onnx"))
+    with_our_metadata(small_model, tmp_path / "ours.onnx", source_hash="abc123")
     for src, layout in ((small_model, None), (tmp_path / "ours.onnx", "yolov8")):  # Ultralytics keys / ours
         param = to_ncnn(src, tmp_path / f"{src.stem}.param", precision="fp16")
         with load(param, threads=1) as rt:

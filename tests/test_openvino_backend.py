@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend needs openvino (pip install 'edgebench[openvino]')")
 
-from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli  # noqa: E402
+from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli, with_our_metadata  # noqa: E402
 from converters.openvino import to_openvino  # noqa: E402
 from converters.parity import parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
@@ -72,12 +70,7 @@ def test_precision_used_is_what_the_compiled_model_runs(ir_model: Path, inputs: 
 
 
 def test_metadata_survives_conversion(small_model: Path, tmp_path: Path) -> None:
-    proto = onnx.load(str(small_model))
-    del proto.metadata_props[:]
-    ours = ModelMeta(names=dict(NAMES), imgsz=IMGSZ, stride=32, layout="yolov8", source_hash="abc123")
-    for key, value in ours.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(tmp_path / "ours.onnx"))
+    with_our_metadata(small_model, tmp_path / "ours.onnx", source_hash="abc123")
     for src, layout in ((small_model, None), (tmp_path / "ours.onnx", "yolov8")):  # Ultralytics keys / ours
         xml = to_openvino(src, tmp_path / f"{src.stem}.xml", precision="fp16")
         with load(xml, threads=1) as rt:
@@ -101,17 +94,6 @@ def test_threads_option_reaches_the_compiled_model(ir_model: Path, threads: int)
         assert rt.compiled_property("INFERENCE_NUM_THREADS") == threads
         assert rt.compiled_property("NUM_STREAMS") == 1
         assert rt.engine_versions()["openvino"].startswith("20")
-
-
-def test_concurrent_calls_get_their_own_results(ir_model: Path, inputs: list[np.ndarray]) -> None:
-    with load(ir_model, threads=1) as rt:
-        expected = [rt.infer(x)[0] for x in inputs]
-        with ThreadPoolExecutor(2) as pool:
-            got = list(pool.map(lambda i: rt.infer(inputs[i % 2])[0], range(8)))
-        rt.close()
-        rt.close()  # safe twice
-    for i, out in enumerate(got):
-        np.testing.assert_array_equal(out, expected[i % 2])
 
 
 def test_detector_on_ir_matches_detector_on_onnx(small_model: Path, ir_model: Path) -> None:

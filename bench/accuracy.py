@@ -39,6 +39,12 @@ class AccuracyResult:
         return dataclasses.asdict(self)
 
 
+def restrict_to_images(gt: dict, image_ids: set[int]) -> dict:
+    """COCO ground truth limited to `image_ids` (images not scored must not count as misses)."""
+    return {**gt, "images": [im for im in gt["images"] if im["id"] in image_ids],
+            "annotations": [a for a in gt["annotations"] if a["image_id"] in image_ids]}
+
+
 def coco_stats(gt: dict | str | Path, dt: list[dict] | str | Path, engine: str = "auto") -> dict[str, float]:
     """The 12 standard COCO bbox stats (keys STAT_KEYS, -1 where COCO has nothing to score)."""
     gt_data = load_gt(gt)

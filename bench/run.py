@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.accuracy import evaluate
+from bench.accuracy import evaluate, restrict_to_images
 from bench.artifacts import ConfigSkipped, resolve_artifact
 from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
@@ -166,9 +166,7 @@ def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: s
 
 
 def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[int]) -> dict[str, Any]:
-    gt = ctx.dataset.to_coco()
-    gt["images"] = [img for img in gt["images"] if img["id"] in image_ids]
-    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in image_ids]
+    gt = restrict_to_images(ctx.dataset.to_coco(), image_ids)
     names = {ctx.dataset.category_ids[k]: v for k, v in ctx.dataset.names.items()}
     result = evaluate(gt, detections, deploy_conf=ctx.profile.deploy.conf, names=names)
     return {**result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,

@@ -19,7 +19,7 @@ def validate(model: str | Path, data: str | Path, split: str = "val", imgsz: int
              batch: int = 16, conf: float = 0.001, iou: float = 0.7, max_det: int = 300,
              deploy_conf: float = 0.25, backend: str | None = None, limit: int | None = None) -> Any:
     """AccuracyResult of a model on a data split; checkpoints run in torch, artifacts on their runtime."""
-    from bench.accuracy import evaluate
+    from bench.accuracy import evaluate, restrict_to_images
     from edge_sdk.datasets import load_dataset
 
     ds = load_dataset(data, split)
@@ -42,10 +42,7 @@ def validate(model: str | Path, data: str | Path, split: str = "val", imgsz: int
             if det.meta.nc is not None:
                 check_classes(det.meta.nc, ds.nc, model, data)
             dets = artifact_detections(det, samples, ds.category_ids)
-    gt = ds.to_coco()
-    ids = {int(s.image_id) for s in samples}
-    gt["images"] = [im for im in gt["images"] if im["id"] in ids]
-    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in ids]
+    gt = restrict_to_images(ds.to_coco(), {int(s.image_id) for s in samples})
     return evaluate(gt, dets, deploy_conf, ds.names)
 
 

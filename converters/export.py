@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.atomic import write_json_atomic
+from converters.onnx_info import PRECISIONS
 from converters.parity import ParityResult, check_parity
 from edge_sdk.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
 from runtimes.base import RuntimeOptions, sidecar_path
 
 TARGETS = ("onnx", "openvino", "ncnn")
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass

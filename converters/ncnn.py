@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 
+from converters.onnx_info import check_conversion, converted_props
 from converters.onnx_info import onnx_io as read_onnx_io
 from edge_sdk.atomic import write_json_atomic
-from edge_sdk.errors import BackendUnavailableError, EdgebenchError, ModelLoadError
+from edge_sdk.errors import BackendUnavailableError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import sidecar_path
 from runtimes.ncnn_backend import unsupported_layers
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 #: pip extra holding pnnx (conversion only; the `ncnn` extra is the small runtime)
 CONVERT_EXTRA = "ncnn-export"
 PNNX_TIMEOUT_S = 900
@@ -67,27 +67,12 @@ def fixed_input_shape(props: dict[str, str], shape: list[Any], name: str) -> lis
 def sidecar_data(props: dict[str, str], in_shape: list[int], out_shapes: list[list[Any]], precision: str,
                  source: str, blobs: tuple[list[str], list[str]]) -> dict[str, Any]:
     """The sidecar: the source's props, our ModelMeta props, and what the runtime needs (blobs, shapes)."""
-    meta = ModelMeta.from_props(props, in_shape)
-    meta.precision = precision
     storage = "fp16" if precision == "fp16" else "fp32"
-    meta.extra = {**meta.extra, "converted_from": source, "target": "ncnn", "weights_storage": storage}
-    ours = {k: v for k, v in meta.to_props().items() if v}
     outs = [[1 if i == 0 and d is None else d for i, d in enumerate(s)] for s in out_shapes]
-    return {**props, **ours, "format": "ncnn", "source": source, "precision": precision,
+    return {**converted_props(props, in_shape, precision, source, "ncnn"), "format": "ncnn", "source": source, "precision": precision,
             "weights_storage": storage, "input_names": blobs[0], "input_shape": in_shape,
             "output_names": blobs[1], "output_shapes": outs,
             "pnnx": _version("pnnx")}
-
-
-def _check_args(src: Path, out: Path, precision: str) -> None:
-    if not src.is_file():
-        raise ModelLoadError(f"model not found: {src}")
-    if src.suffix.lower() != ".onnx":
-        raise ModelLoadError(f"ncnn conversion takes an .onnx file, got '{src.name}'")
-    if out.suffix.lower() != ".param":
-        raise EdgebenchError(f"ncnn output must be a .param path (the .bin goes beside it), got '{out}'")
-    if precision not in PRECISIONS:
-        raise EdgebenchError(f"ncnn precision must be one of {PRECISIONS}, got '{precision}'")
 
 
 def to_ncnn(onnx_path: str | Path, out_param: str | Path, precision: str = "fp32") -> Path:
@@ -97,7 +82,7 @@ def to_ncnn(onnx_path: str | Path, out_param: str | Path, precision: str = "fp32
     precision is recorded in the sidecar as the one to run with. Nothing is left on failure.
     """
     src, out = Path(onnx_path), Path(out_param)
-    _check_args(src, out, precision)
+    check_conversion(src, out, precision, "ncnn", ".param", " (the .bin goes beside it)")
     binary = pnnx_binary()
     props, shape, out_shapes = onnx_io(src)
     in_shape = fixed_input_shape(props, shape, src.name)

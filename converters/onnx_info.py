@@ -1,4 +1,4 @@
-"""Reading what converters need from an ONNX file: metadata props and input/output shapes."""
+"""Shared by the converters: reading an ONNX file, checking conversion arguments, the converted model's metadata."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,10 @@ from typing import Any
 
 import onnx
 
-from edge_sdk.errors import ModelLoadError
+from edge_sdk.errors import EdgebenchError, ModelLoadError
+from edge_sdk.meta import ModelMeta
+
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def dims(value_info: Any) -> list[Any]:
@@ -24,3 +27,26 @@ def onnx_io(onnx_path: str | Path) -> tuple[dict[str, str], list[list[Any]], lis
     weights = {init.name for init in proto.graph.initializer}
     inputs = [dims(i) for i in proto.graph.input if i.name not in weights]
     return {p.key: p.value for p in proto.metadata_props}, inputs, [dims(o) for o in proto.graph.output]
+
+
+def check_conversion(src: Path, out: Path, precision: str, target: str, suffix: str, note: str = "") -> None:
+    """One-line errors for a missing or non-ONNX source, a wrong output suffix or an unknown precision."""
+    if not src.is_file():
+        raise ModelLoadError(f"model not found: {src}")
+    if src.suffix.lower() != ".onnx":
+        raise ModelLoadError(f"{target} conversion takes an .onnx file, got '{src.name}'")
+    if out.suffix.lower() != suffix:
+        raise EdgebenchError(f"{target} output must be a {suffix} path{note}, got '{out}'")
+    if precision not in PRECISIONS:
+        raise EdgebenchError(f"{target} precision must be one of {PRECISIONS}, got '{precision}'")
+
+
+def converted_props(props: dict[str, str], input_shape: list[Any], precision: str, source: str,
+                    target: str) -> dict[str, str]:
+    """The source's props plus ours (ModelMeta JSON and Ultralytics-style keys) for the converted model."""
+    meta = ModelMeta.from_props(props, input_shape)
+    meta.precision = precision
+    meta.extra = {**meta.extra, "converted_from": source, "target": target,
+                  "weights_storage": "fp16" if precision == "fp16" else "fp32"}
+    ours = {k: v for k, v in meta.to_props().items() if v}
+    return {**props, **ours}

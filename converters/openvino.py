@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 
-from converters.onnx_info import onnx_io
+from converters.onnx_info import check_conversion, converted_props, onnx_io
 from edge_sdk.atomic import write_json_atomic
-from edge_sdk.errors import BackendUnavailableError, EdgebenchError, ModelLoadError
-from edge_sdk.meta import ModelMeta
+from edge_sdk.errors import BackendUnavailableError, ModelLoadError
 from runtimes.base import sidecar_path
 from runtimes.openvino_backend import META_SECTION, PRECISION_HINTS
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def _import_openvino() -> Any:
@@ -32,27 +30,6 @@ def onnx_props(onnx_path: str | Path) -> tuple[dict[str, str], list[Any]]:
     return props, inputs[0] if inputs else []
 
 
-def converted_props(props: dict[str, str], input_shape: list[Any], precision: str, source: str) -> dict[str, str]:
-    """The source's props plus ours (ModelMeta JSON and Ultralytics-style keys) for the converted model."""
-    meta = ModelMeta.from_props(props, input_shape)
-    meta.precision = precision
-    meta.extra = {**meta.extra, "converted_from": source, "target": "openvino",
-                  "weights_storage": "fp16" if precision == "fp16" else "fp32"}
-    ours = {k: v for k, v in meta.to_props().items() if v}
-    return {**props, **ours}
-
-
-def _check_args(onnx_path: Path, out_xml: Path, precision: str) -> None:
-    if not onnx_path.is_file():
-        raise ModelLoadError(f"model not found: {onnx_path}")
-    if onnx_path.suffix.lower() != ".onnx":
-        raise ModelLoadError(f"OpenVINO conversion takes an .onnx file, got '{onnx_path.name}'")
-    if out_xml.suffix.lower() != ".xml":
-        raise EdgebenchError(f"OpenVINO output must be an .xml path, got '{out_xml}'")
-    if precision not in PRECISIONS:
-        raise EdgebenchError(f"OpenVINO precision must be one of {PRECISIONS}, got '{precision}'")
-
-
 def to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: str = "fp32") -> Path:
     """Convert an ONNX model to an IR at `out_xml` (+ `.bin`, + `.xml.json` sidecar); returns the .xml path.
 
@@ -60,7 +37,7 @@ def to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: str = "fp
     keep float32 weights, and bf16 is recorded as the inference precision hint to run with.
     """
     src, out = Path(onnx_path), Path(out_xml)
-    _check_args(src, out, precision)
+    check_conversion(src, out, precision, "OpenVINO", ".xml")
     ov = _import_openvino()
     props, shape = onnx_props(src)
     try:
@@ -68,7 +45,7 @@ def to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: str = "fp
     except Exception as exc:  # the frontends raise several untyped errors (OpConversionFailure, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"openvino cannot convert '{src}': {first}") from exc
-    for key, value in converted_props(props, shape, precision, src.name).items():
+    for key, value in converted_props(props, shape, precision, src.name, "openvino").items():
         model.set_rt_info(value, [META_SECTION, key])
     _save_ir_atomic(ov, model, out, compress=precision == "fp16")
     write_json_atomic(sidecar_path(out), {

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import (BackendNotImplementedError, BackendUnavailableError, EdgebenchError,
+from edge_sdk.errors import (BackendNotImplementedError, EdgebenchError,
                              InputError, ModelLoadError)
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, sidecar_path
+from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
 #: precision name -> ncnn option switches; every switch is always set (ncnn turns fp16 on by default)
@@ -42,11 +43,7 @@ class NcnnRuntime(Runtime):
 
     def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
         super().__init__(path, options)
-        try:
-            import ncnn
-        except ImportError as exc:
-            raise BackendUnavailableError("ncnn", "ncnn", "ncnn", f"import failed: {exc}") from exc
-        self._ncnn = ncnn
+        self._ncnn = ncnn = import_engine("ncnn")
         self._side = _read_sidecar_json(self.path)
         param_text = _read_param(self.path)
         self._net = self._load_net(ncnn, param_text)

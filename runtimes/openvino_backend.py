@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import BackendUnavailableError, HardwareUnavailableError, ModelLoadError
+from edge_sdk.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec
+from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
 #: our precision name -> OpenVINO INFERENCE_PRECISION_HINT ("int8" models keep float ops in f32)
@@ -32,11 +33,7 @@ class OpenVinoRuntime(Runtime):
 
     def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
         super().__init__(path, options)
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise BackendUnavailableError("openvino", "openvino", "openvino", f"import failed: {exc}") from exc
-        self._ov = ov
+        self._ov = ov = import_engine("openvino")
         core = ov.Core()
         self._model = _read_model(core, self.path)
         self._compiled = self._compile(core)

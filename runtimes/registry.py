@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from edge_sdk.errors import (
@@ -51,6 +52,16 @@ BACKENDS: dict[str, BackendSpec] = {
                     precisions=("fp32",)),
     )
 }
+
+
+def import_engine(name: str) -> ModuleType:
+    """Import a backend's engine package (inside the backend, at load time), or raise
+    BackendUnavailableError naming the package and the pip extra."""
+    spec = get_spec(name)
+    try:
+        return importlib.import_module(spec.import_name)
+    except ImportError as exc:
+        raise BackendUnavailableError(name, spec.pip_package, spec.extra, f"import failed: {exc}") from exc
 
 
 def get_spec(name: str) -> BackendSpec:

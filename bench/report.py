@@ -9,7 +9,9 @@ Shape (schema_version 1; extra fields are allowed anywhere)::
 A row (see `new_result`) holds backend, precision asked/used, threads, imgsz, status
 ("ok" | "skipped" | "failed"), error, latency_ms per stage, fps, memory and accuracy, and on
 ok rows `budget_checks` / `reference_check` (see bench.budgets; optional when reading), and
-`parity` (converters.parity.ParityResult.to_dict) on rows whose artifact was converted.
+`parity` (converters.parity.ParityResult.to_dict) on rows whose artifact was converted, and
+`agreement` (bench.agreement: COCO stats against a reference configuration's detections, with
+"kind": "agreement" and "reference"; never labelled mAP) when the run had --reference.
 """
 from __future__ import annotations
 
@@ -41,9 +43,10 @@ REPORT_KEYS = (
 RESULT_KEYS = (
     "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
     "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check", "parity",
+    "agreement",
 )
 #: Row keys added after schema 1 was first written: filled by new_result, not required to load.
-OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity")
+OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement")
 _REQUIRED_RESULT_KEYS = tuple(k for k in RESULT_KEYS if k not in OPTIONAL_RESULT_KEYS)
 REPORT_STATUSES = ("complete", "partial")
 ROW_STATUSES = ("ok", "skipped", "failed")

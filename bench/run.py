@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.accuracy import evaluate, restrict_to_images
+from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.artifacts import ConfigSkipped, resolve_artifact
 from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
@@ -18,6 +19,7 @@ from bench.memory import file_size_mb
 from bench.report import new_report, new_result, write_report
 from edge_sdk.datasets import Dataset, load_dataset
 from edge_sdk.detector import Detector
+from edge_sdk.errors import InputError
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
 from runtimes.threads import resolve_threads
@@ -41,6 +43,8 @@ class RunOptions:
     strict_labels: bool = False
     timeout_s: float = 1800.0
     command: list[str] = field(default_factory=list)
+    reference: str | None = None  # "fp32" / "BACKEND:PRECISION": agreement mAP vs its detections
+    reference_conf: float = DEFAULT_REFERENCE_CONF
 
 
 @dataclass
@@ -53,6 +57,8 @@ class RunContext:
     model_meta: dict[str, Any]
     engine_versions: dict[str, str]
     notes: list[str]
+    reference: Reference | None = None
+    reference_gt: dict[str, Any] | None = None  # COCO GT from the reference's detections
 
 
 def prepare(opts: RunOptions) -> RunContext:
@@ -65,11 +71,26 @@ def prepare(opts: RunOptions) -> RunContext:
         versions = det.runtime.engine_versions()
         model_hw = det.input_size
     dataset = load_dataset(opts.data or default_data(meta), "val", strict=opts.strict_labels)
-    notes = []
+    notes = _label_notes(dataset, meta, opts)
+    reference = (resolve_reference(opts.reference, opts.reference_conf, model, profile.backend,
+                                   meta.get("precision", "fp32")) if opts.reference else None)
     if tuple(model_hw) != tuple(profile.imgsz):
         notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
                      f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
-    return RunContext(profile, model, dataset, meta, versions, notes)
+    return RunContext(profile, model, dataset, meta, versions, notes, reference)
+
+
+def _label_notes(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> list[str]:
+    """An unlabelled data set takes the model's class names; without --reference its accuracy
+    is skipped (a note, not an error)."""
+    if dataset.labelled:
+        return []
+    dataset.names = {int(k): str(v) for k, v in (meta.get("names") or {}).items()}
+    dataset.category_ids = {k: k for k in dataset.names}
+    if opts.accuracy and not opts.reference:
+        return [f"accuracy skipped: {dataset.source} has no labels; pass --reference fp32 to "
+                "score each configuration against the fp32 model's detections (agreement mAP)"]
+    return []
 
 
 def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
@@ -102,7 +123,25 @@ def start_report(ctx: RunContext, opts: RunOptions) -> tuple[dict[str, Any], boo
         data={"path": str(dataset.source), "images": len(dataset), "label_issues": [str(i) for i in dataset.issues]},
         settings=_settings(opts, profile), notes=list(ctx.notes),
     )
+    if ctx.reference and opts.accuracy:
+        ctx.reference_gt = _reference_gt(ctx, opts)
+        report["settings"]["reference"] = {**ctx.reference.to_dict(),
+                                           "boxes": len(ctx.reference_gt["annotations"])}
     return report, matches
+
+
+def _reference_gt(ctx: RunContext, opts: RunOptions) -> dict[str, Any]:
+    """Run the reference configuration (detections only, one timed frame) in its own child and
+    turn its detections into COCO ground truth."""
+    ref = ctx.reference
+    spec = measure_spec(ctx, opts, Path(ref.artifact), ref.precision, ref.backend)
+    spec = dataclasses.replace(spec, warmup=0, min_iterations=1, min_duration_s=0.0,
+                               timing_images=spec.timing_images[:1], label=f"reference {ref.label}")
+    outcome = run_isolated(measure, spec, timeout_s=opts.timeout_s)
+    if outcome.status != "ok":
+        raise InputError(f"reference {ref.label} failed: {outcome.status}: {outcome.error}")
+    scored = {image_id for image_id, _ in spec.eval_images}
+    return reference_gt(ctx.dataset, outcome.value["detections"], ref.conf, scored)
 
 
 def _threads(opts: RunOptions, profile: DeviceProfile) -> int | None:
@@ -143,7 +182,11 @@ def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, 
     fields = dict(outcome.value)
     detections = fields.pop("detections")
     scored = {image_id for image_id, _ in spec.eval_images}
-    fields["accuracy"] = _accuracy(ctx, detections, scored) if detections is not None else None
+    labelled = detections is not None and ctx.dataset.labelled
+    fields["accuracy"] = _accuracy(ctx, detections, scored) if labelled else None
+    if detections is not None and ctx.reference_gt is not None:
+        fields["agreement"] = {**_accuracy(ctx, detections, scored, ctx.reference_gt),
+                               "kind": "agreement", "reference": ctx.reference.label}
     return new_result(backend, precision, **{**extra, **fields})
 
 
@@ -158,15 +201,18 @@ def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: s
         model=str(artifact), backend=backend, precision=precision,
         threads=_threads(opts, ctx.profile), warmup=settings["warmup"],
         min_iterations=settings["min_iterations"], min_duration_s=settings["min_duration_s"],
-        deploy=settings["deploy"], accuracy=settings["accuracy"],
+        deploy=settings["deploy"],
+        accuracy=settings["accuracy"] if ctx.dataset.labelled or ctx.reference else None,
         timing_images=[str(s.image_path) for s in samples[:16]],
         eval_images=[(s.image_id, str(s.image_path)) for s in evals],
         category_ids=dict(ctx.dataset.category_ids), label=f"{backend}/{precision}",
     )
 
 
-def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[int]) -> dict[str, Any]:
-    gt = restrict_to_images(ctx.dataset.to_coco(), image_ids)
+def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[int],
+              gt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """COCO stats of `detections` against the labels (or against `gt`, e.g. a reference's)."""
+    gt = gt if gt is not None else restrict_to_images(ctx.dataset.to_coco(), image_ids)
     names = {ctx.dataset.category_ids[k]: v for k, v in ctx.dataset.names.items()}
     result = evaluate(gt, detections, deploy_conf=ctx.profile.deploy.conf, names=names)
     return {**result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,

@@ -28,12 +28,18 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
               help="Minimum timed seconds (default: the profile's).")
 @click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
 @click.option("--max-eval-images", type=int, default=None, help="Score only the first N images.")
+@click.option("--reference", default=None,
+              help="PRECISION or BACKEND:PRECISION (e.g. fp32): also score every configuration against "
+                   "this configuration's own detections ('agreement mAP', works without labels).")
+@click.option("--reference-conf", type=float, default=0.25, show_default=True,
+              help="Reference detections at or above this score become the agreement ground truth.")
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
               help="Seconds allowed per configuration.")
 def command(profile: str | None, model: str | None, data: str | None, out_dir: str, precisions: str | None,
             threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
-            no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float) -> None:
+            no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float,
+            reference: str | None, reference_conf: float) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend at each of its precisions that can run here, each in its own
@@ -44,7 +50,8 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       precisions=_precisions(precisions), threads=threads, warmup=warmup,
                       min_iterations=min_iterations, min_duration_s=min_duration_s,
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,
-                      strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv))
+                      strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),
+                      reference=reference, reference_conf=reference_conf)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
     click.echo(f"report: {json_path}\nsummary: {md_path}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_sdk.datasets.coco import load_coco
+from edge_sdk.datasets.images import load_images
 from edge_sdk.datasets.types import Dataset
 from edge_sdk.datasets.yolo import load_yolo
 from edge_sdk.errors import DatasetError
@@ -12,7 +13,8 @@ YAML_NAMES = ("data.yaml", "data.yml")
 
 
 def load_dataset(path: str | Path, split: str = "val", strict: bool = False) -> Dataset:
-    """A .yaml/.yml -> load_yolo; a .json -> load_coco (split unused); a folder with data.yaml."""
+    """A .yaml/.yml -> load_yolo; a .json -> load_coco (split unused); a folder with data.yaml;
+    a folder of images without one -> an unlabelled Dataset (load_images)."""
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"data set not found: {p}")
@@ -25,6 +27,6 @@ def load_dataset(path: str | Path, split: str = "val", strict: bool = False) -> 
         for name in YAML_NAMES:
             if (p / name).is_file():
                 return load_yolo(p / name, split=split, strict=strict)
-        raise DatasetError(f"no data.yaml in folder: {p}")
+        return load_images(p)  # no data.yaml: a folder of unlabelled images (or DatasetError)
     raise DatasetError(f"not a data set (expected a data.yaml, a folder with one, or a COCO .json):"
                        f" {p}")

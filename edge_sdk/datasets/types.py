@@ -57,6 +57,7 @@ class Dataset:
     format: str = "yolo"  # "yolo" or "coco"
     source: Path | None = None  # the data.yaml or the annotation json
     split: str | None = None
+    labelled: bool = True  # False: images only (no ground truth; see edge_sdk.datasets.images)
 
     def __len__(self) -> int:
         return len(self.samples)

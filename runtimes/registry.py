@@ -43,7 +43,7 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("ncnn", "ncnn", "ncnn", "ncnn", (".param",),
                     "runtimes.ncnn_backend", "NcnnRuntime", precisions=("fp32", "fp16", "bf16", "int8")),
         BackendSpec("tflite", "ai_edge_litert", "ai-edge-litert", "tflite", (".tflite",),
-                    precisions=("fp32", "fp16", "int8")),
+                    "runtimes.tflite_backend", "TfliteRuntime", precisions=("fp32", "fp16", "int8")),
         BackendSpec("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),
                     hardware="nvidia-gpu", precisions=("fp32", "fp16", "int8")),
         BackendSpec("coreml", "coremltools", "coremltools", "coreml", (".mlpackage", ".mlmodel"),

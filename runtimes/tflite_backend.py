@@ -1,0 +1,172 @@
+"""TFLite backend: a `.tflite` file on the LiteRT interpreter (ai-edge-litert) with its default XNNPACK delegate.
+
+The public input spec is NCHW [1, 3, H, W] float32 like every backend; a model whose input is NHWC
+(the sidecar `<model>.tflite.json` says `"input_layout": "NHWC"`, or the shape is [1, H, W, 3]) is
+fed a transposed copy. Quantized (int8/uint8) inputs are quantized with the tensor's scale/zero
+point and quantized outputs dequantized, so `infer` always takes and returns float32. The model is
+fixed to its converted size: another size is an InputError.
+
+Precision: the LiteRT Python Interpreter gives no way to pass XNNPACK flags (FORCE_FP16), so an
+"fp16" request runs in fp32 and `precision_used` says "fp32"; int8 models just run ("int8").
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.errors import BackendNotImplementedError, InputError, ModelLoadError
+from runtimes.base import Runtime, RuntimeOptions, TensorSpec, sidecar_path
+from runtimes.registry import import_engine
+from runtimes.threads import resolve_threads
+from runtimes.tflite_delegation import Delegation, delegation_report
+from runtimes.tflite_quant import dequantize, is_quantized, quantize
+
+PRECISIONS = ("fp32", "fp16", "int8")
+LAYOUTS = ("NCHW", "NHWC")
+
+__all__ = ["Delegation", "TfliteRuntime"]
+
+
+class TfliteRuntime(Runtime):
+    """A model on LiteRT (CPU, XNNPACK). Options.extra: xnnpack (True), input_layout ("NHWC"/"NCHW")."""
+
+    name = "tflite"
+
+    def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
+        super().__init__(path, options)
+        self._check_options()
+        self._litert = import_engine("tflite")
+        self._side = _read_sidecar_json(self.path)
+        self._lock = threading.Lock()  # one Interpreter runs one inference at a time
+        self._interp = self._load()
+        self._in = self._interp.get_input_details()
+        self._out = self._interp.get_output_details()
+        self._layouts = [self._layout(d) for d in self._in]
+        self._inputs = [_public_input(d, lay) for d, lay in zip(self._in, self._layouts)]
+        self._outputs = self._output_specs()
+        self._quantized = any(is_quantized(t) for t in self._interp.get_tensor_details())
+        self._delegation: Delegation | None = None
+
+    def _check_options(self) -> None:
+        if self.path.suffix.lower() != ".tflite":
+            raise ModelLoadError(f"the tflite backend reads .tflite files, got '{self.path.name}'")
+        if self.options.precision not in PRECISIONS:
+            raise ModelLoadError(f"tflite precision must be one of {PRECISIONS}, got '{self.options.precision}'")
+        if self.options.device.lower() not in ("auto", "cpu"):
+            raise BackendNotImplementedError(
+                f"the tflite backend runs on the CPU only; device '{self.options.device}' is not implemented")
+
+    def _load(self) -> Any:
+        mod = importlib.import_module("ai_edge_litert.interpreter")
+        use_xnnpack = bool(self.options.extra.get("xnnpack", True))
+        resolver = mod.OpResolverType.AUTO if use_xnnpack else mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            interp = mod.Interpreter(model_path=str(self.path), num_threads=resolve_threads(self.options.threads),
+                                     experimental_op_resolver_type=resolver)
+            interp.allocate_tensors()  # the default XNNPACK delegate is applied here
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"LiteRT cannot load '{self.path}': {_first_line(exc)}") from exc
+        return interp
+
+    def _layout(self, detail: dict[str, Any]) -> str:
+        layout = str(self.options.extra.get("input_layout") or self._side.get("input_layout") or "").upper()
+        shape = [int(d) for d in detail["shape"]]
+        if not layout:  # no record: guess from a 3-channel 4-D shape
+            layout = "NHWC" if len(shape) == 4 and shape[3] == 3 and shape[1] != 3 else "NCHW"
+        if layout not in LAYOUTS:
+            raise ModelLoadError(f"input_layout must be one of {LAYOUTS}, got '{layout}'")
+        if layout == "NHWC" and len(shape) != 4:
+            raise ModelLoadError(f"input '{detail['name']}' of '{self.path}' is NHWC but has shape {shape}")
+        return layout
+
+    def _output_specs(self) -> list[TensorSpec]:
+        """Engine output order; names (and shapes) from the sidecar when it lists as many outputs."""
+        names = self._side.get("output_names") or []
+        shapes = self._side.get("output_shapes") or []
+        specs = []
+        for i, d in enumerate(self._out):
+            shape = tuple(int(s) for s in d["shape"])
+            if len(shapes) == len(self._out) and int(np.prod(shapes[i])) == int(np.prod(shape)):
+                shape = tuple(int(s) for s in shapes[i])
+            specs.append(TensorSpec(names[i] if len(names) == len(self._out) else d["name"], shape))
+        return specs
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        feeds = [self._feed(arr, spec, d, lay) for arr, spec, d, lay in zip(inputs, self._inputs, self._in, self._layouts)]
+        with self._lock:
+            interp = self._interp
+            if interp is None:
+                raise ModelLoadError(f"tflite runtime for '{self.path}' is closed")
+            for d, feed in zip(self._in, feeds):
+                interp.set_tensor(d["index"], feed)
+            interp.invoke()
+            raw = [interp.get_tensor(d["index"]) for d in self._out]  # copies
+        return [dequantize(r, d).reshape(s.shape) for r, d, s in zip(raw, self._out, self._outputs)]
+
+    @staticmethod
+    def _feed(arr: np.ndarray, spec: TensorSpec, detail: dict[str, Any], layout: str) -> np.ndarray:
+        if arr.dtype != np.float32:
+            raise InputError(f"input '{spec.name}' must be float32, got {arr.dtype}")
+        x = arr.transpose(0, 2, 3, 1) if layout == "NHWC" else arr
+        return np.ascontiguousarray(quantize(x, detail))
+
+    def delegation(self) -> Delegation:
+        """Which ops XNNPACK took: totals, partitions and the op types left on TFLite's own CPU kernels."""
+        with self._lock:
+            if self._delegation is None:
+                if self._interp is None:
+                    raise ModelLoadError(f"tflite runtime for '{self.path}' is closed")
+                self._delegation = delegation_report(self._interp._get_ops_details())
+        return self._delegation
+
+    @property
+    def input_layouts(self) -> list[str]:
+        """The layout each engine input tensor has ("NHWC" inputs get a transposed copy)."""
+        return list(self._layouts)
+
+    @property
+    def precision_used(self) -> str:
+        """"int8" for a model with quantized tensors, else "fp32" (fp16 requests run fp32: see the module doc)."""
+        return "int8" if self._quantized else "fp32"
+
+    def engine_versions(self) -> dict[str, str]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return {"ai-edge-litert": version("ai-edge-litert")}
+        except PackageNotFoundError:
+            return {"ai-edge-litert": str(getattr(self._litert, "__version__", "unknown"))}
+
+    def close(self) -> None:
+        with self._lock:
+            self._interp = None
+
+
+def _public_input(detail: dict[str, Any], layout: str) -> TensorSpec:
+    shape = [int(d) for d in detail["shape"]]
+    if layout == "NHWC":
+        shape = [shape[0], shape[3], shape[1], shape[2]]
+    return TensorSpec(str(detail["name"]), tuple(shape), "float32")
+
+
+def _read_sidecar_json(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read the sidecar '{side}': {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"sidecar '{side}' must hold a JSON object")
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -8,16 +8,19 @@ from bench.budgets import verdict
 STAGES = ("preprocess", "inference", "postprocess", "total")
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
 HEADERS = (
-    "backend", "precision asked/used", "threads", "FPS",
+    "backend", "precision asked/used", "threads", "imgsz", "FPS",
     *(f"{STAGE_LABELS[s]} p50/p95/p99 ms" for s in STAGES),
-    "peak RSS MiB", "model MiB", "AP50-95", "AP50", "status",
+    "peak RSS MiB", "model MiB", "AP50-95", "AP50", "agreement mAP", "status",
 )
 #: Shorter headers for the terminal table (same columns as HEADERS).
 TABLE_HEADERS = (
-    "backend", "precision", "thr", "FPS", *(f"{STAGE_LABELS[s]} ms" for s in STAGES),
-    "peak MiB", "model MiB", "AP", "AP50", "status",
+    "backend", "precision", "thr", "imgsz", "FPS", *(f"{STAGE_LABELS[s]} ms" for s in STAGES),
+    "peak MiB", "model MiB", "AP", "AP50", "agree mAP", "status",
 )
 TABLE_FOOTER = "stage cells: p50/p95/p99 ms; precision: asked/used; AP = AP50-95; memory in MiB"
+#: Column of the agreement mAP (AP50-95 against a reference's detections, not labels); shown
+#: only when a row has one, its header naming the reference.
+AGREEMENT_COLUMN = HEADERS.index("agreement mAP")
 _NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
                   "avx_vnni", "neon", "asimd", "asimddp", "i8mm", "bf16", "sve")
 _TABLE_REASON_CHARS = 60
@@ -39,18 +42,23 @@ def render_markdown(report: dict[str, Any]) -> str:
 def render_table(report: dict[str, Any]) -> str:
     """The results as a fixed-width table for a terminal (same columns as Markdown), with a
     footer line explaining the cells."""
-    rows = [result_cells(r, reason_chars=_TABLE_REASON_CHARS) for r in report.get("results", [])]
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(TABLE_HEADERS)]
-    text_columns = {0, 1, len(TABLE_HEADERS) - 1}
+    results = report.get("results", [])
+    keep = _columns(results)
+    headers = [TABLE_HEADERS[i] for i in keep]
+    rows = [_pick(result_cells(r, reason_chars=_TABLE_REASON_CHARS), keep) for r in results]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    text_columns = {0, 1, len(headers) - 1}
 
     def fmt(cells: tuple[str, ...] | list[str]) -> str:
         parts = [c.ljust(w) if i in text_columns else c.rjust(w)
                  for i, (c, w) in enumerate(zip(cells, widths))]
         return "  ".join(parts).rstrip()
 
-    out = [fmt(TABLE_HEADERS), "  ".join("-" * w for w in widths)]
+    out = [fmt(headers), "  ".join("-" * w for w in widths)]
     out += [fmt(row) for row in rows]
-    out.append(TABLE_FOOTER)
+    refs = _references(results)
+    out.append(TABLE_FOOTER + (f"; agree mAP = agreement mAP vs {'; '.join(refs)} (not labelled mAP)"
+                               if refs else ""))
     return "\n".join(out)
 
 
@@ -63,12 +71,14 @@ def result_cells(row: dict[str, Any], reason_chars: int | None = None) -> list[s
         str(row.get("backend", "?")),
         _precision(row),
         _fmt(row.get("threads"), 0),
+        _imgsz(row.get("imgsz")),
         _fmt(row.get("fps"), 1),
         *(_stage(latency.get(s)) for s in STAGES),
         _fmt(memory.get("peak_rss_mb"), 1),
         _fmt(memory.get("model_size_mb"), 2),
         _fmt(accuracy.get("AP"), 3),
         _fmt(accuracy.get("AP50"), 3),
+        _fmt((row.get("agreement") or {}).get("AP"), 3),
         _status(row, reason_chars),
     ]
 
@@ -76,13 +86,40 @@ def result_cells(row: dict[str, Any], reason_chars: int | None = None) -> list[s
 def _markdown_table(results: list[dict[str, Any]]) -> list[str]:
     if not results:
         return ["(no results)"]
-    lines = ["| " + " | ".join(HEADERS) + " |",
-             "|" + "|".join("---" if i in (0, 1, len(HEADERS) - 1) else "---:"
-                            for i in range(len(HEADERS))) + "|"]
+    keep = _columns(results)
+    refs = _references(results)
+    headers = [f"agreement mAP vs {'; '.join(refs)}" if i == AGREEMENT_COLUMN else HEADERS[i]
+               for i in keep]
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" if i in (0, 1, len(headers) - 1) else "---:"
+                            for i in range(len(headers))) + "|"]
     for row in results:
-        cells = [c.replace("|", "\\|") for c in result_cells(row)]
+        cells = [c.replace("|", "\\|") for c in _pick(result_cells(row), keep)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _columns(results: list[dict[str, Any]]) -> list[int]:
+    """Indices of the columns to show: the agreement column only when a row has agreement."""
+    has = any(isinstance(r.get("agreement"), dict) for r in results)
+    return [i for i in range(len(HEADERS)) if has or i != AGREEMENT_COLUMN]
+
+
+def _pick(cells: list[str], keep: list[int]) -> list[str]:
+    return [cells[i] for i in keep]
+
+
+def _references(results: list[dict[str, Any]]) -> list[str]:
+    """The distinct references of the rows' agreement mAP, in order of appearance."""
+    refs = [str(r["agreement"].get("reference") or "?") for r in results
+            if isinstance(r.get("agreement"), dict)]
+    return list(dict.fromkeys(refs))
+
+
+def _imgsz(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value:
+        return str(value[0]) if len(set(value)) == 1 else "x".join(str(v) for v in value)
+    return _v(value)
 
 
 def _environment_lines(report: dict[str, Any]) -> list[str]:
@@ -132,6 +169,10 @@ def _notes(report: dict[str, Any]) -> list[str]:
             notes.append(f"{row.get('backend')} asked for {row.get('precision')} but ran "
                          f"{row.get('precision_used')}.")
         notes += _check_notes(row)
+    for ref in _references(report.get("results", [])):
+        notes.append(f"agreement mAP vs {ref}: COCO AP50-95 of each configuration scored against "
+                     "the reference configuration's own detections (score >= conf) on the same "
+                     "images; it measures agreement with the reference, not accuracy against labels.")
     method = (report.get("settings") or {}).get("percentile_method", "?")
     notes.append(f"Latencies in ms (percentile method: {method}); FPS = 1000 / mean total "
                  "latency, single stream; memory in MiB.")

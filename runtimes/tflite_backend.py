@@ -97,7 +97,8 @@ class TfliteRuntime(Runtime):
         return specs
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        feeds = [self._feed(arr, spec, d, lay) for arr, spec, d, lay in zip(inputs, self._inputs, self._in, self._layouts)]
+        feeds = [self._feed(arr, spec, d, lay)
+                 for arr, spec, d, lay in zip(inputs, self._inputs, self._in, self._layouts)]
         with self._lock:
             interp = self._interp
             if interp is None:

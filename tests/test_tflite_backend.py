@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert", reason="the tflite backend needs ai-edge-litert (pip install 'edgebench[tflite]')")
+pytest.importorskip("ai_edge_litert",
+                    reason="the tflite backend needs ai-edge-litert (pip install 'edgebench[tflite]')")
 torch = pytest.importorskip("torch", reason="building test .tflite files needs torch")
 litert_torch = pytest.importorskip("litert_torch", reason="building test .tflite files needs litert-torch")
 

@@ -2,6 +2,12 @@
 the Pareto front of accuracy (AP50-95) vs p99 latency, and one recommendation under budgets.
 
 The result is plain data (see `compare`); bench.compare_render turns it into Markdown.
+
+Accuracy basis: labelled mAP (row "accuracy") when any ok row has it; else, when every ok row
+with an agreement mAP (row "agreement", scored against a reference's detections) names the same
+reference, that agreement mAP. The metrics "AP"/"AP50", deltas, mAP-drop budget, per-class drops
+and the Pareto front all use the basis only, so labelled and agreement mAP are never subtracted
+from each other; a row holding only the other kind gets no AP and a note saying why.
 """
 from __future__ import annotations
 
@@ -71,19 +77,26 @@ def compare(reports: Sequence[tuple[str, dict[str, Any]]],
     budgets, sources = resolve_budgets(flags, opts.profile, [r for _, r in reports])
     entries = _entries(reports)
     _assign_baselines(entries, opts.baseline)
+    basis = accuracy_basis([e.row for e in entries if e.ok])
     for e in entries:
-        e.out = _row_out(e, budgets, opts.per_class_drop)
+        e.out = _row_out(e, budgets, opts.per_class_drop, basis)
     _mark_pareto(entries)
     pick = _choose(entries)
+    message = _message(pick, entries, budgets)
+    if basis and basis["kind"] == "agreement":
+        message = _agreement_words(message)
+        for e in entries:
+            e.out["rejected"] = [{**r, "message": _agreement_words(r["message"])} for r in e.out["rejected"]]
     return {
         "reports": [{"path": name, "profile": (r.get("profile") or {}).get("name"),
                      "status": r.get("status"), "rows": len(r["results"])} for name, r in reports],
         "budgets": {k: {"value": getattr(budgets, k), "source": sources.get(k)} for k in BUDGET_FLAGS},
         "per_class_drop": opts.per_class_drop,
+        "accuracy_basis": basis,
         "rows": [e.out for e in entries],
         "pareto_front": [e.label for e in entries if e.out["pareto"]],
         "recommendation": pick.label if pick else None,
-        "message": _message(pick, entries, budgets),
+        "message": message,
     }
 
 
@@ -163,20 +176,72 @@ def _metrics(row: dict[str, Any]) -> dict[str, float | None]:
             "AP": row_ap(row), "AP50": row_ap(row, "AP50")}
 
 
-def _row_out(e: _Entry, budgets: Budgets, per_class_drop: float) -> dict[str, Any]:
-    row, base = e.row, e.baseline
+def accuracy_basis(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """{"kind": "labelled"} or {"kind": "agreement", "reference": ref}, or None (no accuracy to
+    compare, or agreement against several references)."""
+    if any(row_ap(r) is not None for r in rows):
+        return {"kind": "labelled", "reference": None}
+    refs = {str(r["agreement"].get("reference")) for r in rows if isinstance(r.get("agreement"), dict)}
+    return {"kind": "agreement", "reference": refs.pop()} if len(refs) == 1 else None
+
+
+def _view(row: dict[str, Any], basis: dict[str, Any] | None) -> dict[str, Any]:
+    """The row with "accuracy" set to its accuracy of the basis kind (None when it has none)."""
+    if basis is None or basis["kind"] == "labelled":
+        return row if basis else {**row, "accuracy": None}
+    agree = row.get("agreement")
+    same = isinstance(agree, dict) and str(agree.get("reference")) == basis["reference"]
+    return {**row, "accuracy": agree if same else None}
+
+
+def _accuracy_note(row: dict[str, Any], basis: dict[str, Any] | None) -> str:
+    """Why a row's accuracy is not compared, or ''."""
+    agree = row.get("agreement") if isinstance(row.get("agreement"), dict) else None
+    if row_ap(row) is None and agree and (basis or {}).get("kind") == "labelled":
+        return (f"has agreement mAP vs {agree.get('reference')} only (no labels): not compared "
+                "with labelled mAP")
+    if agree and basis and basis["kind"] == "agreement" and str(agree.get("reference")) != basis["reference"]:
+        return f"agreement mAP vs {agree.get('reference')}: a different reference, not compared"
+    if agree and basis is None:
+        return "agreement mAP against different references across reports: not compared"
+    return ""
+
+
+def _agreement_words(text: str) -> str:
+    """Name the AP of an agreement-basis comparison for what it is."""
+    text = text.replace("AP50-95", "agreement mAP").replace("mAP drop", "agreement mAP drop")
+    while "agreement agreement" in text:
+        text = text.replace("agreement agreement", "agreement")
+    return text
+
+
+def _agreement_check(check: dict[str, Any], basis: dict[str, Any] | None) -> dict[str, Any]:
+    """A mAP-drop check message reworded when the basis is agreement mAP."""
+    if check["name"] != "map_drop" or (basis or {}).get("kind") != "agreement":
+        return check
+    return {**check, "message": _agreement_words(check["message"])}
+
+
+def _row_out(e: _Entry, budgets: Budgets, per_class_drop: float,
+             basis: dict[str, Any] | None = None) -> dict[str, Any]:
+    row, base = _view(e.row, basis), _view(e.baseline.row, basis) if e.baseline else None
     metrics = _metrics(row)
-    checks = check_row(row, budgets, base.row if base else None) if e.ok else []
+    checks = check_row(row, budgets, base) if e.ok else []
+    agree = e.row.get("agreement") if isinstance(e.row.get("agreement"), dict) else None
     return {
         "label": e.label, "report": e.report, "backend": row.get("backend"),
         "precision": row.get("precision"), "precision_used": row.get("precision_used"),
         "imgsz": row.get("imgsz"), "threads": row.get("threads"), "status": row.get("status"),
-        "error": row.get("error"), "baseline": base.label if base else None,
+        "error": row.get("error"), "baseline": e.baseline.label if e.baseline else None,
         "baseline_note": e.note, "metrics": metrics,
-        "deltas": _deltas(metrics, _metrics(base.row)) if base and base is not e else {},
-        "per_class_drops": _class_drops(row, base.row, per_class_drop) if base else [],
+        "deltas": _deltas(metrics, _metrics(base)) if base and e.baseline is not e else {},
+        "per_class_drops": _class_drops(row, base, per_class_drop) if base else [],
+        "agreement": ({"reference": agree.get("reference"), "AP": row_ap({"accuracy": agree}),
+                       "AP50": row_ap({"accuracy": agree}, "AP50")} if agree else None),
+        "accuracy_note": _accuracy_note(e.row, basis),
         "parity": row.get("parity"), "pareto": None, "dominated_by": None,
-        "budget_checks": [c.to_dict() for c in checks], "recommended": False, "rejected": [],
+        "budget_checks": [_agreement_check(c.to_dict(), basis) for c in checks],
+        "recommended": False, "rejected": [],
     }
 
 

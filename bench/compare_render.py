@@ -22,7 +22,8 @@ def render_compare_markdown(result: dict[str, Any]) -> str:
         f"{r['path']} (profile {r['profile'] or '-'}, {r['status']}, {r['rows']} rows)"
         for r in result["reports"])]
     lines += [f"- Budgets: {_budgets(result['budgets'])}", ""]
-    lines += ["## Results", "", *_table(result["rows"]), "", *_footer(result), ""]
+    lines += ["## Results", "", *_table(result["rows"], result.get("accuracy_basis")), "",
+              *_footer(result), ""]
     lines += ["## Recommendation", "", result["message"], ""]
     rejected = [r for r in result["rows"] if r["rejected"]]
     if rejected:
@@ -43,17 +44,35 @@ def _budgets(budgets: dict[str, dict[str, Any]]) -> str:
     return "; ".join(parts) or "none (no flags, no --profile, no budgets in the reports)"
 
 
-def _table(rows: list[dict[str, Any]]) -> list[str]:
+def table_headers(basis: dict[str, Any] | None) -> list[str]:
+    """HEADERS with an imgsz column, and the AP columns named after the accuracy basis
+    ("agreement mAP vs REF" when the comparison scores agreement, not labels)."""
+    headers = [HEADERS[0], "imgsz", *HEADERS[1:]]
+    if basis and basis.get("kind") == "agreement":
+        ref = basis.get("reference")
+        headers = [{"AP50-95": f"agreement mAP vs {ref}", "AP50": f"agreement AP50 vs {ref}"}.get(h, h)
+                   for h in headers]
+    return headers
+
+
+def _table(rows: list[dict[str, Any]], basis: dict[str, Any] | None = None) -> list[str]:
     if not rows:
         return ["(no results)"]
-    out = ["| " + " | ".join(HEADERS) + " |",
-           "|" + "|".join("---" if i in (0, 1, len(HEADERS) - 2, len(HEADERS) - 1) else "---:"
-                          for i in range(len(HEADERS))) + "|"]
+    headers = table_headers(basis)
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---" if i in (0, 1, 2, len(headers) - 2, len(headers) - 1) else "---:"
+                          for i in range(len(headers))) + "|"]
     for row in rows:
-        cells = [row["label"], _baseline_cell(row), *(_metric(row, k) for k in METRICS),
-                 _pareto(row), _verdict(row)]
+        cells = [row["label"], _imgsz(row.get("imgsz")), _baseline_cell(row),
+                 *(_metric(row, k) for k in METRICS), _pareto(row), _verdict(row)]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return out
+
+
+def _imgsz(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value:
+        return str(value[0]) if len(set(value)) == 1 else "x".join(str(v) for v in value)
+    return "-" if value is None else str(value)
 
 
 def _baseline_cell(row: dict[str, Any]) -> str:
@@ -64,6 +83,9 @@ def _baseline_cell(row: dict[str, Any]) -> str:
 
 def _metric(row: dict[str, Any], key: str) -> str:
     value = row["metrics"].get(key)
+    agree = row.get("agreement")
+    if value is None and key == "AP" and agree and agree.get("AP") is not None:
+        return f"agreement mAP vs {agree['reference']}: {agree['AP']:.3f} (not compared)"
     if value is None:
         return "-"
     text = f"{value:.{_DIGITS[key]}f}"
@@ -91,13 +113,24 @@ def _verdict(row: dict[str, Any]) -> str:
 
 def _footer(result: dict[str, Any]) -> list[str]:
     notes = sorted({r["baseline_note"] for r in result["rows"] if r["baseline_note"]})
-    return [
+    return [*_basis_lines(result), 
         "Cells: value (delta vs the row's baseline: % for latency, FPS, memory and size; "
         "absolute for AP). Latency is the total per frame; AP on COCO's 0..1 scale.",
         "Pareto: 'front' = no other row is at least as accurate (AP50-95) and at least as fast "
         "(p99) while better on one; rows without both figures are not placed.",
         "Baselines: " + ("; ".join(notes) if notes else "none"),
     ]
+
+
+def _basis_lines(result: dict[str, Any]) -> list[str]:
+    """What the AP columns hold, and the rows whose accuracy is not compared."""
+    basis = result.get("accuracy_basis")
+    lines = []
+    if basis and basis.get("kind") == "agreement":
+        lines.append(f"AP columns: agreement mAP vs {basis['reference']}: each row's detections scored "
+                     "against the reference configuration's own detections, not against labels.")
+    lines += [f"{r['label']}: {r['accuracy_note']}" for r in result["rows"] if r.get("accuracy_note")]
+    return lines
 
 
 def _class_drops(result: dict[str, Any]) -> list[str]:

@@ -18,6 +18,8 @@ from runtimes.threads import resolve_threads
 
 #: Frames kept in memory for the timing loop (decoded before timing starts).
 MAX_TIMING_FRAMES = 16
+#: Per-iteration total latencies stored in a row for the HTML plots (evenly thinned beyond this).
+MAX_STORED_SAMPLES = 5000
 
 
 @dataclass
@@ -57,6 +59,7 @@ def measure(spec: MeasureSpec) -> dict[str, Any]:
         "threads": resolve_threads(spec.threads),
         "imgsz": list(det.input_size),
         "latency_ms": latency,
+        "latency_samples_ms": {"total": total_samples_ms(loop.timer.samples()["total"])},
         "fps": latency["total"]["fps"],
         "iterations": loop.iterations,
         "duration_s": loop.duration_s,
@@ -66,6 +69,12 @@ def measure(spec: MeasureSpec) -> dict[str, Any]:
         "engine_versions": det.runtime.engine_versions(),
         "detections": detections,
     }
+
+
+def total_samples_ms(samples_ns: list[int], cap: int = MAX_STORED_SAMPLES) -> list[float]:
+    """Durations (ns) as ms rounded to 1 us, in run order; every k-th one when over `cap`."""
+    step = max(1, -(-len(samples_ns) // cap))
+    return [round(v / 1e6, 3) for v in samples_ns[::step]]
 
 
 def _decode_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:

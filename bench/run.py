@@ -13,6 +13,7 @@ from bench.artifacts import ConfigSkipped, resolve_artifact
 from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
+from bench.html_report import write_html_report
 from bench.isolate import ChildOutcome, run_isolated
 from bench.measure import MeasureSpec, measure
 from bench.memory import file_size_mb
@@ -94,7 +95,8 @@ def _label_notes(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> li
 
 
 def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
-    """Measure every precision of the profile; write report.json + report.md; return them."""
+    """Measure every precision of the profile; write report.json, .md and .html; return the
+    report and the first two paths."""
     ctx = prepare(opts)
     profile = ctx.profile
     report, matches = start_report(ctx, opts)
@@ -107,6 +109,7 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
     report["status"] = "complete"
     out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     json_path, md_path = write_report(report, out)
+    write_html_report(report, out)
     return report, json_path, md_path
 
 

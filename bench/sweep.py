@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from bench.artifacts import ConfigSkipped, resolve_artifact
 from bench.budgets import attach_checks
+from bench.html_report import write_html_report
 from bench.isolate import run_isolated
 from bench.measure import MeasureSpec, measure
 from bench.report import new_result, write_report
@@ -61,7 +62,8 @@ def run_job(job: ConfigJob) -> dict[str, Any]:
 
 def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
           on_start: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
-    """Measure every configuration; write report.json + report.md into opts.out_dir; return them.
+    """Measure every configuration; write report.json + report.md (after each row) and
+    report.html (at the end) into opts.out_dir; return the report and the first two paths.
 
     `on_start(n)` is told the number of configurations, `on_row(row)` each row as it finishes.
     Ctrl-C stops the sweep cleanly: the report keeps status "partial" and `interrupted: true`.
@@ -86,10 +88,12 @@ def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = 
         report["sweep"]["interrupted"] = True
         report["notes"].append(f"interrupted after {len(report['results'])} of {len(grid)} configurations")
         write_report(report, out)
+        write_html_report(report, out)
         return report, json_path, md_path
     attach_checks(report["results"], ctx.profile.budgets, ctx.profile.reference, matches)
     report["status"] = "complete"
     write_report(report, out)
+    write_html_report(report, out)  # once at the end: plotting every row would slow the sweep
     return report, json_path, md_path
 
 

@@ -15,7 +15,7 @@ from converters.parity import ParityResult, check_parity
 from edge_sdk.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
 from runtimes.base import RuntimeOptions, sidecar_path
 
-TARGETS = ("onnx", "openvino", "ncnn")
+TARGETS = ("onnx", "openvino", "ncnn", "tflite")
 
 
 @dataclass
@@ -66,6 +66,10 @@ def _convert(reference: Path, target: str, out: Path, precision: str, parity: bo
         from converters.ncnn import to_ncnn
 
         path = to_ncnn(reference, out, precision)
+    elif target == "tflite":
+        from converters.tflite import to_tflite
+
+        path = to_tflite(reference, out, precision)
     else:  # guarded by _check; new targets add a branch here
         raise BackendNotImplementedError(f"export target '{target}' is not implemented")
     result = ExportResult(path, target, precision)

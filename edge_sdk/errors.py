@@ -10,6 +10,10 @@ class ModelLoadError(EdgebenchError):
     """A model file is missing, truncated, corrupt or not a format we read."""
 
 
+class ConversionError(ModelLoadError):
+    """A model cannot be converted to a target (an op or attribute the converter does not support)."""
+
+
 class BackendUnavailableError(EdgebenchError):
     """A backend's Python package (or its hardware) is not present on this host."""
 

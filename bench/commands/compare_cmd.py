@@ -6,6 +6,8 @@ import json
 import click
 
 from bench.compare import CompareOptions, compare_files
+from edge_sdk.atomic import write_text_atomic
+from edge_sdk.errors import ReportError
 
 
 @click.command("compare")
@@ -23,11 +25,14 @@ from bench.compare import CompareOptions, compare_files
               help="Take unset budgets from this profile (default: the reports' own profiles).")
 @click.option("--per-class-drop", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="List classes whose AP50-95 drops by more than this vs the baseline.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
-              help="Markdown tables, or one JSON object.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default="md",
+              show_default=True,
+              help="Markdown tables, one JSON object, or a self-contained HTML page with plots.")
+@click.option("--output", "-o", default=None,
+              help="Write to this file (atomically) instead of printing.")
 def command(reports: tuple[str, ...], baseline: str | None, max_p99_ms: float | None,
             max_map_drop: float | None, max_memory_mb: float | None, profile: str | None,
-            per_class_drop: float, fmt: str) -> None:
+            per_class_drop: float, fmt: str, output: str | None) -> None:
     """Compare the result rows of one or more report JSONs and recommend one configuration.
 
     The pick is the fastest by p99 among the rows meeting every budget (ties: higher AP50-95,
@@ -38,9 +43,24 @@ def command(reports: tuple[str, ...], baseline: str | None, max_p99_ms: float | 
                           max_memory_mb=max_memory_mb, profile=profile,
                           per_class_drop=per_class_drop)
     result = compare_files(reports, opts)
-    if fmt == "json":
-        click.echo(json.dumps(result, indent=2))
+    text = _render(result, fmt)
+    if output is None:
+        click.echo(text)
         return
+    try:
+        write_text_atomic(output, text)
+    except OSError as exc:
+        raise ReportError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    click.echo(f"comparison: {output}", err=True)
+
+
+def _render(result: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result, indent=2)
+    if fmt == "html":
+        from bench.compare_html import render_compare_html
+
+        return render_compare_html(result)
     from bench.compare_render import render_compare_markdown
 
-    click.echo(render_compare_markdown(result))
+    return render_compare_markdown(result)

@@ -43,7 +43,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend at each of its precisions that can run here, each in its own
-    process, prints a table and writes report.json + report.md under --out. With no
+    process, prints a table and writes report.json, report.md and report.html under --out. With no
     arguments: the bundled model on a synthetic val set, with the profile of this host.
     """
     opts = RunOptions(profile=profile, model=model, data=data, out_dir=out_dir,
@@ -54,7 +54,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       reference=reference, reference_conf=reference_conf)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
-    click.echo(f"report: {json_path}\nsummary: {md_path}")
+    click.echo(f"report: {json_path}\nsummary: {md_path}\nhtml: {json_path.with_suffix('.html')}")
     if not any(r["status"] == "ok" for r in report["results"]):
         raise click.exceptions.Exit(1)
 

@@ -32,7 +32,7 @@ def _sizes(value: str | None) -> tuple[int, ...] | None:
 @click.option("--backends", default=None, help="Comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
 @click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
 @click.option("--imgsz", default=None, help="Comma list of input sizes (default: the model's).")
-@click.option("--out", "out_dir", required=True, help="Folder receiving report.json, report.md and artifacts/.")
+@click.option("--out", "out_dir", required=True, help="Folder receiving report.json/.md/.html and artifacts/.")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
               help="Seconds allowed per configuration (conversion + measurement).")
 @click.option("--threads", type=int, default=None, help="Engine threads (default: the profile's).")
@@ -77,7 +77,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
         if "bar" in bar:
             bar["bar"].__exit__(None, None, None)
     click.echo(render_table(report))
-    click.echo(f"report: {json_path}\nsummary: {md_path}")
+    click.echo(f"report: {json_path}\nsummary: {md_path}\nhtml: {json_path.with_suffix('.html')}")
     if report["sweep"]["interrupted"]:
         click.echo("interrupted: the report is marked partial", err=True)
         raise click.exceptions.Exit(130)

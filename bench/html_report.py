@@ -1,0 +1,267 @@
+"""A report as one self-contained HTML file: inline CSS, plots as inline SVG, nothing fetched.
+
+Sections: summary table, latency CDF/histogram, accuracy vs p99 with the Pareto front and the
+recommendation (bench.compare on this one report), per-class AP before/after quantization, the
+sustained-run trace (when the report has "sustained"), notes and the environment. Missing
+figures render as "—"; every text is escaped. Plots need matplotlib (`edgebench[report]`);
+without it the page keeps its tables and says so.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from bench import html_plots
+from bench.budgets import verdict
+from bench.compare import compare
+from bench.compare_render import parity_text
+from bench.markdown import _environment_lines, _notes  # shared wording with report.md
+from edge_sdk.atomic import write_text_atomic
+from edge_sdk.errors import ReportError
+
+__all__ = ["render_html", "write_html_report", "page", "table", "DASH", "NO_PLOTS"]
+
+DASH = "—"
+NO_PLOTS = ("Plots need matplotlib, which is not installed: "
+            "pip install 'edgebench[report]'. The tables below are complete.")
+SUMMARY_HEADERS = ("backend", "precision", "imgsz", "threads", "status", "FPS", "p50 ms",
+                   "p95 ms", "p99 ms", "peak MiB", "model MiB", "AP50-95", "AP50", "parity")
+_SELF = "report.json"
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:1320px;padding:16px 28px;color:#1d2127;background:#fff}
+h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:26px 0 8px;
+border-bottom:1px solid #d8dce2;padding-bottom:3px}h3{font-size:14px;margin:14px 0 4px}
+.meta{color:#5b6370;margin:0 0 10px}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
+th,td{border:1px solid #d8dce2;padding:3px 8px;vertical-align:top}
+th{background:#f1f3f6;text-align:left;white-space:nowrap}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.err{color:#a11d2b;max-width:420px}td.ok{color:#216e2b}td.warn{color:#8a5a00}
+tr.pick td{background:#eef8ef}
+.note{background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px;margin:8px 0}
+.plot svg{max-width:100%;height:auto}ul{margin:4px 0 8px 20px;padding:0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:4px 0}
+dt{font-weight:600;color:#3b424d}dd{margin:0}
+"""
+
+
+def esc(value: Any) -> str:
+    """Escaped text of any value (None as the dash)."""
+    return DASH if value is None else html.escape(str(value), quote=True)
+
+
+def page(title: str, body: Iterable[str]) -> str:
+    """A complete HTML document with the inline stylesheet."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width\"><title>{esc(title)}</title>"
+            f"<style>{CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+          row_classes: Sequence[str] | None = None) -> str:
+    """An HTML table; a cell is a value (escaped; numbers right-aligned) or (text, css class)."""
+    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers)
+           + "</tr></thead><tbody>"]
+    for i, cells in enumerate(rows):
+        cls = row_classes[i] if row_classes and row_classes[i] else ""
+        out.append(f"<tr class=\"{cls}\">" if cls else "<tr>")
+        for cell in cells:
+            text, css = cell if isinstance(cell, tuple) else (cell, "")
+            out.append(f"<td class=\"{css}\">{esc(text)}</td>" if css else f"<td>{esc(text)}</td>")
+        out.append("</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def num(value: Any, digits: int) -> tuple[str, str]:
+    """A right-aligned number cell, the dash when missing."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return f"{value:.{digits}f}", "n"
+    return DASH, "n"
+
+
+def plot(svg: str | None, missing: str) -> str:
+    """A plot block, or a note saying why there is none."""
+    if svg:
+        return f"<div class=\"plot\">{svg}</div>"
+    return f"<p class=\"note\">{esc(NO_PLOTS if not html_plots.available() else missing)}</p>"
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """The whole report as one offline HTML page (see the module docstring)."""
+    rows = list(report.get("results") or [])
+    name = (report.get("profile") or {}).get("name") or "no profile"
+    body = [f"<h1>edgebench report: {esc(name)}</h1>",
+            f"<p class=\"meta\">Created {esc(report.get('created_utc'))} by edgebench "
+            f"{esc(report.get('tool_version'))}; status: <b>{esc(report.get('status'))}</b>; "
+            f"{len(rows)} configuration(s).</p>"]
+    if not html_plots.available():
+        body.append(f"<p class=\"note\">{esc(NO_PLOTS)}</p>")
+    chosen = _compare_self(report)
+    body += ["<h2>Summary</h2>", _summary_table(rows, chosen)]
+    body += _latency_section(rows)
+    body += _tradeoff_section(chosen)
+    body += _class_ap_section(rows)
+    if "sustained" in report:
+        body += _sustained_section(report.get("sustained"))
+    body += ["<h2>Notes</h2>", _list(_notes(dict(report)))]
+    body += ["<h2>Environment</h2>", _environment(report, rows)]
+    return page(f"edgebench report: {name}", body)
+
+
+def write_html_report(report: Mapping[str, Any], out_dir: str | Path, stem: str = "report") -> Path:
+    """Render and write `<stem>.html` into `out_dir` atomically; returns its path."""
+    text = render_html(report)
+    path = Path(out_dir) / f"{stem}.html"
+    try:
+        return write_text_atomic(path, text)
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def config_label(row: Mapping[str, Any]) -> str:
+    """backend/precision@size of a row."""
+    size = row.get("imgsz")
+    if isinstance(size, (list, tuple)) and size:
+        size = size[0] if len(set(size)) == 1 else "x".join(str(v) for v in size)
+    return f"{row.get('backend', '?')}/{row.get('precision', '?')}" + (f"@{size}" if size else "")
+
+
+def _compare_self(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """bench.compare on this report alone (Pareto front, budgets, pick), labels without the file
+    name; None (and the page says so) if the report cannot be compared."""
+    try:
+        result = compare([(_SELF, dict(report))])
+    except (ReportError, KeyError, TypeError, ValueError) as exc:
+        return {"error": f"no recommendation: {exc}", "rows": []}
+    strip = f"{_SELF}: "
+    for r in result["rows"]:
+        r["label"] = r["label"].removeprefix(strip)
+        for reason in r["rejected"]:
+            reason["message"] = reason["message"].replace(strip, "")
+    result["message"] = result["message"].replace(strip, "")
+    return result
+
+
+def _summary_table(rows: list[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> str:
+    if not rows:
+        return "<p>(no results)</p>"
+    picked = [bool(r.get("recommended")) for r in (chosen or {}).get("rows") or ()]
+    picked += [False] * (len(rows) - len(picked))
+    return table(SUMMARY_HEADERS, (_summary_cells(r) for r in rows),
+                 ["pick" if p else "" for p in picked])
+
+
+def _summary_cells(row: Mapping[str, Any]) -> list[Any]:
+    total = (row.get("latency_ms") or {}).get("total") or {}
+    memory, acc = row.get("memory") or {}, row.get("accuracy") or {}
+    used = row.get("precision_used")
+    precision = row.get("precision") if not used or used == row.get("precision") \
+        else f"{row.get('precision')} (ran {used})"
+    size = row.get("imgsz")
+    return [row.get("backend"), precision,
+            "x".join(map(str, size)) if isinstance(size, (list, tuple)) else size,
+            num(row.get("threads"), 0), _status_cell(row), num(row.get("fps"), 1),
+            *(num(total.get(k), 2) for k in ("p50", "p95", "p99")),
+            num(memory.get("peak_rss_mb"), 1), num(memory.get("model_size_mb"), 2),
+            num(acc.get("AP"), 3), num(acc.get("AP50"), 3), _parity_cell(row.get("parity"))]
+
+
+def _status_cell(row: Mapping[str, Any]) -> tuple[str, str]:
+    status = str(row.get("status") or "?")
+    if status != "ok":
+        return f"{status}: {row.get('error') or 'no reason recorded'}", "err"
+    budget = verdict(row.get("budget_checks"))
+    return (f"ok; {budget}" if budget else "ok"), ("warn" if "over" in budget else "ok")
+
+
+def _parity_cell(parity: Any) -> tuple[str, str] | str:
+    if not isinstance(parity, Mapping):
+        return DASH
+    text = parity_text(dict(parity))
+    return text, ("ok" if parity.get("passed") else "err" if "passed" in parity else "")
+
+
+def _latency_section(rows: list[Mapping[str, Any]]) -> list[str]:
+    samples = {config_label(r): (r.get("latency_samples_ms") or {}).get("total") or []
+               for r in rows if r.get("status") == "ok"}
+    svg = html_plots.latency_svg(samples)
+    missing = ("no per-iteration latencies stored in this report (written by an older edgebench, "
+               "or no configuration ran): see the percentiles in the summary")
+    return ["<h2>Latency distribution (total per frame)</h2>", plot(svg, missing)]
+
+
+def _tradeoff_section(chosen: Mapping[str, Any] | None) -> list[str]:
+    out = ["<h2>Accuracy vs p99 latency, recommendation</h2>"]
+    if chosen is None or "error" in chosen:
+        return out + [f"<p class=\"note\">{esc((chosen or {}).get('error'))}</p>"]
+    out.append(plot(html_plots.scatter_svg(chosen["rows"]),
+                    "no configuration has both AP50-95 and p99 (accuracy skipped or none ran)"))
+    return out + recommendation_blocks(chosen)
+
+
+def recommendation_blocks(result: Mapping[str, Any]) -> list[str]:
+    """The budgets, the recommendation message and why each other row was not chosen."""
+    budgets = [f"{k}: {b['value']:g} (from {b.get('source') or '?'})"
+               for k, b in (result.get("budgets") or {}).items() if b.get("value") is not None]
+    out = [f"<p><b>Budgets:</b> {esc('; '.join(budgets) or 'none set')}</p>",
+           f"<p><b>{esc(result.get('message'))}</b></p>"]
+    lost = [f"{r['label']}: " + "; ".join(x["message"] for x in r["rejected"])
+            for r in result.get("rows") or () if r.get("rejected")]
+    if lost:
+        out += ["<h3>Not chosen</h3>", _list(lost)]
+    return out
+
+
+def _class_ap_section(rows: list[Mapping[str, Any]]) -> list[str]:
+    groups: dict[str, dict[str, Mapping[str, float]]] = {}
+    for r in rows:
+        aps = (r.get("accuracy") or {}).get("per_class_ap") if r.get("status") == "ok" else None
+        if isinstance(aps, Mapping) and aps:
+            label = config_label(r).split("/", 1)[1]
+            groups.setdefault(str(r.get("backend")), {})[label] = aps
+    out = ["<h2>Per-class AP50-95 before / after quantization</h2>"]
+    if not groups:
+        return out + [f"<p>{DASH} no per-class AP in this report (accuracy not measured)</p>"]
+    for backend, bars in groups.items():
+        bars = dict(sorted(bars.items(), key=lambda kv: not kv[0].startswith("fp32")))
+        title = f"{backend}: " + " vs ".join(bars)
+        out.append(plot(html_plots.class_ap_svg(title, bars), "nothing to draw"))
+        classes = list(dict.fromkeys(c for v in bars.values() for c in v))
+        out.append(table(("class", *bars), ([c, *(num(v.get(c), 3) for v in bars.values())]
+                                            for c in classes)))
+    return out
+
+
+def _sustained_section(sustained: Any) -> list[str]:
+    out = ["<h2>Sustained run</h2>"]
+    if not isinstance(sustained, Mapping):
+        return out + [f"<p>{DASH} (no sustained data)</p>"]
+    windows = sustained.get("windows") or []
+    windows = windows if isinstance(windows, list) else []
+    facts = [(k, v) for k, v in sustained.items() if k != "windows" and not isinstance(v, (dict, list))]
+    if facts:
+        out.append(_deflist(facts))
+    out.append(plot(html_plots.sustained_svg(windows), "no windows recorded"))
+    return out
+
+
+def _environment(report: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
+    items = [line.removeprefix("- ").split(": ", 1) for line in _environment_lines(dict(report))]
+    items = [(k, v) for k, v in (i if len(i) == 2 else ("Software", i[0]) for i in items)]
+    for r in rows:
+        if r.get("engine_versions"):
+            items.append((f"engines of {config_label(r)}",
+                          ", ".join(f"{k} {v}" for k, v in r["engine_versions"].items())))
+    if report.get("command"):
+        items.append(("Command", " ".join(map(str, report["command"]))))
+    return _deflist(items)
+
+
+def _deflist(items: Iterable[tuple[Any, Any]]) -> str:
+    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _list(items: Iterable[Any]) -> str:
+    return "<ul>" + "".join(f"<li>{esc(x)}</li>" for x in items) + "</ul>"

@@ -1,0 +1,151 @@
+"""ONNX -> TFLite (.tflite) through litert-torch, with the model's metadata in a sidecar JSON.
+
+The ONNX graph becomes a torch module (converters.onnx_torch), wrapped to take NHWC float32
+(what TFLite and XNNPACK want; the runtime transposes NCHW -> NHWC on the way in), and
+`litert_torch.convert` lowers it to a flatbuffer. fp16 stores the conv/FC weights as float16
+behind DEQUANTIZE ops (ai-edge-quantizer's weight-only float casting, a litert-torch
+dependency); compute stays float32. The model is fixed to one input size.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from converters.onnx_info import check_conversion, converted_props, onnx_io
+from edge_sdk.atomic import write_json_atomic
+from edge_sdk.errors import BackendUnavailableError, ConversionError, EdgebenchError, ModelLoadError
+from edge_sdk.meta import ModelMeta
+from runtimes.base import sidecar_path
+
+#: pip extra holding litert-torch (conversion only; the `tflite` extra is the small runtime)
+CONVERT_EXTRA = "tflite-export"
+TFLITE_PRECISIONS = ("fp32", "fp16")
+#: TFLite ops whose weights fp16 stores as float16
+FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
+
+
+def _import(name: str, package: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise BackendUnavailableError("tflite", package, CONVERT_EXTRA, "needed to convert to TFLite") from exc
+
+
+def fixed_input_shape(props: dict[str, str], shape: list[Any], name: str) -> list[int]:
+    """[1, C, H, W] to convert at: static dims from the ONNX, batch 1, H and W from `imgsz` when dynamic."""
+    if len(shape) != 4:
+        raise ModelLoadError(f"TFLite conversion needs a rank-4 image input, '{name}' has shape {shape}")
+    if shape[2] and shape[3]:
+        return [1, int(shape[1] or 3), int(shape[2]), int(shape[3])]
+    imgsz = ModelMeta.from_props(props, shape).imgsz
+    if imgsz is None:
+        raise ModelLoadError(f"'{name}' has a dynamic input size and no 'imgsz' metadata: cannot fix it for TFLite")
+    return [1, int(shape[1] or 3), int(imgsz[0]), int(imgsz[1])]
+
+
+def nhwc_module(onnx_model: onnx.ModelProto, in_shape: list[int]) -> Any:
+    """The ONNX graph as a torch module taking one NHWC float32 tensor."""
+    torch = _import("torch", "torch")
+    from converters.onnx_torch import onnx_to_torch
+
+    inner = onnx_to_torch(onnx_model, {_input_name(onnx_model): in_shape})
+
+    class NhwcInput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    return NhwcInput().eval()
+
+
+def to_tflite(onnx_path: str | Path, out_path: str | Path, precision: str = "fp32") -> Path:
+    """Convert an ONNX model to `out_path` (+ `.tflite.json` sidecar) with NHWC input; returns the path."""
+    src, out = Path(onnx_path), Path(out_path)
+    check_conversion(src, out, precision, "TFLite", ".tflite")
+    if precision not in TFLITE_PRECISIONS:
+        raise EdgebenchError(f"TFLite conversion supports {TFLITE_PRECISIONS}, got '{precision}' "
+                             "(TFLite has no bf16 kernels; int8 goes through calibration)")
+    litert_torch = _import("litert_torch", "litert-torch")
+    torch = _import("torch", "torch")
+    props, inputs, out_shapes = onnx_io(src)
+    if len(inputs) != 1:
+        raise ModelLoadError(f"TFLite conversion takes a model with one input, '{src.name}' has {len(inputs)}")
+    in_shape = fixed_input_shape(props, inputs[0], src.name)
+    module = nhwc_module(onnx.load(str(src)), in_shape)
+    sample = torch.zeros(in_shape[0], in_shape[2], in_shape[3], in_shape[1])
+    try:
+        blob = _convert(litert_torch, module, sample)
+    except EdgebenchError:
+        raise
+    except Exception as exc:  # torch.export and the MLIR lowering raise many untyped errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"litert-torch cannot convert '{src.name}': {first}") from exc
+    if precision == "fp16":
+        blob = fp16_weights(blob)
+    _write_atomic(out, blob)
+    write_json_atomic(sidecar_path(out), sidecar_data(props, in_shape, out_shapes, precision, src.name))
+    return out
+
+
+def _convert(litert_torch: Any, module: Any, sample: Any) -> bytes:
+    """Run litert-torch in a temp folder and return the flatbuffer bytes."""
+    with tempfile.TemporaryDirectory(prefix="edgebench-tflite-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        litert_torch.convert(module, (sample,)).export(str(path))
+        return path.read_bytes()
+
+
+def fp16_weights(blob: bytes) -> bytes:
+    """The model with float16 weights on conv/FC ops (weight-only float casting; compute stays fp32)."""
+    aeq = _import("ai_edge_quantizer", "ai-edge-quantizer")
+    from ai_edge_quantizer import qtyping
+
+    qt = aeq.Quantizer(bytearray(blob))
+    for op_name in FP16_WEIGHT_OPS:
+        qt.add_weight_only_config(".*", getattr(qtyping.TFLOperationName, op_name), 16,
+                                  algorithm_key=aeq.algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    return bytes(qt.quantize().quantized_model)
+
+
+def sidecar_data(props: dict[str, str], in_shape: list[int], out_shapes: list[list[Any]], precision: str,
+                 source: str) -> dict[str, Any]:
+    """The sidecar: the source's props, our ModelMeta props, and what the runtime needs (layout, shapes)."""
+    n, c, h, w = in_shape
+    outs = [[1 if i == 0 and d is None else d for i, d in enumerate(s)] for s in out_shapes]
+    return {**converted_props(props, in_shape, precision, source, "tflite"), "format": "tflite",
+            "source": source, "precision": precision, "weights_storage": "fp16" if precision == "fp16" else "fp32",
+            "input_layout": "NHWC", "input_shape": in_shape, "tflite_input_shape": [n, h, w, c],
+            "output_shapes": outs, "litert_torch": _version("litert-torch")}
+
+
+def _input_name(model: onnx.ModelProto) -> str:
+    weights = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in weights)
+
+
+def _write_atomic(out: Path, blob: bytes) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

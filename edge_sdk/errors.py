@@ -54,3 +54,7 @@ class LayoutError(EdgebenchError):
 
 class ReportError(EdgebenchError):
     """A report or detections file cannot be read or written."""
+
+
+class RewriteError(EdgebenchError):
+    """An ONNX graph rewrite is unknown, or left a graph that does not check."""

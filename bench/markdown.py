@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.budgets import verdict
+from bench.sustained_report import markdown_lines as sustained_lines
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
@@ -33,6 +34,7 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"{report.get('tool_version', '?')}; status: **{report.get('status', '?')}**.", ""]
     lines += ["## Environment", "", *_environment_lines(report), ""]
     lines += ["## Results", "", *_markdown_table(report.get("results", [])), ""]
+    lines += sustained_lines(report.get("sustained"))
     notes = _notes(report)
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]

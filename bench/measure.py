@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from bench.memory import PeakRssSampler, file_size_mb, rss_mb
 from bench.timing import BenchLoop, StageTimer
@@ -46,8 +46,7 @@ class MeasureSpec:
 def measure(spec: MeasureSpec) -> dict[str, Any]:
     """Load, time and (optionally) score one configuration; returns the fields of a result row."""
     with PeakRssSampler() as mem:
-        det = Detector(spec.model, spec.backend, threads=spec.threads, precision=spec.precision,
-                       runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
+        det = open_detector(spec)
         after_load = rss_mb()
         frames = [read_image(p) for p in spec.timing_images[:MAX_TIMING_FRAMES]]
         loop = _time_detector(det, frames, spec)
@@ -82,8 +81,14 @@ def _decode_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: cfg[k] for k in keys if k in cfg}
 
 
-def _time_detector(det: Detector, frames: list, spec: MeasureSpec):
-    """Warm up, then time preprocess / inference / postprocess until both minimums are met."""
+def open_detector(spec: MeasureSpec) -> Detector:
+    """The Detector of `spec` (backend, threads, precision, runtime options, deploy decoding)."""
+    return Detector(spec.model, spec.backend, threads=spec.threads, precision=spec.precision,
+                    runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
+
+
+def detector_step(det: Detector, frames: list) -> Callable[[StageTimer], None]:
+    """One timed iteration over `frames` in turn: preprocess, inference, postprocess, each lapped."""
     n = len(frames)
     state = {"i": 0}
 
@@ -97,9 +102,15 @@ def _time_detector(det: Detector, frames: list, spec: MeasureSpec):
         det.postprocess(outputs, lb)
         t.lap("postprocess")
 
+    return one
+
+
+def _time_detector(det: Detector, frames: list, spec: MeasureSpec):
+    """Warm up, then time preprocess / inference / postprocess until both minimums are met."""
     bench = BenchLoop(spec.warmup, spec.min_iterations, spec.min_duration_s,
                       max_duration_s=spec.max_duration_s)
-    return bench.run(one, progress=_progress_printer(spec.label, "timing", spec.min_iterations))
+    return bench.run(detector_step(det, frames),
+                     progress=_progress_printer(spec.label, "timing", spec.min_iterations))
 
 
 def _detect_all(det: Detector, spec: MeasureSpec) -> list[dict[str, Any]]:

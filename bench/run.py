@@ -17,6 +17,7 @@ from bench.html_report import write_html_report
 from bench.isolate import ChildOutcome, run_isolated
 from bench.measure import MeasureSpec, measure
 from bench.memory import file_size_mb
+from bench.sustained import skipped_section, sustained_section
 from bench.report import new_report, new_result, write_report
 from edge_sdk.datasets import Dataset, load_dataset
 from edge_sdk.detector import Detector
@@ -46,6 +47,8 @@ class RunOptions:
     command: list[str] = field(default_factory=list)
     reference: str | None = None  # "fp32" / "BACKEND:PRECISION": agreement mAP vs its detections
     reference_conf: float = DEFAULT_REFERENCE_CONF
+    duration_s: float | None = None  # sustained run seconds; None = the profile's, 0 = none
+    window_s: float | None = None  # sustained window seconds; None = duration / 20 (0.5..10 s)
 
 
 @dataclass
@@ -105,12 +108,24 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
         report["results"].append(row)
         if on_row:
             on_row(row)
+    duration = opts.duration_s if opts.duration_s is not None else profile.bench.sustained_duration_s
+    if duration:
+        report["sustained"] = _sustained(ctx, opts, report["results"], duration)
     attach_checks(report["results"], profile.budgets, profile.reference, matches)
     report["status"] = "complete"
     out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     json_path, md_path = write_report(report, out)
     write_html_report(report, out)
     return report, json_path, md_path
+
+
+def _sustained(ctx: RunContext, opts: RunOptions, rows: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+    """The sustained run of the first precision that measured ok (see bench.sustained)."""
+    row = next((r for r in rows if r["status"] == "ok" and r.get("artifact")), None)
+    if row is None:
+        return skipped_section(duration, "no precision measured ok, so there is nothing to sustain")
+    spec = measure_spec(ctx, opts, Path(row["artifact"]), row["precision"])
+    return sustained_section(spec, duration, opts.window_s, opts.timeout_s)
 
 
 def start_report(ctx: RunContext, opts: RunOptions) -> tuple[dict[str, Any], bool]:

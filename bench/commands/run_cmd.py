@@ -36,10 +36,17 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
               help="Seconds allowed per configuration.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=None,
+              help="Sustained run: after the normal run, time the first precision that ran single-stream for "
+                   "this many seconds, in windows with clock/temperature/throttling readings, and give a "
+                   "drift verdict (default: the profile's bench.sustained_duration_s; 0 = none).")
+@click.option("--window", "window_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Sustained-run window in seconds (default: duration / 20, between 0.5 and 10).")
 def command(profile: str | None, model: str | None, data: str | None, out_dir: str, precisions: str | None,
             threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float,
-            reference: str | None, reference_conf: float) -> None:
+            reference: str | None, reference_conf: float, duration_s: float | None = None,
+            window_s: float | None = None) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend at each of its precisions that can run here, each in its own
@@ -51,9 +58,12 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       min_iterations=min_iterations, min_duration_s=min_duration_s,
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,
                       strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),
-                      reference=reference, reference_conf=reference_conf)
+                      reference=reference, reference_conf=reference_conf, duration_s=duration_s,
+                      window_s=window_s)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
+    if report.get("sustained"):
+        click.echo(_sustained_line(report["sustained"]))
     click.echo(f"report: {json_path}\nsummary: {md_path}\nhtml: {json_path.with_suffix('.html')}")
     if not any(r["status"] == "ok" for r in report["results"]):
         raise click.exceptions.Exit(1)
@@ -63,3 +73,9 @@ def _row_line(row: dict) -> str:
     if row["status"] == "ok":
         return f"  {row['backend']}/{row['precision']}: {row['fps']:.1f} FPS"
     return f"  {row['backend']}/{row['precision']}: {row['status']}: {row['error']}"
+
+
+def _sustained_line(section: dict) -> str:
+    if section.get("status") != "ok":
+        return f"sustained: {section.get('status')}: {section.get('error')}"
+    return f"sustained {section['measured_s']:.0f} s: {section['verdict']} ({section['verdict_reason']})"

@@ -93,7 +93,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def verdict(windows: Sequence[Mapping[str, Any]], d: Mapping[str, Any]) -> tuple[str, str]:
     """(verdict, one-line reason) by the rules of the module docstring."""
-    d50 = d["p50"] - 1.0
+    d50 = (d["p50"] or 1.0) - 1.0
     moved = f"p50 {_pct(d50)} last vs first window"
     throttled = [i for i, w in enumerate(windows) if w.get("throttled")]
     if throttled:

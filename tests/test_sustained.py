@@ -152,6 +152,17 @@ def test_markdown_section():
     assert failed[0] == "## Sustained run" and "timed out" in failed[2]
 
 
+def test_failed_child_becomes_a_failed_section(tmp_path):
+    from bench.measure import MeasureSpec
+    from bench.sustained import sustained_section
+
+    spec = MeasureSpec(model=str(tmp_path / "missing.onnx"), backend="onnxruntime", precision="fp32", threads=1,
+                       warmup=0, min_iterations=1, min_duration_s=0.0, deploy={}, accuracy=None, timing_images=[])
+    section = sustained_section(spec, 1.0, None, timeout_s=60)
+    assert section["status"] == "failed" and "missing.onnx" in section["error"]
+    assert "## Sustained run" in markdown_lines(section)
+
+
 def test_run_cli_with_duration(tmp_path, small_data):
     from bench.defaults import default_model
     from edge_sdk.errors import ModelLoadError

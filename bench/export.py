@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters.export import ExportResult, check_target, export
+from converters.rewrites import parse_names
 from edge_sdk.errors import EdgebenchError, ModelLoadError
 
 
@@ -33,22 +34,26 @@ def checkpoint_to_onnx(ckpt: Path, out: Path, opts: OnnxOptions) -> Path:
 
 def export_model(model: str | Path, target: str, out: str | Path, precision: str = "fp32",
                  onnx_options: OnnxOptions | None = None, parity: bool = True, parity_images: int = 4,
-                 threads: int | None = None) -> ExportResult:
+                 threads: int | None = None, rewrites: str | list[str] | None = None) -> ExportResult:
     """Export `model` (our checkpoint, or an ONNX file) to `target` at `out`; non-ONNX targets get a
-    parity check against the ONNX fp32 reference, stored in the artifact's sidecar JSON."""
+    parity check against the ONNX fp32 reference, stored in the artifact's sidecar JSON. `rewrites`
+    (converters.rewrites names) are applied to the ONNX before a non-ONNX conversion."""
     src, dst, target = Path(model), Path(out), target.lower()
     opts = onnx_options or OnnxOptions()
     check_target(target, precision)
+    names = parse_names(rewrites)
     if not src.exists():
         raise ModelLoadError(f"model not found: {src}")
     if target == "onnx":
         if src.suffix.lower() == ".onnx" or precision != "fp32":
             raise EdgebenchError("export to onnx takes a checkpoint at precision fp32 "
                                  "(float16 storage: --weights-fp16)")
+        if names:
+            raise EdgebenchError("rewrites apply when converting to another target, not to onnx")
         return ExportResult(checkpoint_to_onnx(src, dst, opts), target, precision)
     if src.suffix.lower() == ".onnx":
-        return export(src, target, dst, precision, parity, parity_images, threads)
+        return export(src, target, dst, precision, parity, parity_images, threads, names)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export.", dir=dst.parent) as tmp:
         reference = checkpoint_to_onnx(src, Path(tmp) / f"{dst.stem}.onnx", opts)
-        return export(reference, target, dst, precision, parity, parity_images, threads)
+        return export(reference, target, dst, precision, parity, parity_images, threads, names)

@@ -7,6 +7,7 @@ import sys
 import click
 
 from converters.export import PRECISIONS, TARGETS
+from converters.rewrites import REWRITES
 
 
 @click.command("export")
@@ -24,8 +25,12 @@ from converters.export import PRECISIONS, TARGETS
 @click.option("--no-parity", is_flag=True, help="Skip the parity check against the ONNX reference.")
 @click.option("--parity-images", type=int, default=4, show_default=True, help="Synthetic frames the parity check runs.")
 @click.option("--threads", type=int, default=None, help="Threads for the parity check (default: physical cores).")
+@click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]",
+              help=f"ONNX graph rewrites applied before conversion ({', '.join(REWRITES)}); "
+                   "parity still compares against the original ONNX.")
 def command(model: str, target: str, out: str, precision: str, imgsz: int | None, opset: int, dynamic_batch: bool,
-            no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int, threads: int | None) -> None:
+            no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int, threads: int | None,
+            rewrites: str | None) -> None:
     """Export with names, size, stride, layout and source hash inside; other targets get a parity check.
 
     Exits 1 (artifact kept, verdict in its sidecar JSON) when the parity check fails.
@@ -34,9 +39,11 @@ def command(model: str, target: str, out: str, precision: str, imgsz: int | None
 
     opts = OnnxOptions(imgsz, opset, dynamic_batch, simplify=not no_simplify, weights_fp16=weights_fp16)
     result = export_model(model, target, out, precision, opts, parity=not no_parity,
-                          parity_images=parity_images, threads=threads)
+                          parity_images=parity_images, threads=threads, rewrites=rewrites)
     if not model.lower().endswith(".onnx") and not no_simplify and importlib.util.find_spec("onnxslim") is None:
         click.echo("note: onnxslim is not installed; the graph was not simplified", err=True)
+    for rewrite in result.rewrites:
+        click.echo(rewrite.summary())
     click.echo(f"exported {result.path}")
     if result.parity is not None:
         click.echo(result.parity.summary())

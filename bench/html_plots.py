@@ -86,6 +86,7 @@ def scatter_svg(rows: Sequence[Mapping[str, Any]]) -> str | None:
                        linewidths=2, zorder=4, label="recommended")
         ax.annotate(str(r.get("label")), (m["p99"], m["AP"]), textcoords="offset points",
                     xytext=(6, 4), fontsize=8)
+    ax.margins(x=0.25, y=0.15)  # room for the labels of the outermost points
     ax.set(xlabel="p99 total latency (ms), lower is better", ylabel="AP50-95, higher is better",
            title="accuracy vs tail latency")
     ax.legend(fontsize="small", loc="best")

@@ -41,7 +41,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.err{color:#a11d2b;max-width:420px}td.ok{color:#216e2b}td.warn{color:#8a5a00}
 tr.pick td{background:#eef8ef}
 .note{background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px;margin:8px 0}
-.plot svg{max-width:100%;height:auto}ul{margin:4px 0 8px 20px;padding:0}
+.plot svg{max-width:100%;height:auto}.side{display:flex;gap:18px;align-items:flex-start}
+.side .plot{flex:0 1 auto;min-width:0}.side table{flex:none}ul{margin:4px 0 8px 20px;padding:0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:4px 0}
 dt{font-weight:600;color:#3b424d}dd{margin:0}
 """
@@ -99,7 +100,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     if not html_plots.available():
         body.append(f"<p class=\"note\">{esc(NO_PLOTS)}</p>")
     chosen = _compare_self(report)
-    body += ["<h2>Summary</h2>", _summary_table(rows, chosen)]
+    body += ["<h2>Summary</h2>", _summary_table(rows, chosen), *_parity_table(rows)]
     body += _latency_section(rows)
     body += _tradeoff_section(chosen)
     body += _class_ap_section(rows)
@@ -177,10 +178,21 @@ def _status_cell(row: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _parity_cell(parity: Any) -> tuple[str, str] | str:
+    """PASS / FAIL (the figures are in the parity table under the summary)."""
     if not isinstance(parity, Mapping):
         return DASH
-    text = parity_text(dict(parity))
-    return text, ("ok" if parity.get("passed") else "err" if "passed" in parity else "")
+    if "passed" not in parity:
+        return "recorded"
+    return ("PASS", "ok") if parity["passed"] else ("FAIL", "err")
+
+
+def _parity_table(rows: list[Mapping[str, Any]]) -> list[str]:
+    shown = [(config_label(r), parity_text(dict(r["parity"]))) for r in rows
+             if isinstance(r.get("parity"), Mapping)]
+    if not shown:
+        return []
+    return ["<h3>Parity of converted artifacts vs the source model</h3>",
+            table(("configuration", "parity"), shown)]
 
 
 def _latency_section(rows: list[Mapping[str, Any]]) -> list[str]:
@@ -227,10 +239,10 @@ def _class_ap_section(rows: list[Mapping[str, Any]]) -> list[str]:
     for backend, bars in groups.items():
         bars = dict(sorted(bars.items(), key=lambda kv: not kv[0].startswith("fp32")))
         title = f"{backend}: " + " vs ".join(bars)
-        out.append(plot(html_plots.class_ap_svg(title, bars), "nothing to draw"))
         classes = list(dict.fromkeys(c for v in bars.values() for c in v))
-        out.append(table(("class", *bars), ([c, *(num(v.get(c), 3) for v in bars.values())]
-                                            for c in classes)))
+        out.append("<div class=\"side\">" + plot(html_plots.class_ap_svg(title, bars), "nothing to draw")
+                   + table(("class", *bars), ([c, *(num(v.get(c), 3) for v in bars.values())]
+                                              for c in classes)) + "</div>")
     return out
 
 

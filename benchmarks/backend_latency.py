@@ -7,8 +7,9 @@ classes, random weights) at each size, converts it with `converters.export.expor
 ONNX Runtime fp32 included) to every installed target, and times `Runtime.infer` on one fixed
 preprocessed input: `--warmup` untimed calls, then `--iters` timed calls, the configurations
 interleaved round-robin so that a noisy neighbour hits all of them alike. Prints p50/p99 (ms,
-numpy linear percentiles), the precision the engine reports it ran, and the parity verdict.
-TFLite/XNNPACK is not written yet, so there are no delegated-op counts.
+numpy linear percentiles), the precision the engine reports it ran, the parity verdict, and for
+TFLite the XNNPACK delegation (ops taken / total, partitions, op types left on TFLite's CPU kernels).
+`--backends` limits the run to some backends (e.g. a quick `--backends tflite --sizes 320 --iters 5`).
 """
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ import numpy as np
 
 from bench.fixture_models import make_yolov8_onnx
 from converters.export import export
+from edge_sdk.errors import BackendUnavailableError
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
 
 #: (backend, precision) pairs worth timing on an x86 CPU; fp16 on ncnn/OpenVINO CPU is bf16 or emulated
-CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("ncnn", "fp32"), ("ncnn", "bf16"))
+CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("ncnn", "fp32"), ("ncnn", "bf16"),
+           ("tflite", "fp32"))
+SUFFIXES = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
 
 
 @dataclass
@@ -38,19 +42,24 @@ class Config:
     parity: str = "reference"
     samples: list[float] = field(default_factory=list)
     used: str = ""
+    delegation: str = "-"  # TFLite: XNNPACK delegation summary
 
 
-def artifacts(onnx_path: Path, out: Path) -> dict[tuple[str, str], tuple[Path, str]]:
-    """(backend, precision) -> (artifact, parity verdict) for every installed backend."""
+def artifacts(onnx_path: Path, out: Path, backends: list[str] | None = None) -> dict[tuple[str, str], tuple[Path, str]]:
+    """(backend, precision) -> (artifact, parity verdict) for every installed backend (or those asked for)."""
     made: dict[tuple[str, str], tuple[Path, str]] = {}
     for backend, precision in CONFIGS:
-        if not availability(backend)[0]:
+        if not availability(backend)[0] or (backends and backend not in backends):
             continue
         if backend == "onnxruntime":
             made[(backend, precision)] = (onnx_path, "reference")
             continue
-        suffix = ".xml" if backend == "openvino" else ".param"
-        result = export(onnx_path, backend, out / f"{backend}-{precision}{suffix}", precision, parity_images=2)
+        try:
+            result = export(onnx_path, backend, out / f"{backend}-{precision}{SUFFIXES[backend]}", precision,
+                            parity_images=2)
+        except BackendUnavailableError as exc:  # e.g. the converter (pnnx, litert-torch) is missing
+            print(f"skipped {backend} {precision}: {exc}")
+            continue
         made[(backend, precision)] = (result.path, "pass" if result.parity.passed else "FAIL")
     return made
 
@@ -61,6 +70,8 @@ def time_all(configs: list[Config], x: np.ndarray, iters: int, warmup: int) -> N
     for c in configs:
         rt = load(c.artifact, c.backend, RuntimeOptions(threads=c.threads, precision=c.precision))
         c.used = rt.precision_used
+        if hasattr(rt, "delegation"):
+            c.delegation = rt.delegation().summary()
         runtimes.append(rt)
     try:
         for _ in range(warmup):
@@ -82,21 +93,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--backends", nargs="+", default=None, help="only these backends (default: all installed)")
     args = parser.parse_args()
     x_by_size = {s: np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32) for s in args.sizes}
-    print("| size | threads | backend | precision asked / run | p50 ms | p99 ms | parity |")
-    print("|---:|---:|---|---|---:|---:|---|")
+    print("| size | threads | backend | precision asked / run | p50 ms | p99 ms | parity | delegation |")
+    print("|---:|---:|---|---|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             onnx_path = make_yolov8_onnx(Path(tmp) / f"yolov8n-{size}.onnx", imgsz=size)
-            made = artifacts(onnx_path, Path(tmp) / str(size))
+            made = artifacts(onnx_path, Path(tmp) / str(size), args.backends)
             for threads in args.threads:
                 configs = [Config(b, p, threads, path, verdict) for (b, p), (path, verdict) in made.items()]
                 time_all(configs, x_by_size[size], args.iters, args.warmup)
                 for c in configs:
                     p50, p99 = np.percentile(c.samples, [50, 99])
                     print(f"| {size} | {threads} | {c.backend} | {c.precision} / {c.used} | {p50:.1f} | {p99:.1f} "
-                          f"| {c.parity} |")
+                          f"| {c.parity} | {c.delegation} |")
     h = host_facts()
     print(f"\n{args.iters} timed calls each after {args.warmup} warm-up, interleaved; CPU: {h['cpu_model']}, "
           f"{h['physical_cores']} physical cores; Python {h['python']}")

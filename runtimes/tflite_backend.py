@@ -91,8 +91,9 @@ class TfliteRuntime(Runtime):
         specs = []
         for i, d in enumerate(self._out):
             shape = tuple(int(s) for s in d["shape"])
-            if len(shapes) == len(self._out) and int(np.prod(shapes[i])) == int(np.prod(shape)):
-                shape = tuple(int(s) for s in shapes[i])
+            side = shapes[i] if len(shapes) == len(self._out) else None
+            if side and all(isinstance(d, int) for d in side) and int(np.prod(side)) == int(np.prod(shape)):
+                shape = tuple(side)
             specs.append(TensorSpec(names[i] if len(names) == len(self._out) else d["name"], shape))
         return specs
 

@@ -74,7 +74,8 @@ def prepare(opts: RunOptions) -> RunContext:
         meta = dataclasses.asdict(det.meta)
         versions = det.runtime.engine_versions()
         model_hw = det.input_size
-    dataset = load_dataset(opts.data or default_data(meta), "val", strict=opts.strict_labels)
+    dataset = load_dataset(opts.data or default_data(meta), "val", strict=opts.strict_labels,
+                           allow_unlabelled=True)
     notes = _label_notes(dataset, meta, opts)
     reference = (resolve_reference(opts.reference, opts.reference_conf, model, profile.backend,
                                    meta.get("precision", "fp32")) if opts.reference else None)

@@ -47,18 +47,20 @@ def _dets(image_ids: list[int]) -> list[dict]:
 
 
 def _unlabelled(tmp_path: Path):
-    ds = load_dataset(_image_folder(tmp_path / "imgs"))
+    ds = load_dataset(_image_folder(tmp_path / "imgs"), allow_unlabelled=True)
     ds.names, ds.category_ids = {0: "a", 1: "b"}, {0: 0, 1: 1}
     return ds
 
 
 def test_image_folder_is_an_unlabelled_data_set(tmp_path):
-    ds = load_dataset(_image_folder(tmp_path / "imgs"))
+    with pytest.raises(DatasetError, match="no data.yaml"):  # readers that need labels
+        load_dataset(_image_folder(tmp_path / "imgs"))
+    ds = load_dataset(tmp_path / "imgs", allow_unlabelled=True)
     assert not ds.labelled and ds.format == "images" and len(ds) == 3
     assert all(len(s) == 0 and s.size == (96, 128) for s in ds.samples)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images"):
-        load_dataset(tmp_path / "empty")
+        load_dataset(tmp_path / "empty", allow_unlabelled=True)
 
 
 def test_reference_against_itself_is_one_and_a_perturbed_copy_scores_lower(tmp_path):

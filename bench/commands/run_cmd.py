@@ -18,7 +18,8 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
               help="Built-in profile name or a profile YAML path (default: the profile matching this host).")
 @click.option("--model", "-m", default=None, help="Model artifact (default: the bundled model).")
 @click.option("--data", "-d", default=None,
-              help="data.yaml, COCO json or data set folder (default: the bundled model's synthetic val set).")
+              help="data.yaml, COCO json, data set folder, or a folder of unlabelled images "
+                   "(default: the bundled model's synthetic val set).")
 @click.option("--out", "out_dir", default="runs", show_default=True, help="Folder for the report.")
 @click.option("--precisions", default=None, help="Comma list overriding the profile's precisions.")
 @click.option("--threads", type=int, default=None, help="Engine threads (default: the profile's, else physical cores).")

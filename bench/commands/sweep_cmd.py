@@ -28,7 +28,7 @@ def _sizes(value: str | None) -> tuple[int, ...] | None:
 @click.command("sweep")
 @click.option("--profile", "-p", default=None, help="Profile name or YAML path (default: the one matching this host).")
 @click.option("--model", "-m", default=None, help="Model artifact, usually ONNX (default: the bundled model).")
-@click.option("--data", "-d", default=None, help="data.yaml, COCO json or data set folder.")
+@click.option("--data", "-d", default=None, help="data.yaml, COCO json, data set folder, or a folder of unlabelled images.")
 @click.option("--backends", default=None, help="Comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
 @click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
 @click.option("--imgsz", default=None, help="Comma list of input sizes (default: the model's).")

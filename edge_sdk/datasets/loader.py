@@ -12,9 +12,10 @@ from edge_sdk.errors import DatasetError
 YAML_NAMES = ("data.yaml", "data.yml")
 
 
-def load_dataset(path: str | Path, split: str = "val", strict: bool = False) -> Dataset:
+def load_dataset(path: str | Path, split: str = "val", strict: bool = False,
+                 allow_unlabelled: bool = False) -> Dataset:
     """A .yaml/.yml -> load_yolo; a .json -> load_coco (split unused); a folder with data.yaml;
-    a folder of images without one -> an unlabelled Dataset (load_images)."""
+    with `allow_unlabelled`, a folder of images without one -> an unlabelled Dataset (load_images)."""
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"data set not found: {p}")
@@ -27,6 +28,8 @@ def load_dataset(path: str | Path, split: str = "val", strict: bool = False) -> 
         for name in YAML_NAMES:
             if (p / name).is_file():
                 return load_yolo(p / name, split=split, strict=strict)
-        return load_images(p)  # no data.yaml: a folder of unlabelled images (or DatasetError)
+        if allow_unlabelled:
+            return load_images(p)  # no data.yaml: a folder of unlabelled images (or DatasetError)
+        raise DatasetError(f"no data.yaml in folder: {p}")
     raise DatasetError(f"not a data set (expected a data.yaml, a folder with one, or a COCO .json):"
                        f" {p}")

@@ -167,6 +167,10 @@ def test_sidecar_names_outputs_and_sets_layout(models: dict, tmp_path: Path) -> 
         assert rt.outputs[0].name == "output0" and rt.outputs[0].shape == (1, 4, HW[0] * HW[1])
         assert rt.infer(np.zeros((1, 3, *HW), np.float32))[0].shape == (1, 4, HW[0] * HW[1])
         assert "edgebench" in rt.metadata()
+    path.with_name("m.tflite.json").write_text(json.dumps({"output_shapes": [[1, 4, None]]}))  # dynamic dim
+    with load(path, threads=1) as rt:
+        assert rt.outputs[0].shape == (1, 4, *HW)
+        assert rt.input_layouts == ["NHWC"]  # no record: guessed from the [1, H, W, 3] shape
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8])

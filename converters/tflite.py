@@ -27,6 +27,7 @@ from runtimes.base import sidecar_path
 CONVERT_EXTRA = "tflite-export"
 TFLITE_PRECISIONS = ("fp32", "fp16")
 #: TFLite ops whose weights fp16 stores as float16
+PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"
 FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
 
 
@@ -97,11 +98,17 @@ def to_tflite(onnx_path: str | Path, out_path: str | Path, precision: str = "fp3
 
 
 def _convert(litert_torch: Any, module: Any, sample: Any) -> bytes:
-    """Run litert-torch in a temp folder and return the flatbuffer bytes."""
-    with tempfile.TemporaryDirectory(prefix="edgebench-tflite-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        litert_torch.convert(module, (sample,)).export(str(path))
-        return path.read_bytes()
+    """Run litert-torch in a temp folder (its progress lines off unless asked for) and return the bytes."""
+    before = os.environ.get(PROGRESS_ENV)
+    os.environ.setdefault(PROGRESS_ENV, "n")
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgebench-tflite-") as tmp:
+            path = Path(tmp) / "model.tflite"
+            litert_torch.convert(module, (sample,)).export(str(path))
+            return path.read_bytes()
+    finally:
+        if before is None:
+            os.environ.pop(PROGRESS_ENV, None)
 
 
 def fp16_weights(blob: bytes) -> bytes:

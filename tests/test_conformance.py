@@ -33,6 +33,13 @@ def _ncnn(onnx_path: Path, out: Path) -> Path:
     return to_ncnn(onnx_path, out / "model.param")
 
 
+def _tflite(onnx_path: Path, out: Path) -> Path:
+    pytest.importorskip("litert_torch", reason="converting to TFLite needs litert-torch (pip install 'edgebench[tflite-export]')")
+    from converters.tflite import to_tflite
+
+    return to_tflite(onnx_path, out / "model.tflite")
+
+
 class TestOnnxRuntime(BackendConformance):
     backend = "onnxruntime"
 
@@ -45,3 +52,8 @@ class TestOpenVino(BackendConformance):
 class TestNcnn(BackendConformance):
     backend = "ncnn"
     convert = staticmethod(_ncnn)
+
+
+class TestTflite(BackendConformance):
+    backend = "tflite"
+    convert = staticmethod(_tflite)

@@ -117,7 +117,7 @@ def class_ap_svg(title: str, bars: Mapping[str, Mapping[str, float]]) -> str | N
 
 def sustained_svg(windows: Sequence[Mapping[str, Any]]) -> str | None:
     """Per-window p50/p99 over time (top) and CPU clock / temperature (bottom), throttled
-    windows shaded. Missing keys are skipped."""
+    windows shaded; x is each window's end (t_s). Missing keys are skipped."""
     pts = [w for w in windows if isinstance(w, Mapping)]
     if not pts or not available():
         return None
@@ -136,9 +136,9 @@ def sustained_svg(windows: Sequence[Mapping[str, Any]]) -> str | None:
         env.plot([], [], marker=".", color="#d1495b", label="temperature °C")  # legend entry
     for ax in (lat, env):
         for i, w in enumerate(pts):
-            if w.get("throttled"):
-                right = t[i + 1] if i + 1 < len(t) else t[i] + 1
-                ax.axvspan(t[i], right, color="orange", alpha=0.15, linewidth=0)
+            if w.get("throttled"):  # a window spans (t0_s, t_s]; without t0_s, from the previous end
+                left = _num(w.get("t0_s"), t[i - 1] if i else t[i] - 1)
+                ax.axvspan(left, t[i], color="orange", alpha=0.15, linewidth=0)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="upper left")
     return _svg(fig)

@@ -17,6 +17,7 @@ from bench.budgets import verdict
 from bench.compare import compare
 from bench.compare_render import parity_text
 from bench.markdown import _environment_lines, _notes  # shared wording with report.md
+from bench.sustained_report import markdown_lines
 from edge_sdk.atomic import write_text_atomic
 from edge_sdk.errors import ReportError
 
@@ -252,11 +253,21 @@ def _sustained_section(sustained: Any) -> list[str]:
         return out + [f"<p>{DASH} (no sustained data)</p>"]
     windows = sustained.get("windows") or []
     windows = windows if isinstance(windows, list) else []
-    facts = [(k, v) for k, v in sustained.items() if k != "windows" and not isinstance(v, (dict, list))]
-    if facts:
-        out.append(_deflist(facts))
-    out.append(plot(html_plots.sustained_svg(windows), "no windows recorded"))
+    lines = [ln.removeprefix("- ").replace("**", "") for ln in _sustained_lines(sustained)
+             if ln.startswith("- ")]
+    if lines:
+        out.append(_list(lines))
+    if sustained.get("status") in (None, "ok"):
+        out.append(plot(html_plots.sustained_svg(windows), "no windows recorded"))
     return out
+
+
+def _sustained_lines(sustained: Mapping[str, Any]) -> list[str]:
+    """report.md's sustained lines (bench.sustained_report), or the section's plain scalars."""
+    try:
+        return markdown_lines(dict(sustained))
+    except (KeyError, TypeError, ValueError):  # a section written by another version
+        return [f"- {k}: {v}" for k, v in sustained.items() if not isinstance(v, (dict, list))]
 
 
 def _environment(report: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:

@@ -126,12 +126,18 @@ def test_text_is_escaped():
 @needs_mpl
 def test_sustained_windows_plot_tolerates_missing_keys():
     report = sample_report()
-    report["sustained"] = {"duration_s": 30, "windows": [
-        {"t_s": 0, "p50_ms": 40.0, "p99_ms": 50.0, "cpu_mhz": 3000, "temp_c": 55.0},
+    plots_without = Page(render_html(report)).count("svg")
+    report["sustained"] = {"status": "ok", "backend": "onnxruntime", "precision": "fp32",
+                           "verdict": "thermally throttled", "verdict_reason": "flag seen", "windows": [
+        {"t0_s": 0, "t_s": 5, "p50_ms": 40.0, "p99_ms": 50.0, "cpu_mhz": 3000, "temp_c": 55.0},
         {"t_s": 10, "p50_ms": 41.0, "throttled": True}, {"p99_ms": 60.0}, "junk"]}
     page = Page(render_html(report))
-    assert "Sustained run" in "".join(page.text)
-    assert page.count("svg") >= 1
+    text = "".join(page.text)
+    assert "Sustained run" in text and "thermally throttled (flag seen)" in text
+    assert page.count("svg") == plots_without + 1
+    report["sustained"] = {"status": "failed", "error": "crashed: SIGSEGV <native>"}
+    text = "".join(Page(render_html(report)).text)
+    assert "failed: crashed: SIGSEGV <native>" in text
     report["sustained"] = None
     assert "Sustained run" in "".join(Page(render_html(report)).text)
 

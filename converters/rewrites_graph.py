@@ -112,7 +112,7 @@ def _infer(model: onnx.ModelProto) -> tuple[dict[str, list[Dim]], dict[str, int]
     """Shapes and element types of every tensor ONNX shape inference can reach."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError):
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError):
         inferred = model  # fall back to the value_info the file already carries
     g = inferred.graph
     shapes: dict[str, list[Dim]] = {}

@@ -54,3 +54,17 @@ def test_rewrites_are_refused_for_the_onnx_target(tmp_path: Path) -> None:
     ckpt.write_bytes(b"")
     with pytest.raises(EdgebenchError, match="rewrites"):
         export_model(ckpt, "onnx", tmp_path / "m.onnx", rewrites="dfl_4d")
+
+
+@pytest.mark.slow
+def test_tflite_export_with_upsample_d2s_is_one_xnnpack_partition(small_model: Path, tmp_path: Path) -> None:
+    """The reason for upsample_d2s: XNNPACK leaves RESIZE_NEAREST_NEIGHBOR on the CPU, DepthToSpace not."""
+    for module in ("ai_edge_litert", "litert_torch"):
+        pytest.importorskip(module, reason="the TFLite export needs ai-edge-litert and litert-torch")
+    from runtimes import load
+
+    result = export_model(small_model, "tflite", tmp_path / "m.tflite", rewrites="upsample_d2s", parity_images=1)
+    with load(result.path, threads=1) as rt:
+        delegation = rt.delegation()
+    assert delegation.fully_delegated and delegation.partitions == 1, delegation.summary()
+    assert result.parity is not None and result.parity.passed, result.parity.summary()

@@ -1,10 +1,8 @@
 """ONNX graph -> torch.nn.Module that runs it node by node (static shapes, so torch.export traces it).
 
-Initializers and every constant subgraph (Constant, Cast/DequantizeLinear of fp16 or int8
-weights, Shape of static tensors and what follows from it) are folded once at build time and
-held as float/int buffers; `forward` runs only the nodes that depend on the graph input.
-Covers the op set of YOLO-style detectors; any other op is a one-line ConversionError.
-torch is imported here only (the `train` / `tflite-export` extras).
+Constant subgraphs (Constant, Cast/DequantizeLinear of fp16/int8 weights, Shape of static tensors
+and what follows) are folded at build time into buffers; `forward` runs the input-dependent nodes.
+Covers YOLO-style graphs; any other op is a one-line ConversionError. torch stays in converters.
 """
 from __future__ import annotations
 
@@ -47,9 +45,9 @@ class Node:
         return [int(v) for v in value] if value is not None else None
 
     def floats(self, i: int) -> list[float] | None:
-        if i < len(self.inputs) and self.inputs[i] and i in self.consts:
-            return [float(v) for v in np.asarray(self.consts[i]).reshape(-1)]
-        return None
+        """Constant input `i` as floats, else None."""
+        known = i < len(self.inputs) and self.inputs[i] and i in self.consts
+        return [float(v) for v in np.asarray(self.consts[i]).reshape(-1)] if known else None
 
 
 Handler = Callable[..., Any]
@@ -330,9 +328,7 @@ class OnnxModule(torch.nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
     def _value(self, name: str, env: dict[str, torch.Tensor]) -> torch.Tensor:
-        if name in env:
-            return env[name]
-        return getattr(self, self._buffers_of[name])
+        return env[name] if name in env else getattr(self, self._buffers_of[name])
 
 
 _FOLD_ONLY = {"Constant", "Shape"}

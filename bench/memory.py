@@ -106,8 +106,20 @@ def file_size_mb(path: str | Path | Iterable[str | Path]) -> float:
 
     Raises ModelLoadError naming the first path that does not exist.
     """
-    paths = [path] if isinstance(path, (str, Path)) else list(path)
-    return sum(_size_bytes(Path(p)) for p in paths) / MIB
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    paths += [w for p in paths if (w := _weights_file(p)) is not None and w not in paths]
+    return sum(_size_bytes(p) for p in paths) / MIB
+
+
+#: artifacts whose weights live in a second file beside them (OpenVINO IR, ncnn)
+WEIGHTS_SUFFIX = {".xml": ".bin", ".param": ".bin"}
+
+
+def _weights_file(path: Path) -> Path | None:
+    """The weights file that belongs to a two-file artifact, when it exists."""
+    suffix = WEIGHTS_SUFFIX.get(path.suffix.lower())
+    weights = path.with_suffix(suffix) if suffix else None
+    return weights if weights is not None and weights.is_file() else None
 
 
 def _size_bytes(path: Path) -> int:

@@ -220,6 +220,11 @@ def test_file_size_mb_file_directory_and_pair(tmp_path):
     (tmp_path / "m.mlpackage" / "Manifest.json").write_bytes(b"\0" * MIB)
     assert file_size_mb(tmp_path / "m.bin") == pytest.approx(1.0)
     assert file_size_mb([tmp_path / "m.param", str(tmp_path / "m.bin")]) == pytest.approx(1.5)
+    assert file_size_mb(tmp_path / "m.param") == pytest.approx(1.5)  # the .bin beside it counts
+    (tmp_path / "ir.xml").write_bytes(b"\0" * (MIB // 4))
+    assert file_size_mb(tmp_path / "ir.xml") == pytest.approx(0.25)  # no ir.bin: only the xml
+    (tmp_path / "ir.bin").write_bytes(b"\0" * MIB)
+    assert file_size_mb(tmp_path / "ir.xml") == pytest.approx(1.25)
     assert file_size_mb(tmp_path / "m.mlpackage") == pytest.approx(4.0)
     with pytest.raises(ModelLoadError, match="nope.onnx"):
         file_size_mb(tmp_path / "nope.onnx")

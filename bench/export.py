@@ -5,8 +5,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.export import ExportResult, check_target, export
-from converters.rewrites import parse_names
+from converters.export import ExportResult, check_target, export, rewrite_names
 from edge_sdk.errors import EdgebenchError, ModelLoadError
 
 
@@ -41,7 +40,7 @@ def export_model(model: str | Path, target: str, out: str | Path, precision: str
     src, dst, target = Path(model), Path(out), target.lower()
     opts = onnx_options or OnnxOptions()
     check_target(target, precision)
-    names = parse_names(rewrites)
+    names = rewrite_names(rewrites)
     if not src.exists():
         raise ModelLoadError(f"model not found: {src}")
     if target == "onnx":

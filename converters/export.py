@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from edge_sdk.atomic import write_json_atomic
 from converters.onnx_info import PRECISIONS
 from converters.parity import ParityResult, check_parity
+from converters.rewrite_auto import Trial, choose_rewrites
 from converters.rewrites import RewriteResult, parse_names, rewritten_onnx
 from edge_sdk.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
 from runtimes.base import RuntimeOptions, sidecar_path
@@ -29,6 +30,7 @@ class ExportResult:
     precision: str
     parity: ParityResult | None = None
     rewrites: list[RewriteResult] = field(default_factory=list)
+    rewrite_trials: list[Trial] = field(default_factory=list)  # what `--rewrite auto` measured
 
 
 def check_target(target: str, precision: str) -> None:
@@ -55,37 +57,62 @@ def export(model: str | Path, target: str, out: str | Path, precision: str = "fp
            rewrites: str | Iterable[str] | None = None) -> ExportResult:
     """Convert an ONNX `model` to `target` at `out`; check parity against the ONNX (fp32 on ONNX Runtime)
     and store it in the artifact's sidecar JSON. Named `rewrites` (converters.rewrites) are applied to
-    a temporary copy of the ONNX before conversion; parity still compares against the original."""
+    a temporary copy of the ONNX before conversion; parity still compares against the original.
+    `rewrites="auto"` keeps each exact rewrite only when it measurably helps the target
+    (converters.rewrite_auto: delegated ops and interleaved latency, with and without it)."""
     src, dst, target = Path(model), Path(out), target.lower()
-    names = parse_names(rewrites)
+    auto = _is_auto(rewrites)
+    names = [] if auto else parse_names(rewrites)
     _check(src, target, precision)
+    trials: list[Trial] = []
+    if auto:
+        trials = choose_rewrites(src, target, lambda s, o: convert_file(s, target, o, precision), threads or 1)
+        names = [t.name for t in trials if t.applied]
     if not names:
-        return _convert(src, src, target, dst, precision, parity, parity_images, threads)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".rewrite.", dir=dst.parent) as tmp:
-        source, results = rewritten_onnx(src, names, tmp)
-        result = _convert(source, src, target, dst, precision, parity, parity_images, threads)
-    result.rewrites = results
-    _record(result.path, "rewrites", [r.to_dict() for r in results])
+        result = _convert(src, src, target, dst, precision, parity, parity_images, threads)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".rewrite.", dir=dst.parent) as tmp:
+            source, results = rewritten_onnx(src, names, tmp)
+            result = _convert(source, src, target, dst, precision, parity, parity_images, threads)
+        result.rewrites = results
+        _record(result.path, "rewrites", [r.to_dict() for r in results])
+    if auto:
+        result.rewrite_trials = trials
+        _record(result.path, "rewrite_trials", [t.to_dict() for t in trials])
     return result
+
+
+def rewrite_names(rewrites: str | Iterable[str] | None) -> list[str]:
+    """Checked rewrite names, or ["auto"]; RewriteError for an unknown name."""
+    return ["auto"] if _is_auto(rewrites) else parse_names(rewrites)
+
+
+def _is_auto(rewrites: str | Iterable[str] | None) -> bool:
+    items = [rewrites] if isinstance(rewrites, str) else list(rewrites or [])
+    return [str(i).strip().lower() for i in items] == ["auto"]
+
+
+def convert_file(source: Path, target: str, out: Path, precision: str) -> Path:
+    """ONNX `source` -> the `target` artifact at `out` (no parity check)."""
+    if target == "openvino":
+        from converters.openvino import to_openvino
+
+        return to_openvino(source, out, precision)
+    if target == "ncnn":
+        from converters.ncnn import to_ncnn
+
+        return to_ncnn(source, out, precision)
+    if target == "tflite":
+        from converters.tflite import to_tflite
+
+        return to_tflite(source, out, precision)
+    raise BackendNotImplementedError(f"export target '{target}' is not implemented")
 
 
 def _convert(source: Path, reference: Path, target: str, out: Path, precision: str, parity: bool, images: int,
              threads: int | None) -> ExportResult:
-    if target == "openvino":
-        from converters.openvino import to_openvino
-
-        path = to_openvino(source, out, precision)
-    elif target == "ncnn":
-        from converters.ncnn import to_ncnn
-
-        path = to_ncnn(source, out, precision)
-    elif target == "tflite":
-        from converters.tflite import to_tflite
-
-        path = to_tflite(source, out, precision)
-    else:  # guarded by _check; new targets add a branch here
-        raise BackendNotImplementedError(f"export target '{target}' is not implemented")
+    path = convert_file(source, target, out, precision)
     result = ExportResult(path, target, precision)
     if parity:
         # the candidate runs at the exported precision; the verdict uses the precision it actually ran at

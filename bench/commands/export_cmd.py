@@ -26,8 +26,9 @@ from converters.rewrites import REWRITES
 @click.option("--parity-images", type=int, default=4, show_default=True, help="Synthetic frames the parity check runs.")
 @click.option("--threads", type=int, default=None, help="Threads for the parity check (default: physical cores).")
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]",
-              help=f"ONNX graph rewrites applied before conversion ({', '.join(REWRITES)}); "
-                   "parity still compares against the original ONNX.")
+              help=f"ONNX graph rewrites applied before conversion ({', '.join(REWRITES)}), or 'auto': "
+                   "each exact rewrite is kept only if it measurably helps the target (delegated ops, latency). "
+                   "Parity still compares against the original ONNX.")
 def command(model: str, target: str, out: str, precision: str, imgsz: int | None, opset: int, dynamic_batch: bool,
             no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int, threads: int | None,
             rewrites: str | None) -> None:
@@ -42,6 +43,8 @@ def command(model: str, target: str, out: str, precision: str, imgsz: int | None
                           parity_images=parity_images, threads=threads, rewrites=rewrites)
     if not model.lower().endswith(".onnx") and not no_simplify and importlib.util.find_spec("onnxslim") is None:
         click.echo("note: onnxslim is not installed; the graph was not simplified", err=True)
+    for trial in result.rewrite_trials:
+        click.echo(trial.summary())
     for rewrite in result.rewrites:
         click.echo(rewrite.summary())
     click.echo(f"exported {result.path}")

@@ -27,9 +27,10 @@ from edge_sdk.errors import BackendUnavailableError
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
 
-#: (backend, precision) pairs worth timing on an x86 CPU; fp16 on ncnn/OpenVINO CPU is bf16 or emulated
-CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("ncnn", "fp32"), ("ncnn", "bf16"),
-           ("tflite", "fp32"))
+#: (backend, precision, ONNX rewrites) worth timing on an x86 CPU; fp16 on ncnn/OpenVINO CPU is bf16 or
+#: emulated; TFLite runs with and without the upsample rewrite that lets XNNPACK take the whole graph
+CONFIGS = (("onnxruntime", "fp32", ""), ("openvino", "fp32", ""), ("openvino", "bf16", ""), ("ncnn", "fp32", ""),
+           ("ncnn", "bf16", ""), ("tflite", "fp32", ""), ("tflite", "fp32", "upsample_d2s"))
 SUFFIXES = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
 
 
@@ -37,6 +38,7 @@ SUFFIXES = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
 class Config:
     backend: str
     precision: str
+    rewrites: str
     threads: int
     artifact: Path
     parity: str = "reference"
@@ -45,22 +47,23 @@ class Config:
     delegation: str = "-"  # TFLite: XNNPACK delegation summary
 
 
-def artifacts(onnx_path: Path, out: Path, backends: list[str] | None = None) -> dict[tuple[str, str], tuple[Path, str]]:
-    """(backend, precision) -> (artifact, parity verdict) for every installed backend (or those asked for)."""
-    made: dict[tuple[str, str], tuple[Path, str]] = {}
-    for backend, precision in CONFIGS:
+def artifacts(onnx_path: Path, out: Path,
+              backends: list[str] | None = None) -> dict[tuple[str, str, str], tuple[Path, str]]:
+    """(backend, precision, rewrites) -> (artifact, parity verdict) for every installed backend (or those asked for)."""
+    made: dict[tuple[str, str, str], tuple[Path, str]] = {}
+    for backend, precision, rewrites in CONFIGS:
         if not availability(backend)[0] or (backends and backend not in backends):
             continue
         if backend == "onnxruntime":
-            made[(backend, precision)] = (onnx_path, "reference")
+            made[(backend, precision, rewrites)] = (onnx_path, "reference")
             continue
         try:
-            result = export(onnx_path, backend, out / f"{backend}-{precision}{SUFFIXES[backend]}", precision,
-                            parity_images=2)
+            name = f"{backend}-{precision}{'-' + rewrites if rewrites else ''}{SUFFIXES[backend]}"
+            result = export(onnx_path, backend, out / name, precision, parity_images=2, rewrites=rewrites or None)
         except BackendUnavailableError as exc:  # e.g. the converter (pnnx, litert-torch) is missing
             print(f"skipped {backend} {precision}: {exc}")
             continue
-        made[(backend, precision)] = (result.path, "pass" if result.parity.passed else "FAIL")
+        made[(backend, precision, rewrites)] = (result.path, "pass" if result.parity.passed else "FAIL")
     return made
 
 
@@ -96,18 +99,19 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=None, help="only these backends (default: all installed)")
     args = parser.parse_args()
     x_by_size = {s: np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32) for s in args.sizes}
-    print("| size | threads | backend | precision asked / run | p50 ms | p99 ms | parity | delegation |")
-    print("|---:|---:|---|---|---:|---:|---|---|")
+    print("| size | threads | backend | precision asked / run | rewrites | p50 ms | p99 ms | parity | delegation |")
+    print("|---:|---:|---|---|---|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             onnx_path = make_yolov8_onnx(Path(tmp) / f"yolov8n-{size}.onnx", imgsz=size)
             made = artifacts(onnx_path, Path(tmp) / str(size), args.backends)
             for threads in args.threads:
-                configs = [Config(b, p, threads, path, verdict) for (b, p), (path, verdict) in made.items()]
+                configs = [Config(b, p, r, threads, path, verdict) for (b, p, r), (path, verdict) in made.items()]
                 time_all(configs, x_by_size[size], args.iters, args.warmup)
                 for c in configs:
                     p50, p99 = np.percentile(c.samples, [50, 99])
-                    print(f"| {size} | {threads} | {c.backend} | {c.precision} / {c.used} | {p50:.1f} | {p99:.1f} "
+                    print(f"| {size} | {threads} | {c.backend} | {c.precision} / {c.used} | {c.rewrites or '-'} "
+                          f"| {p50:.1f} | {p99:.1f} "
                           f"| {c.parity} | {c.delegation} |")
     h = host_facts()
     print(f"\n{args.iters} timed calls each after {args.warmup} warm-up, interleaved; CPU: {h['cpu_model']}, "

@@ -171,6 +171,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
             notes.append(f"{row.get('backend')} asked for {row.get('precision')} but ran "
                          f"{row.get('precision_used')}.")
         notes += _check_notes(row)
+        if (row.get("delegation") or {}).get("summary"):
+            notes.append(f"{row.get('backend')} {_precision(row)}: {row['delegation']['summary']}")
     for ref in _references(report.get("results", [])):
         notes.append(f"agreement mAP vs {ref}: COCO AP50-95 of each configuration scored against "
                      "the reference configuration's own detections (score >= conf) on the same "

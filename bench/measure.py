@@ -66,8 +66,19 @@ def measure(spec: MeasureSpec) -> dict[str, Any]:
         "memory": {"rss_after_load_mb": after_load, **mem.as_dict(),
                    "model_size_mb": file_size_mb(spec.model)},
         "engine_versions": det.runtime.engine_versions(),
+        "delegation": delegation_of(det.runtime),
         "detections": detections,
     }
+
+
+def delegation_of(runtime: Any) -> dict[str, Any] | None:
+    """The backend's delegate report (TFLite: ops XNNPACK took, op types it left out), or None."""
+    report = getattr(runtime, "delegation", None)
+    if not callable(report):
+        return None
+    d = report()
+    return {"total_ops": d.total_ops, "delegated_ops": d.delegated_ops, "partitions": d.partitions,
+            "cpu_ops": dict(d.cpu_ops), "summary": d.summary()}
 
 
 def total_samples_ms(samples_ns: list[int], cap: int = MAX_STORED_SAMPLES) -> list[float]:

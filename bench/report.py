@@ -11,7 +11,10 @@ A row (see `new_result`) holds backend, precision asked/used, threads, imgsz, st
 ok rows `budget_checks` / `reference_check` (see bench.budgets; optional when reading), and
 `parity` (converters.parity.ParityResult.to_dict) on rows whose artifact was converted, and
 `agreement` (bench.agreement: COCO stats against a reference configuration's detections, with
-"kind": "agreement" and "reference"; never labelled mAP) when the run had --reference.
+"kind": "agreement" and "reference"; never labelled mAP) when the run had --reference, and
+`delegation` (bench.measure.delegation_of: ops the delegate took, op types left on the CPU
+kernels) for backends that report it (TFLite/XNNPACK). Ok rows also carry
+`latency_samples_ms.total` (per-iteration total latency, thinned to <= 5000 values, for plots).
 """
 from __future__ import annotations
 
@@ -43,10 +46,10 @@ REPORT_KEYS = (
 RESULT_KEYS = (
     "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
     "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check", "parity",
-    "agreement",
+    "agreement", "delegation",
 )
 #: Row keys added after schema 1 was first written: filled by new_result, not required to load.
-OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement")
+OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement", "delegation")
 _REQUIRED_RESULT_KEYS = tuple(k for k in RESULT_KEYS if k not in OPTIONAL_RESULT_KEYS)
 REPORT_STATUSES = ("complete", "partial")
 ROW_STATUSES = ("ok", "skipped", "failed")

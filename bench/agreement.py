@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.accuracy import restrict_to_images
+from edge_sdk.coco_eval import restrict_to_images
 from bench.artifacts import ConfigSkipped, resolve_artifact
 from edge_sdk.datasets import Dataset
 from edge_sdk.errors import InputError

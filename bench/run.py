@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.accuracy import evaluate, restrict_to_images
+from edge_sdk.coco_eval import evaluate, restrict_to_images
 from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.artifacts import ConfigSkipped, resolve_artifact
 from bench.budgets import attach_checks

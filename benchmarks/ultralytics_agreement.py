@@ -58,7 +58,7 @@ def to_our_ids(dets: list[dict], class_map: list[int], ds) -> list[dict]:  # noq
 
 def edgebench_scores(model: Path, data: Path, multi_label: bool) -> tuple[dict, int]:
     """(COCO stats, detection count) of edgebench's own validation."""
-    from bench.accuracy import evaluate
+    from edge_sdk.coco_eval import evaluate
     from edge_sdk.datasets import load_dataset
     from edge_sdk.detector import Detector
     from trainer.val import artifact_detections
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="data.yaml (default: the bundled model's synthetic val set)")
     args = parser.parse_args()
 
-    from bench.accuracy import evaluate
+    from edge_sdk.coco_eval import evaluate
     from bench.defaults import default_data, default_model
     from edge_sdk.datasets import load_dataset
     from edge_sdk.host import host_facts

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.accuracy import evaluate
+from edge_sdk.coco_eval import evaluate
 from bench.agreement import parse_reference, reference_gt, resolve_reference
 from bench.compare import CompareOptions, compare
 from bench.compare_render import render_compare_markdown

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.accuracy import STAT_KEYS, coco_stats
+from edge_sdk.coco_eval import STAT_KEYS, coco_stats
 from bench.cli import cli, main
 from coco_cases import random_case
 

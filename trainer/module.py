@@ -97,7 +97,7 @@ class DetectorModule(L.LightningModule):
                                                                 self.trainer.datamodule.val_data.category_ids)
 
     def on_validation_epoch_end(self) -> None:
-        from bench.accuracy import evaluate
+        from edge_sdk.coco_eval import evaluate
 
         dets = gather_dicts(self._val_dets)
         data = self.trainer.datamodule.val_data

@@ -19,7 +19,7 @@ def validate(model: str | Path, data: str | Path, split: str = "val", imgsz: int
              batch: int = 16, conf: float = 0.001, iou: float = 0.7, max_det: int = 300,
              deploy_conf: float = 0.25, backend: str | None = None, limit: int | None = None) -> Any:
     """AccuracyResult of a model on a data split; checkpoints run in torch, artifacts on their runtime."""
-    from bench.accuracy import evaluate, restrict_to_images
+    from edge_sdk.coco_eval import evaluate, restrict_to_images
     from edge_sdk.datasets import load_dataset
 
     ds = load_dataset(data, split)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from bench.coco_io import ENGINES
+from edge_sdk.coco_io import ENGINES
 
 
 @click.command("map")
@@ -19,10 +19,10 @@ from bench.coco_io import ENGINES
 def command(gt_path: str, pred_path: str, as_json: bool, engine: str, conf: float) -> None:
     """Score detections against COCO ground truth (AP, AP50, ..., ARl; P/R/F1; per-class AP)."""
     if as_json:
-        from bench.accuracy import coco_stats
+        from edge_sdk.coco_eval import coco_stats
 
         click.echo(json.dumps(coco_stats(gt_path, pred_path, engine)))
         return
-    from bench.accuracy import evaluate, format_accuracy
+    from edge_sdk.coco_eval import evaluate, format_accuracy
 
     click.echo(format_accuracy(evaluate(gt_path, pred_path, deploy_conf=conf, engine=engine)))

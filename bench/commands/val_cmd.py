@@ -31,6 +31,6 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return
-    from bench.accuracy import format_accuracy
+    from edge_sdk.coco_eval import format_accuracy
 
     click.echo(format_accuracy(result))

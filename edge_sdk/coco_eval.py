@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.coco_io import engine_api, load_dt, load_gt, make_coco, quiet, resolve_engine, results_coco
+from edge_sdk.coco_io import engine_api, load_dt, load_gt, make_coco, quiet, resolve_engine, results_coco
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

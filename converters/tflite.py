@@ -18,6 +18,7 @@ from typing import Any
 import onnx
 
 from converters.onnx_info import check_conversion, converted_props, onnx_io
+from converters.quiet import quiet_output
 from edge_sdk.atomic import write_json_atomic
 from edge_sdk.errors import BackendUnavailableError, ConversionError, EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
@@ -75,7 +76,8 @@ def to_tflite(onnx_path: str | Path, out_path: str | Path, precision: str = "fp3
     if precision not in TFLITE_PRECISIONS:
         raise EdgebenchError(f"TFLite conversion supports {TFLITE_PRECISIONS}, got '{precision}' "
                              "(TFLite has no bf16 kernels; int8 goes through calibration)")
-    litert_torch = _import("litert_torch", "litert-torch")
+    with quiet_output():  # importing litert-torch logs missing optional torchao kernels
+        litert_torch = _import("litert_torch", "litert-torch")
     torch = _import("torch", "torch")
     props, inputs, out_shapes = onnx_io(src)
     if len(inputs) != 1:
@@ -83,15 +85,17 @@ def to_tflite(onnx_path: str | Path, out_path: str | Path, precision: str = "fp3
     in_shape = fixed_input_shape(props, inputs[0], src.name)
     module = nhwc_module(onnx.load(str(src)), in_shape)
     sample = torch.zeros(in_shape[0], in_shape[2], in_shape[3], in_shape[1])
-    try:
-        blob = _convert(litert_torch, module, sample)
-    except EdgebenchError:
-        raise
-    except Exception as exc:  # torch.export and the MLIR lowering raise many untyped errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"litert-torch cannot convert '{src.name}': {first}") from exc
+    with quiet_output() as log:
+        try:
+            blob = _convert(litert_torch, module, sample)
+        except EdgebenchError:
+            raise
+        except Exception as exc:  # torch.export and the MLIR lowering raise many untyped errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"litert-torch cannot convert '{src.name}': {first or log.last_line()}") from exc
     if precision == "fp16":
-        blob = fp16_weights(blob)
+        with quiet_output():  # ai-edge-quantizer prints sizes and progress bars
+            blob = fp16_weights(blob)
     _write_atomic(out, blob)
     write_json_atomic(sidecar_path(out), sidecar_data(props, in_shape, out_shapes, precision, src.name))
     return out

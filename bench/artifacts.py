@@ -1,27 +1,80 @@
-"""Which artifact serves a (backend, precision) configuration, or why none can yet."""
+"""Which artifact serves a (backend, precision) configuration, or why none can yet.
+
+An ONNX model is converted (converters.export, parity included) to the backends in CONVERTED
+inside the configuration's child process (`run_job`), so a converter that crashes or hangs is
+that configuration's failed row, not the run's.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench.measure import MeasureSpec, measure
 from runtimes.registry import backend_for_path
+
+#: Backends reached by converting an ONNX model, with their artifact suffix.
+CONVERTED = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
+#: Precisions each converter writes (INT8 needs calibration, not in this version).
+EXPORT_PRECISIONS = {"openvino": ("fp32", "fp16", "bf16"), "ncnn": ("fp32", "fp16", "bf16"),
+                     "tflite": ("fp32", "fp16")}
 
 
 class ConfigSkipped(Exception):
     """A configuration that cannot run on this host or with this model; the row says why."""
 
 
-def resolve_artifact(model: Path, backend: str, precision: str, model_precision: str = "fp32") -> Path:
-    """The artifact to load for `backend` at `precision`; raise ConfigSkipped with the reason otherwise.
+@dataclass(frozen=True)
+class Planned:
+    """The artifact a configuration loads, and the ONNX to convert it from (None: it exists)."""
 
-    Today this is the model itself when its format and precision already fit; conversions
-    (ONNX -> other engines, fp16, INT8 calibration) come from `converters/` and `calibration/`.
-    """
+    artifact: Path
+    source: Path | None = None
+    target: str | None = None
+
+
+@dataclass
+class ConfigJob:
+    """What one child does: convert `source` to `spec.model` when `target` is set, then measure."""
+
+    spec: MeasureSpec
+    source: str | None = None
+    target: str | None = None
+
+
+def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path) -> Planned:
+    """Where the artifact of (backend, precision) comes from; ConfigSkipped with the reason otherwise."""
+    if backend in CONVERTED and model.suffix.lower() == ".onnx":
+        if precision not in EXPORT_PRECISIONS[backend]:
+            what = "INT8 calibration (calibration/), not in this version" if precision == "int8" else \
+                f"a precision the {backend} converter does not write ({', '.join(EXPORT_PRECISIONS[backend])})"
+            raise ConfigSkipped(f"{backend} {precision} needs {what}")
+        name = f"{model.stem}-{backend}-{precision}{CONVERTED[backend]}"
+        return Planned(out_dir / "artifacts" / name, model, backend)
+    return Planned(resolve_artifact(model, backend, precision, model_precision))
+
+
+def resolve_artifact(model: Path, backend: str, precision: str, model_precision: str = "fp32") -> Path:
+    """The model itself when its format and precision already fit `backend` at `precision`;
+    raise ConfigSkipped with the reason otherwise."""
     native = backend_for_path(model)
     if native != backend:
-        raise ConfigSkipped(f"model is a {native} artifact; converting it to {backend} needs converters/ "
-                            "(not in this version)")
+        raise ConfigSkipped(f"model is a {native} artifact; {backend} is reached by converting an ONNX model "
+                            f"(edgebench export --to {backend})")
     if precision != model_precision:
         what = "INT8 calibration (calibration/)" if precision == "int8" else f"a {precision} conversion"
         raise ConfigSkipped(f"{backend} {precision} needs {what}, not in this version; "
                             f"the model is {model_precision}")
     return model
+
+
+def run_job(job: ConfigJob) -> dict[str, Any]:
+    """Child side: convert (with parity) when asked, then measure; returns the row's fields."""
+    parity = None
+    if job.target:
+        from converters.export import export
+
+        result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
+                        threads=job.spec.threads)
+        parity = result.parity.to_dict() if result.parity else None
+    return {**measure(job.spec), "parity": parity}

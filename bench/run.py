@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from edge_sdk.coco_eval import evaluate, restrict_to_images
 from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
-from bench.artifacts import ConfigSkipped, resolve_artifact
+from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_job
 from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
@@ -24,6 +24,7 @@ from edge_sdk.detector import Detector
 from edge_sdk.errors import InputError
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
+from runtimes.registry import backend_for_path
 from runtimes.threads import resolve_threads
 
 
@@ -61,6 +62,7 @@ class RunContext:
     model_meta: dict[str, Any]
     engine_versions: dict[str, str]
     notes: list[str]
+    backend: str = ""  # what the run measures on: the profile's, or the model's own format
     reference: Reference | None = None
     reference_gt: dict[str, Any] | None = None  # COCO GT from the reference's detections
 
@@ -70,19 +72,30 @@ def prepare(opts: RunOptions) -> RunContext:
     profile = load_profile(opts.profile or match_host_profile())
     check_runnable(profile)
     model = Path(opts.model) if opts.model else default_model()
-    with Detector(model, profile.backend if model.suffix != ".onnx" else None, threads=1) as det:
+    backend, backend_note = run_backend(model, profile)
+    with Detector(model, threads=1) as det:  # on the backend of its own format
         meta = dataclasses.asdict(det.meta)
         versions = det.runtime.engine_versions()
         model_hw = det.input_size
     dataset = load_dataset(opts.data or default_data(meta), "val", strict=opts.strict_labels,
                            allow_unlabelled=True)
-    notes = _label_notes(dataset, meta, opts)
-    reference = (resolve_reference(opts.reference, opts.reference_conf, model, profile.backend,
+    notes = _label_notes(dataset, meta, opts) + ([backend_note] if backend_note else [])
+    reference = (resolve_reference(opts.reference, opts.reference_conf, model, backend,
                                    meta.get("precision", "fp32")) if opts.reference else None)
     if tuple(model_hw) != tuple(profile.imgsz):
         notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
                      f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
-    return RunContext(profile, model, dataset, meta, versions, notes, reference)
+    return RunContext(profile, model, dataset, meta, versions, notes, backend, reference)
+
+
+def run_backend(model: Path, profile: DeviceProfile) -> tuple[str, str | None]:
+    """The backend a run measures: the profile's, unless the model is already another engine's
+    artifact (e.g. an OpenVINO .xml under the x86-cpu profile), which runs as it is, with a note."""
+    native = backend_for_path(model)
+    if native == profile.backend or native == "onnxruntime":
+        return profile.backend, None
+    return native, (f"profile {profile.name} measures {profile.backend}; {model.name} is a model for "
+                    f"{native}, so this run measures {native}")
 
 
 def _label_notes(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> list[str]:
@@ -104,8 +117,9 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
     ctx = prepare(opts)
     profile = ctx.profile
     report, matches = start_report(ctx, opts)
+    out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     for precision in opts.precisions or profile.precisions:
-        row = _run_one(ctx, opts, precision)
+        row = _run_one(ctx, opts, precision, out)
         report["results"].append(row)
         if on_row:
             on_row(row)
@@ -114,7 +128,6 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
         report["sustained"] = _sustained(ctx, opts, report["results"], duration)
     attach_checks(report["results"], profile.budgets, profile.reference, matches)
     report["status"] = "complete"
-    out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     json_path, md_path = write_report(report, out)
     write_html_report(report, out)
     return report, json_path, md_path
@@ -180,16 +193,19 @@ def _settings(opts: RunOptions, profile: DeviceProfile) -> dict[str, Any]:
     }
 
 
-def _run_one(ctx: RunContext, opts: RunOptions, precision: str) -> dict[str, Any]:
-    """One result row: skipped (with the reason), failed (with the error) or measured."""
-    backend = ctx.profile.backend
+def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> dict[str, Any]:
+    """One result row: skipped (with the reason), failed (with the error) or measured. An ONNX
+    model is converted to the profile's backend first (in the child, parity into the row)."""
+    backend = ctx.backend
     try:
-        artifact = resolve_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"))
+        plan = plan_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"), out)
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
-    spec = measure_spec(ctx, opts, artifact, precision)
-    outcome = run_isolated(measure, spec, timeout_s=opts.timeout_s)
-    return row_from_outcome(ctx, spec, outcome, artifact=str(artifact))
+    spec = measure_spec(ctx, opts, plan.artifact, precision)
+    job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target)
+    outcome = run_isolated(run_job, job, timeout_s=opts.timeout_s)
+    parity = outcome.value.pop("parity", None) if outcome.status == "ok" else None
+    return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity)
 
 
 def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, **extra: Any) -> dict[str, Any]:
@@ -211,8 +227,8 @@ def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, 
 
 def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: str,
                  backend: str | None = None) -> MeasureSpec:
-    """The MeasureSpec of one configuration (backend defaults to the profile's)."""
-    backend = backend or ctx.profile.backend
+    """The MeasureSpec of one configuration (backend defaults to the run's)."""
+    backend = backend or ctx.backend or ctx.profile.backend
     settings = _settings(opts, ctx.profile)
     samples = ctx.dataset.samples
     evals = samples[: opts.max_eval_images] if opts.max_eval_images else samples

@@ -13,20 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.artifacts import ConfigSkipped, resolve_artifact
+from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_job
 from bench.budgets import attach_checks
 from bench.html_report import write_html_report
 from bench.isolate import run_isolated
-from bench.measure import MeasureSpec, measure
 from bench.report import new_result, write_report
 from bench.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
 from edge_sdk.errors import InputError
 from runtimes.registry import BACKENDS, availability, get_spec
 
-#: Backends that sweep reaches by converting an ONNX model (converters.export), with their suffix.
-CONVERTED = {"openvino": ".xml", "ncnn": ".param"}
-#: Precisions converters.export can write (INT8 needs calibration, not in this version).
-EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
+__all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
 
 
 @dataclass
@@ -37,27 +33,6 @@ class SweepOptions(RunOptions):
     backends: tuple[str, ...] | None = None
     imgsz: tuple[int, ...] | None = None
     job_fn: Callable[["ConfigJob"], dict[str, Any]] | None = None
-
-
-@dataclass
-class ConfigJob:
-    """What one child does: convert `source` to `artifact` when `target` is set, then measure."""
-
-    spec: MeasureSpec
-    source: str | None = None
-    target: str | None = None
-
-
-def run_job(job: ConfigJob) -> dict[str, Any]:
-    """Child side: convert (with parity) when asked, then measure; returns the row's fields."""
-    parity = None
-    if job.target:
-        from converters.export import export
-
-        result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
-                        threads=job.spec.threads)
-        parity = result.parity.to_dict() if result.parity else None
-    return {**measure(job.spec), "parity": parity}
 
 
 def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
@@ -144,14 +119,9 @@ def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, siz
         raise ConfigSkipped(f"{backend}: {why}")
     if precision not in get_spec(backend).precisions:
         raise ConfigSkipped(f"{backend} does not run {precision}")
-    if backend in CONVERTED and ctx.model.suffix.lower() == ".onnx":
-        if precision not in EXPORT_PRECISIONS:
-            raise ConfigSkipped(f"{backend} {precision} needs INT8 calibration (calibration/), not in this version")
-        artifact = Path(opts.out_dir) / "artifacts" / f"{ctx.model.stem}-{backend}-{precision}{CONVERTED[backend]}"
-        spec = measure_spec(ctx, opts, artifact, precision, backend)
-        return ConfigJob(spec, source=str(ctx.model), target=backend)
-    artifact = resolve_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"))
-    return ConfigJob(measure_spec(ctx, opts, artifact, precision, backend))
+    plan = plan_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"), Path(opts.out_dir))
+    spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
+    return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target)
 
 
 def _model_size(ctx: RunContext) -> tuple[int, int]:

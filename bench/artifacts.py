@@ -1,15 +1,17 @@
 """Which artifact serves a (backend, precision) configuration, or why none can yet.
 
 An ONNX model is converted (converters.export, parity included) to the backends in CONVERTED
-inside the configuration's child process (`run_job`), so a converter that crashes or hangs is
-that configuration's failed row, not the run's.
+in a child process of its own (`convert_job`), so a converter that crashes or hangs is that
+configuration's failed row, not the run's; the measurement then runs in a second, fresh child
+(`run_job`), so the converter's memory (torch, jax, ...) never counts in the row's peak RSS.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from bench.isolate import ChildOutcome, run_isolated
 from bench.measure import MeasureSpec, measure
 from runtimes.registry import backend_for_path
 
@@ -68,13 +70,28 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
     return model
 
 
+def convert_job(job: ConfigJob) -> dict[str, Any] | None:
+    """Child side: convert `job.source` to `job.target` at `job.spec.model`; returns the parity dict."""
+    from converters.export import export
+
+    result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
+                    threads=job.spec.threads)
+    return result.parity.to_dict() if result.parity else None
+
+
 def run_job(job: ConfigJob) -> dict[str, Any]:
-    """Child side: convert (with parity) when asked, then measure; returns the row's fields."""
+    """Child side: measure the configuration (its artifact already exists); the row's fields."""
+    return measure(job.spec)
+
+
+def run_config(job: ConfigJob, timeout_s: float | None,
+               measure_fn: Callable[[ConfigJob], dict[str, Any]] = run_job) -> tuple[ChildOutcome, dict | None]:
+    """Convert (when planned) in one child, then measure in another; (outcome, parity dict or None).
+    A conversion that fails, crashes or hangs is the outcome, prefixed with what was being done."""
     parity = None
     if job.target:
-        from converters.export import export
-
-        result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
-                        threads=job.spec.threads)
-        parity = result.parity.to_dict() if result.parity else None
-    return {**measure(job.spec), "parity": parity}
+        conv = run_isolated(convert_job, job, timeout_s=timeout_s)
+        if conv.status != "ok":
+            return ChildOutcome(conv.status, None, f"converting to {job.target}: {conv.error}"), None
+        parity = conv.value
+    return run_isolated(measure_fn, job, timeout_s=timeout_s), parity

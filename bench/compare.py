@@ -314,8 +314,13 @@ def _budget_reasons(e: _Entry) -> list[dict[str, str]]:
     if not e.ok:
         status = str(e.row.get("status"))
         return [{"code": status, "message": f"{status}: {e.row.get('error') or 'no reason recorded'}"}]
-    return [{"code": _CHECK_CODES.get((c["name"], c["status"]), c["name"]), "message": c["message"]}
-            for c in e.out["budget_checks"] if c["status"] != "pass"]
+    reasons = [{"code": _CHECK_CODES.get((c["name"], c["status"]), c["name"]), "message": c["message"]}
+               for c in e.out["budget_checks"] if c["status"] != "pass"]
+    parity = e.row.get("parity") or {}
+    if parity and not parity.get("passed", True):
+        why = "; ".join(parity.get("failures") or []) or "outputs drift from the source model"
+        reasons.append({"code": "parity_fail", "message": f"parity FAIL against the source model ({why})"})
+    return reasons
 
 
 def _ranking_reasons(e: _Entry, pick: _Entry, by: _Entry | None) -> list[dict[str, str]]:

@@ -171,6 +171,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
             notes.append(f"{row.get('backend')} asked for {row.get('precision')} but ran "
                          f"{row.get('precision_used')}.")
         notes += _check_notes(row)
+        if row.get("parity"):
+            notes.append(f"{row.get('backend')} {_precision(row)}: {_parity_line(row['parity'])}")
         if (row.get("delegation") or {}).get("summary"):
             notes.append(f"{row.get('backend')} {_precision(row)}: {row['delegation']['summary']}")
     for ref in _references(report.get("results", [])):
@@ -181,6 +183,18 @@ def _notes(report: dict[str, Any]) -> list[str]:
     notes.append(f"Latencies in ms (percentile method: {method}); FPS = 1000 / mean total "
                  "latency, single stream; memory in MiB.")
     return notes
+
+
+def _parity_line(parity: dict[str, Any]) -> str:
+    """'parity PASS/FAIL (why) vs the source model: boxes max|d| .., scores cos ..'."""
+    verdict = "PASS" if parity.get("passed") else "FAIL (" + "; ".join(parity.get("failures") or []) + ")"
+    return (f"parity {verdict} vs the source model: boxes max|d| {_num(parity.get('box_max_abs'), 3)} px, "
+            f"scores cos {_num(parity.get('score_cosine'), 5)}, detections {parity.get('matched', '?')}/"
+            f"{parity.get('ref_detections', '?')} matched")
+
+
+def _num(value: Any, digits: int) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, (int, float)) else "?"
 
 
 def _check_notes(row: dict[str, Any]) -> list[str]:

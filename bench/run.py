@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from edge_sdk.coco_eval import evaluate, restrict_to_images
 from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
-from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_job
+from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
 from bench.budgets import attach_checks
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
@@ -203,8 +203,7 @@ def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> di
         return new_result(backend, precision, status="skipped", error=str(exc))
     spec = measure_spec(ctx, opts, plan.artifact, precision)
     job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target)
-    outcome = run_isolated(run_job, job, timeout_s=opts.timeout_s)
-    parity = outcome.value.pop("parity", None) if outcome.status == "ok" else None
+    outcome, parity = run_config(job, opts.timeout_s)
     return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity)
 
 

@@ -4,7 +4,8 @@ A configuration that fails to convert, crashes (even in native code) or hangs be
 row and the sweep goes on. The report (JSON + Markdown) is rewritten after every configuration
 with status "partial", so an interrupted sweep keeps what it measured.
 
-Test hook: `SweepOptions.job_fn` replaces the function run in each child (default `run_job`);
+Test hook: `SweepOptions.job_fn` replaces the measuring child's function (default `run_job`; a conversion,
+when planned, runs before it in a child of its own);
 it must be a module-level function taking a `ConfigJob` so that it pickles.
 """
 from __future__ import annotations
@@ -13,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_job
+from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
 from bench.budgets import attach_checks
 from bench.html_report import write_html_report
-from bench.isolate import run_isolated
 from bench.report import new_result, write_report
 from bench.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
 from edge_sdk.errors import InputError
@@ -103,8 +103,7 @@ def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: st
     except ConfigSkipped as exc:
         return new_result(backend, precision, imgsz=hw if size == max(hw) else [size, size],
                           status="skipped", error=str(exc))
-    outcome = run_isolated(opts.job_fn or run_job, job, timeout_s=opts.timeout_s)
-    parity = outcome.value.pop("parity", None) if outcome.status == "ok" else None
+    outcome, parity = run_config(job, opts.timeout_s, opts.job_fn or run_job)
     return row_from_outcome(ctx, job.spec, outcome, artifact=job.spec.model, imgsz=hw, parity=parity)
 
 

@@ -107,6 +107,14 @@ def test_failed_and_skipped_rows_are_never_picked():
     assert "no configuration ran" in nothing_ran["message"]
 
 
+def test_a_configuration_whose_parity_failed_is_not_picked():
+    bad = row(precision="int8", p99=20.0, ap=0.40, parity={"passed": False, "failures": ["class agreement 0.91 < 0.95"]})
+    good = row(precision="fp16", p99=30.0, ap=0.40, parity={"passed": True, "failures": []})
+    result = run(report(row(p99=80.0, ap=0.40), bad, good), **BUDGETS)
+    assert result["recommendation"] == "r0.json: onnxruntime/fp16@640"
+    assert codes(result, "r0.json: onnxruntime/int8@640") == ["parity_fail"]
+
+
 def test_pareto_front_of_ap_vs_p99():
     result = run(report(row(p99=80.0, ap=0.40),                      # front: most accurate
                         row(precision="int8", p99=40.0, ap=0.38),    # front
@@ -193,8 +201,8 @@ def test_markdown_shows_deltas_parity_and_rejections():
     md = render_compare_markdown(run(report(row(p99=80.0, ap=0.40), int8), **BUDGETS))
     int8_line = next(ln for ln in md.splitlines() if ln.startswith("| r0.json: onnxruntime/int8"))
     assert "40.00 (-50%)" in int8_line and "0.390 (-0.010)" in int8_line
-    assert "**recommended**" in int8_line
-    assert "- r0.json: onnxruntime/fp32@640: meets the budgets but is slower: p99 80.00 ms vs 40.00 ms" in md
+    assert "**recommended**" not in int8_line  # faster and within budget, but its parity check failed
+    assert "- r0.json: onnxruntime/int8@640: parity FAIL against the source model (scores cos 0.98 < 0.99)" in md
     assert "FAIL (scores cos 0.98 < 0.99), boxes max|d| 1.5 px, scores cos 0.98000" in md
     assert "p99 <= 100 ms (from --max-p99-ms)" in md
 

@@ -38,6 +38,7 @@ def test_onnx_under_the_rpi5_profile_is_converted_to_ncnn_with_parity(small_mode
     assert fp32["backend"] == "ncnn" and fp32["status"] == "ok", fp32.get("error")
     assert Path(fp32["artifact"]).suffix == ".param" and Path(fp32["artifact"]).is_file()
     assert fp32["parity"]["passed"] is True
+    assert "ncnn fp32/fp32: parity PASS vs the source model" in next(out.rglob("report.md")).read_text()
     assert int8["status"] == "skipped" and "calibration" in int8["error"]
 
 

@@ -22,6 +22,10 @@ EXPORT_PRECISIONS = {"openvino": ("fp32", "fp16", "bf16"), "ncnn": ("fp32", "fp1
                      "tflite": ("fp32", "fp16")}
 
 
+#: Backends whose float precision is an inference hint given at load time, not baked into the file.
+HINT_PRECISIONS = {"openvino": ("fp32", "fp16", "bf16")}
+
+
 class ConfigSkipped(Exception):
     """A configuration that cannot run on this host or with this model; the row says why."""
 
@@ -63,7 +67,8 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
     if native != backend:
         raise ConfigSkipped(f"model is a {native} artifact; {backend} is reached by converting an ONNX model "
                             f"(edgebench export --to {backend})")
-    if precision != model_precision:
+    hinted = HINT_PRECISIONS.get(backend, ())
+    if precision != model_precision and not (precision in hinted and model_precision in hinted):
         what = "INT8 calibration (calibration/)" if precision == "int8" else f"a {precision} conversion"
         raise ConfigSkipped(f"{backend} {precision} needs {what}, not in this version; "
                             f"the model is {model_precision}")

@@ -44,7 +44,10 @@ def export_model(model: str | Path, target: str, out: str | Path, precision: str
     if not src.exists():
         raise ModelLoadError(f"model not found: {src}")
     if target == "onnx":
-        if src.suffix.lower() == ".onnx" or precision != "fp32":
+        if src.suffix.lower() == ".onnx":
+            raise EdgebenchError(f"'{src.name}' is already ONNX: export --to onnx takes a training checkpoint "
+                                 "(.ckpt); convert an ONNX with --to openvino, ncnn or tflite")
+        if precision != "fp32":
             raise EdgebenchError("export to onnx takes a checkpoint at precision fp32 "
                                  "(float16 storage: --weights-fp16)")
         if names:

@@ -39,6 +39,22 @@ def check_conversion(src: Path, out: Path, precision: str, target: str, suffix: 
         raise EdgebenchError(f"{target} output must be a {suffix} path{note}, got '{out}'")
     if precision not in PRECISIONS:
         raise EdgebenchError(f"{target} precision must be one of {PRECISIONS}, got '{precision}'")
+    _check_weights_owner(out)
+
+
+#: two-file formats that keep their weights in `<stem>.bin` beside the graph file
+BIN_OWNERS = {".xml": "OpenVINO", ".param": "ncnn"}
+
+
+def _check_weights_owner(out: Path) -> None:
+    """Refuse an output whose `.bin` would overwrite the weights of another format's model beside it."""
+    if out.suffix.lower() not in BIN_OWNERS or not out.with_suffix(".bin").exists():
+        return
+    for suffix, owner in BIN_OWNERS.items():
+        other = out.with_suffix(suffix)
+        if suffix != out.suffix.lower() and other.is_file():
+            raise EdgebenchError(f"{out.with_suffix('.bin')} holds the weights of the {owner} model {other.name}; "
+                                 f"writing {out.name} would overwrite them: choose another name")
 
 
 def converted_props(props: dict[str, str], input_shape: list[Any], precision: str, source: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import onnx
 from onnx import TensorProto, helper
 
@@ -100,3 +101,12 @@ def test_unknown_profile_key(tmp_path, small_model, small_data):
 def test_missing_backend(tmp_path, small_model, small_data):
     proc = _run(tmp_path, "--profile", "jetson-orin", "--model", str(small_model), "--data", str(small_data))
     assert_one_line_error(proc, "jetson-orin", "x86-cpu")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("run", "--duration", "-1"), "--duration"),
+    (("run", "--no-such-option"), "No such option"),
+    (("compare", "--max-p99-ms", "-5", "x.json"), "--max-p99-ms"),
+])
+def test_click_usage_errors_are_one_line_too(args: tuple[str, ...], needle: str, tmp_path) -> None:
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), needle)

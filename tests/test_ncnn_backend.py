@@ -19,7 +19,7 @@ from converters import ncnn as ncnn_converter  # noqa: E402
 from converters.ncnn import pnnx_binary, to_ncnn  # noqa: E402
 from converters.parity import check_parity, parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
-from edge_sdk.errors import BackendUnavailableError, InputError, ModelLoadError  # noqa: E402
+from edge_sdk.errors import BackendUnavailableError, EdgebenchError, InputError, ModelLoadError  # noqa: E402
 from edge_sdk.meta import ModelMeta  # noqa: E402
 from edge_sdk.synth import CLASS_NAMES, render_image  # noqa: E402
 from runtimes import RuntimeOptions, availability, backend_for_path, load  # noqa: E402
@@ -269,3 +269,13 @@ def test_export_cli_missing_input_is_one_line_error(tmp_path: Path) -> None:
                    "--out", str(tmp_path / "y.param"), cwd=tmp_path)
     assert_one_line_error(proc, "missing.onnx")
     assert not (tmp_path / "y.param").exists()
+
+
+def test_an_export_never_overwrites_another_formats_bin(small_model: Path, tmp_path: Path) -> None:
+    from converters.openvino import to_openvino
+
+    to_openvino(small_model, tmp_path / "m.xml")
+    before = (tmp_path / "m.bin").read_bytes()
+    with pytest.raises(EdgebenchError, match="holds the weights of the OpenVINO model m.xml"):
+        to_ncnn(small_model, tmp_path / "m.param")
+    assert (tmp_path / "m.bin").read_bytes() == before and not (tmp_path / "m.param").exists()

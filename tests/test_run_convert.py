@@ -56,3 +56,15 @@ def test_an_openvino_ir_runs_on_openvino_under_the_x86_profile(small_model: Path
     report = json.loads(next(out.rglob("report.json")).read_text())
     assert report["results"][0]["backend"] == "openvino" and report["results"][0]["status"] == "ok"
     assert "this run measures openvino" in next(out.rglob("report.md")).read_text()
+
+
+def test_openvino_float_precisions_are_hints_not_conversions() -> None:
+    from bench.artifacts import ConfigSkipped, resolve_artifact
+
+    ir = Path("m.xml")
+    assert resolve_artifact(ir, "openvino", "fp32", "bf16") == ir  # exported with a bf16 hint, runs at fp32
+    assert resolve_artifact(ir, "openvino", "bf16", "fp16") == ir
+    with pytest.raises(ConfigSkipped, match="INT8 calibration"):
+        resolve_artifact(ir, "openvino", "int8", "fp32")
+    with pytest.raises(ConfigSkipped, match="fp16 conversion"):
+        resolve_artifact(Path("m.param"), "ncnn", "fp16", "fp32")

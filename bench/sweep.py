@@ -10,16 +10,18 @@ it must be a module-level function taking a `ConfigJob` so that it pickles.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.sweep_sizes import SizeSources, export_sizes, is_checkpoint
 from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
 from bench.budgets import attach_checks
 from bench.html_report import write_html_report
 from bench.report import new_result, write_report
 from bench.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
-from edge_sdk.errors import InputError
+from edge_sdk.errors import InputError, ModelLoadError
 from runtimes.registry import BACKENDS, availability, get_spec
 
 __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
@@ -44,7 +46,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = 
     Ctrl-C stops the sweep cleanly: the report keeps status "partial" and `interrupted: true`.
     """
     _check_options(opts)
-    ctx = prepare(opts)
+    ctx, sources = _prepare(opts)
     grid = configurations(ctx, opts)
     report, matches = start_report(ctx, opts)
     report["sweep"] = {"configurations": len(grid), "interrupted": False}
@@ -54,7 +56,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = 
         on_start(len(grid))
     try:
         for backend, precision, size in grid:
-            row = _run_config(ctx, opts, backend, precision, size)
+            row = _run_config(ctx, opts, backend, precision, size, sources)
             report["results"].append(row)
             write_report(report, out)
             if on_row:
@@ -70,6 +72,23 @@ def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = 
     write_report(report, out)
     write_html_report(report, out)  # once at the end: plotting every row would slow the sweep
     return report, json_path, md_path
+
+
+def _prepare(opts: SweepOptions) -> tuple[RunContext, SizeSources]:
+    """The run context and the ONNX source of each size (a checkpoint is exported per size first)."""
+    if not is_checkpoint(opts.model):
+        ctx = prepare(opts)
+        return ctx, SizeSources({max(_model_size(ctx)): ctx.model})
+    ckpt = Path(str(opts.model))
+    if not ckpt.is_file():
+        raise ModelLoadError(f"model not found: {ckpt}")
+    sources = export_sizes(ckpt, opts.imgsz, Path(opts.out_dir), opts.timeout_s)
+    if sources.first() is None:
+        raise ModelLoadError(next(iter(sources.failed.values())))
+    ctx = prepare(dataclasses.replace(opts, model=str(sources.first())))
+    if 0 in sources.onnx:  # no --imgsz: the training size, now known
+        sources.onnx = {max(_model_size(ctx)): sources.onnx[0]}
+    return ctx, sources
 
 
 def configurations(ctx: RunContext, opts: SweepOptions) -> list[tuple[str, str, int]]:
@@ -95,30 +114,35 @@ def _check_options(opts: SweepOptions) -> None:
         raise InputError(f"--timeout must be positive, got {opts.timeout_s:g}")
 
 
-def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int) -> dict[str, Any]:
+def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,
+                sources: SizeSources) -> dict[str, Any]:
     """One row: skipped (with the reason), failed (with the error) or measured."""
     hw = list(_model_size(ctx))
+    imgsz = hw if size == max(hw) else [size, size]
+    if size in sources.failed:
+        return new_result(backend, precision, imgsz=imgsz, status="failed", error=sources.failed[size])
     try:
-        job = _plan(ctx, opts, backend, precision, size)
+        job = _plan(ctx, opts, backend, precision, size, sources)
     except ConfigSkipped as exc:
-        return new_result(backend, precision, imgsz=hw if size == max(hw) else [size, size],
-                          status="skipped", error=str(exc))
+        return new_result(backend, precision, imgsz=imgsz, status="skipped", error=str(exc))
     outcome, parity = run_config(job, opts.timeout_s, opts.job_fn or run_job)
-    return row_from_outcome(ctx, job.spec, outcome, artifact=job.spec.model, imgsz=hw, parity=parity)
+    return row_from_outcome(ctx, job.spec, outcome, artifact=job.spec.model, imgsz=imgsz, parity=parity)
 
 
-def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int) -> ConfigJob:
+def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,
+          sources: SizeSources) -> ConfigJob:
     """The child's job for one configuration, or ConfigSkipped saying why it cannot run here."""
     hw = _model_size(ctx)
-    if size != max(hw):
-        raise ConfigSkipped(f"model input is fixed at {hw[0]}x{hw[1]}; export the model at {size} "
-                            f"to measure that size")
+    if size not in sources.onnx:
+        raise ConfigSkipped(f"model input is fixed at {hw[0]}x{hw[1]}; sweep a training checkpoint (.ckpt) "
+                            f"to measure {size}")
     ok, why = availability(backend)
     if not ok:
         raise ConfigSkipped(f"{backend}: {why}")
     if precision not in get_spec(backend).precisions:
         raise ConfigSkipped(f"{backend} does not run {precision}")
-    plan = plan_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"), Path(opts.out_dir))
+    plan = plan_artifact(sources.onnx[size], backend, precision, ctx.model_meta.get("precision", "fp32"),
+                         Path(opts.out_dir))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
     return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target)
 

@@ -46,6 +46,7 @@ class ConfigJob:
     spec: MeasureSpec
     source: str | None = None
     target: str | None = None
+    rewrites: str | None = None  # converters.rewrites names or "auto", applied before converting
 
 
 def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path) -> Planned:
@@ -80,7 +81,7 @@ def convert_job(job: ConfigJob) -> dict[str, Any] | None:
     from converters.export import export
 
     result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
-                    threads=job.spec.threads)
+                    threads=job.spec.threads, rewrites=job.rewrites)
     return result.parity.to_dict() if result.parity else None
 
 

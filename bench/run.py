@@ -11,6 +11,7 @@ from edge_sdk.coco_eval import evaluate, restrict_to_images
 from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
 from bench.budgets import attach_checks
+from converters.export import rewrite_names
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
 from bench.html_report import write_html_report
@@ -50,6 +51,7 @@ class RunOptions:
     reference_conf: float = DEFAULT_REFERENCE_CONF
     duration_s: float | None = None  # sustained run seconds; None = the profile's, 0 = none
     window_s: float | None = None  # sustained window seconds; None = duration / 20 (0.5..10 s)
+    rewrites: str | None = None  # ONNX rewrites for converted backends ("auto", names; converters.rewrites)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class RunContext:
 
 def prepare(opts: RunOptions) -> RunContext:
     """Resolve and validate profile, model and data; raises typed errors, writes nothing."""
+    rewrite_names(opts.rewrites)  # a typo fails before anything runs
     profile = load_profile(opts.profile or match_host_profile())
     check_runnable(profile)
     model = Path(opts.model) if opts.model else default_model()
@@ -202,7 +205,8 @@ def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> di
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
     spec = measure_spec(ctx, opts, plan.artifact, precision)
-    job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target)
+    job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
+                    rewrites=opts.rewrites)
     outcome, parity = run_config(job, opts.timeout_s)
     return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity)
 

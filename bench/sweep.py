@@ -144,7 +144,8 @@ def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, siz
     plan = plan_artifact(sources.onnx[size], backend, precision, ctx.model_meta.get("precision", "fp32"),
                          Path(opts.out_dir))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
-    return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target)
+    return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
+                     rewrites=opts.rewrites)
 
 
 def _model_size(ctx: RunContext) -> tuple[int, int]:

@@ -37,6 +37,9 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
               help="Seconds allowed per configuration.")
+@click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
+              help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
+                   "'auto' keeps each exact rewrite only if it measurably helps that backend.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=None,
               help="Sustained run: after the normal run, time the first precision that ran single-stream for "
                    "this many seconds, in windows with clock/temperature/throttling readings, and give a "
@@ -47,7 +50,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
             threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float,
             reference: str | None, reference_conf: float, duration_s: float | None = None,
-            window_s: float | None = None) -> None:
+            window_s: float | None = None, rewrites: str | None = None) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend at each of its precisions that can run here, each in its own
@@ -60,7 +63,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,
                       strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),
                       reference=reference, reference_conf=reference_conf, duration_s=duration_s,
-                      window_s=window_s)
+                      window_s=window_s, rewrites=rewrites)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
     if report.get("sustained"):

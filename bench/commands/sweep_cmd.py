@@ -44,13 +44,16 @@ def _sizes(value: str | None) -> tuple[int, ...] | None:
 @click.option("--reference", default=None,
               help="PRECISION or BACKEND:PRECISION (e.g. fp32): also score every configuration against "
                    "this configuration's own detections ('agreement mAP', works without labels).")
+@click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
+              help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
+                   "'auto' keeps each exact rewrite only if it measurably helps that backend.")
 @click.option("--reference-conf", type=float, default=0.25, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 def command(profile: str | None, model: str | None, data: str | None, backends: str | None,
             precisions: str | None, imgsz: str | None, out_dir: str, timeout_s: float, threads: int | None,
             warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, reference: str | None,
-            reference_conf: float) -> None:
+            reference_conf: float, rewrites: str | None) -> None:
     """Run every configuration in its own process with a timeout; failures become rows.
 
     The report is rewritten after each configuration, so Ctrl-C keeps what was measured
@@ -60,7 +63,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
                         precisions=_names(precisions), imgsz=_sizes(imgsz), timeout_s=timeout_s, threads=threads,
                         warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
                         accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv),
-                        reference=reference, reference_conf=reference_conf)
+                        reference=reference, reference_conf=reference_conf, rewrites=rewrites)
     bar: dict[str, Any] = {}
 
     def start(total: int) -> None:

@@ -73,10 +73,9 @@ def measure(spec: MeasureSpec) -> dict[str, Any]:
 
 def delegation_of(runtime: Any) -> dict[str, Any] | None:
     """The backend's delegate report (TFLite: ops XNNPACK took, op types it left out), or None."""
-    report = getattr(runtime, "delegation", None)
-    if not callable(report):
+    d = runtime.delegation()
+    if d is None:
         return None
-    d = report()
     return {"total_ops": d.total_ops, "delegated_ops": d.delegated_ops, "partitions": d.partitions,
             "cpu_ops": dict(d.cpu_ops), "summary": d.summary()}
 

@@ -11,7 +11,6 @@ from edge_sdk.coco_eval import evaluate, restrict_to_images
 from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
 from bench.budgets import attach_checks
-from converters.export import rewrite_names
 from bench.defaults import default_data, default_model
 from bench.environment import environment, sha256_of
 from bench.html_report import write_html_report
@@ -71,7 +70,10 @@ class RunContext:
 
 def prepare(opts: RunOptions) -> RunContext:
     """Resolve and validate profile, model and data; raises typed errors, writes nothing."""
-    rewrite_names(opts.rewrites)  # a typo fails before anything runs
+    if opts.rewrites:  # a typo fails before anything runs
+        from converters.export import rewrite_names
+
+        rewrite_names(opts.rewrites)
     profile = load_profile(opts.profile or match_host_profile())
     check_runnable(profile)
     model = Path(opts.model) if opts.model else default_model()

@@ -80,16 +80,11 @@ def _artifact_name(target: str) -> str:
 def _measure(name: str, sites: int, base: Path, candidate: Path, target: str, threads: int | None,
              runs: int) -> Trial:
     with load(base, target, threads=threads) as a, load(candidate, target, threads=threads) as b:
-        da, db = _delegation(a), _delegation(b)
+        da, db = a.delegation(), b.delegation()
         x = parity_inputs(tuple(a.inputs[0].static_shape()[2:]), n=1)[0]  # type: ignore[index]
         ms_a, ms_b = interleaved_medians(lambda: a.infer(x), lambda: b.infer(x), runs)
     applied, why = decide(da, db, ms_a, ms_b)
     return Trial(name, sites, ms_a, ms_b, da and da.summary(), db and db.summary(), applied, why)
-
-
-def _delegation(rt: Any) -> Any:
-    report = getattr(rt, "delegation", None)
-    return report() if callable(report) else None
 
 
 def interleaved_medians(fa: Callable[[], Any], fb: Callable[[], Any], runs: int,

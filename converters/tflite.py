@@ -19,7 +19,7 @@ import onnx
 
 from converters.onnx_info import check_conversion, converted_props, onnx_io
 from converters.quiet import quiet_output
-from edge_sdk.atomic import write_json_atomic
+from edge_sdk.atomic import write_bytes_atomic, write_json_atomic
 from edge_sdk.errors import BackendUnavailableError, ConversionError, EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import sidecar_path
@@ -96,7 +96,7 @@ def to_tflite(onnx_path: str | Path, out_path: str | Path, precision: str = "fp3
     if precision == "fp16":
         with quiet_output():  # ai-edge-quantizer prints sizes and progress bars
             blob = fp16_weights(blob)
-    _write_atomic(out, blob)
+    write_bytes_atomic(out, blob)
     write_json_atomic(sidecar_path(out), sidecar_data(props, in_shape, out_shapes, precision, src.name))
     return out
 
@@ -141,18 +141,6 @@ def sidecar_data(props: dict[str, str], in_shape: list[int], out_shapes: list[li
 def _input_name(model: onnx.ModelProto) -> str:
     weights = {t.name for t in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in weights)
-
-
-def _write_atomic(out: Path, blob: bytes) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _version(package: str) -> str:

@@ -100,6 +100,11 @@ class Runtime(abc.ABC):
         """Versions of the engine packages this backend uses."""
         return {}
 
+    def delegation(self) -> Any:
+        """The delegate report (ops a delegate such as XNNPACK took, what it left out), or None when
+        the backend has no delegates (see runtimes.tflite_delegation.Delegation)."""
+        return None
+
     def close(self) -> None:
         """Release engine resources. Safe to call twice."""
 
@@ -114,6 +119,30 @@ def sidecar_path(path: str | Path) -> Path:
     """Where metadata lives for formats that cannot hold it: `<artifact>.json`."""
     p = Path(path)
     return p.with_name(p.name + ".json")
+
+
+def read_sidecar_json(path: str | Path) -> dict[str, Any]:
+    """`<artifact>.json` as a dict (empty when absent); ModelLoadError when unreadable or not an object."""
+    import json
+
+    from edge_sdk.errors import ModelLoadError
+
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read the sidecar '{side}': {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"sidecar '{side}' must hold a JSON object")
+    return data
+
+
+def first_line(exc: BaseException) -> str:
+    """An engine exception's first line (engines put stack traces after it), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_sidecar(path: str | Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ from the sidecar `<model>.param.json` that `converters.ncnn.to_ncnn` writes.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 
 from edge_sdk.errors import (BackendNotImplementedError, EdgebenchError,
                              InputError, ModelLoadError)
-from runtimes.base import Runtime, RuntimeOptions, TensorSpec, sidecar_path
+from runtimes.base import Runtime, RuntimeOptions, TensorSpec, read_sidecar_json, sidecar_path
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
@@ -44,7 +43,7 @@ class NcnnRuntime(Runtime):
     def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
         super().__init__(path, options)
         self._ncnn = ncnn = import_engine("ncnn")
-        self._side = _read_sidecar_json(self.path)
+        self._side = read_sidecar_json(self.path)
         param_text = _read_param(self.path)
         self._net = self._load_net(ncnn, param_text)
         self._quantized = bool(_INT8_LAYER.search(param_text))
@@ -149,17 +148,6 @@ def _read_param(path: Path) -> str:
     return text
 
 
-def _read_sidecar_json(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if not side.is_file():
-        return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read the sidecar '{side}': {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"sidecar '{side}' must hold a JSON object")
-    return data
 
 
 def _input_layer_shape(param_text: str) -> list[int] | None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.errors import HardwareUnavailableError, ModelLoadError
-from runtimes.base import Runtime, RuntimeOptions, TensorSpec
+from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
@@ -70,7 +70,7 @@ class OpenVinoRuntime(Runtime):
         try:
             return core.compile_model(self._model, device, self.compile_config())
         except RuntimeError as exc:
-            raise ModelLoadError(f"openvino cannot compile '{self.path}' for {device}: {_first_line(exc)}") from exc
+            raise ModelLoadError(f"openvino cannot compile '{self.path}' for {device}: {first_line(exc)}") from exc
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         feed = {i: np.ascontiguousarray(a) for i, a in enumerate(inputs)}
@@ -128,7 +128,7 @@ def _read_model(core: Any, path: Path) -> Any:
     try:
         return core.read_model(str(path))
     except RuntimeError as exc:
-        raise ModelLoadError(f"openvino cannot read '{path}': {_first_line(exc)}") from exc
+        raise ModelLoadError(f"openvino cannot read '{path}': {first_line(exc)}") from exc
 
 
 def _rt_props(model: Any) -> dict[str, str]:
@@ -156,7 +156,3 @@ def _spec(port: Any) -> TensorSpec:
         name = port.get_node().get_friendly_name()
     return TensorSpec(name, shape, np.dtype(port.get_element_type().to_dtype()).name)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

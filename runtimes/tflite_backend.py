@@ -12,7 +12,6 @@ Precision: the LiteRT Python Interpreter gives no way to pass XNNPACK flags (FOR
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.errors import BackendNotImplementedError, InputError, ModelLoadError
-from runtimes.base import Runtime, RuntimeOptions, TensorSpec, sidecar_path
+from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line, read_sidecar_json
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 from runtimes.tflite_delegation import Delegation, delegation_report
@@ -41,7 +40,7 @@ class TfliteRuntime(Runtime):
         super().__init__(path, options)
         self._check_options()
         self._litert = import_engine("tflite")
-        self._side = _read_sidecar_json(self.path)
+        self._side = read_sidecar_json(self.path)
         self._lock = threading.Lock()  # one Interpreter runs one inference at a time
         self._interp = self._load()
         self._in = self._interp.get_input_details()
@@ -70,7 +69,7 @@ class TfliteRuntime(Runtime):
                                      experimental_op_resolver_type=resolver)
             interp.allocate_tensors()  # the default XNNPACK delegate is applied here
         except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"LiteRT cannot load '{self.path}': {_first_line(exc)}") from exc
+            raise ModelLoadError(f"LiteRT cannot load '{self.path}': {first_line(exc)}") from exc
         return interp
 
     def _layout(self, detail: dict[str, Any]) -> str:
@@ -156,19 +155,4 @@ def _public_input(detail: dict[str, Any], layout: str) -> TensorSpec:
     return TensorSpec(str(detail["name"]), tuple(shape), "float32")
 
 
-def _read_sidecar_json(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if not side.is_file():
-        return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read the sidecar '{side}': {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"sidecar '{side}' must hold a JSON object")
-    return data
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

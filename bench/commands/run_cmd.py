@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from bench.agreement import DEFAULT_REFERENCE_CONF
 from bench.report import render_table
 from bench.run import RunOptions, run
 
@@ -32,7 +33,7 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
 @click.option("--reference", default=None,
               help="PRECISION or BACKEND:PRECISION (e.g. fp32): also score every configuration against "
                    "this configuration's own detections ('agreement mAP', works without labels).")
-@click.option("--reference-conf", type=float, default=0.25, show_default=True,
+@click.option("--reference-conf", type=float, default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from bench.agreement import DEFAULT_REFERENCE_CONF
 from bench.report import render_table
 from bench.sweep import SweepOptions, sweep
 from edge_sdk.errors import InputError
@@ -47,7 +48,7 @@ def _sizes(value: str | None) -> tuple[int, ...] | None:
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
               help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
                    "'auto' keeps each exact rewrite only if it measurably helps that backend.")
-@click.option("--reference-conf", type=float, default=0.25, show_default=True,
+@click.option("--reference-conf", type=float, default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 def command(profile: str | None, model: str | None, data: str | None, backends: str | None,
             precisions: str | None, imgsz: str | None, out_dir: str, timeout_s: float, threads: int | None,

@@ -27,10 +27,12 @@ from edge_sdk.errors import BackendUnavailableError
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
 
-#: (backend, precision, ONNX rewrites) worth timing on an x86 CPU; fp16 on ncnn/OpenVINO CPU is bf16 or
-#: emulated; TFLite runs with and without the upsample rewrite that lets XNNPACK take the whole graph
-CONFIGS = (("onnxruntime", "fp32", ""), ("openvino", "fp32", ""), ("openvino", "bf16", ""), ("ncnn", "fp32", ""),
-           ("ncnn", "bf16", ""), ("tflite", "fp32", ""), ("tflite", "fp32", "upsample_d2s"))
+#: (backend, precision, ONNX rewrites): every float precision each converter writes (the "run" column shows what
+#: the engine really computed: fp16 on an x86 CPU is bf16 or fp32), TFLite also with the upsample rewrite that
+#: lets XNNPACK take the whole graph
+CONFIGS = (("onnxruntime", "fp32", ""), ("openvino", "fp32", ""), ("openvino", "fp16", ""), ("openvino", "bf16", ""),
+           ("ncnn", "fp32", ""), ("ncnn", "fp16", ""), ("ncnn", "bf16", ""), ("tflite", "fp32", ""),
+           ("tflite", "fp16", ""), ("tflite", "fp32", "upsample_d2s"))
 SUFFIXES = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
 
 

@@ -14,6 +14,7 @@ from typing import Iterable
 import psutil
 
 from edge_sdk.errors import ModelLoadError
+from runtimes.base import weights_path
 
 MIB = 2**20
 
@@ -111,14 +112,9 @@ def file_size_mb(path: str | Path | Iterable[str | Path]) -> float:
     return sum(_size_bytes(p) for p in paths) / MIB
 
 
-#: artifacts whose weights live in a second file beside them (OpenVINO IR, ncnn)
-WEIGHTS_SUFFIX = {".xml": ".bin", ".param": ".bin"}
-
-
 def _weights_file(path: Path) -> Path | None:
     """The weights file that belongs to a two-file artifact, when it exists."""
-    suffix = WEIGHTS_SUFFIX.get(path.suffix.lower())
-    weights = path.with_suffix(suffix) if suffix else None
+    weights = weights_path(path)
     return weights if weights is not None and weights.is_file() else None
 
 

@@ -8,6 +8,7 @@ import onnx
 
 from edge_sdk.errors import EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
+from runtimes.base import WEIGHTS_BESIDE, weights_path
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -42,18 +43,15 @@ def check_conversion(src: Path, out: Path, precision: str, target: str, suffix: 
     _check_weights_owner(out)
 
 
-#: two-file formats that keep their weights in `<stem>.bin` beside the graph file
-BIN_OWNERS = {".xml": "OpenVINO", ".param": "ncnn"}
-
-
 def _check_weights_owner(out: Path) -> None:
     """Refuse an output whose `.bin` would overwrite the weights of another format's model beside it."""
-    if out.suffix.lower() not in BIN_OWNERS or not out.with_suffix(".bin").exists():
+    weights = weights_path(out)
+    if weights is None or not weights.exists():
         return
-    for suffix, owner in BIN_OWNERS.items():
+    for suffix, owner in WEIGHTS_BESIDE.items():
         other = out.with_suffix(suffix)
         if suffix != out.suffix.lower() and other.is_file():
-            raise EdgebenchError(f"{out.with_suffix('.bin')} holds the weights of the {owner} model {other.name}; "
+            raise EdgebenchError(f"{weights} holds the weights of the {owner} model {other.name}; "
                                  f"writing {out.name} would overwrite them: choose another name")
 
 

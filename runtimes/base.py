@@ -115,6 +115,16 @@ class Runtime(abc.ABC):
         self.close()
 
 
+#: formats that keep their weights in `<stem>.bin` beside the graph file: suffix -> engine name
+WEIGHTS_BESIDE = {".xml": "OpenVINO", ".param": "ncnn"}
+
+
+def weights_path(path: str | Path) -> Path | None:
+    """`<stem>.bin` for a two-file artifact (OpenVINO IR, ncnn), else None; existence not checked."""
+    p = Path(path)
+    return p.with_suffix(".bin") if p.suffix.lower() in WEIGHTS_BESIDE else None
+
+
 def sidecar_path(path: str | Path) -> Path:
     """Where metadata lives for formats that cannot hold it: `<artifact>.json`."""
     p = Path(path)

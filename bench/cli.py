@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from edge_sdk.errors import EdgebenchError
+from runtimes.errors import EdgebenchError
 
 #: command name -> module in bench.commands exposing a click command named `command`
 COMMANDS = {

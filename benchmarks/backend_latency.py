@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/backend_latency.py [--iters 60] [--warmup 10] [--sizes 320 640] [--threads 1 2]
 
-Builds a YOLOv8n-sized ONNX (bench.fixture_models.make_yolov8_onnx: width 0.25, depth 0.33, 80
+Builds a YOLOv8n-sized ONNX (testkit.models.make_yolov8_onnx: width 0.25, depth 0.33, 80
 classes, random weights) at each size, converts it with `converters.export.export` (parity against
 ONNX Runtime fp32 included) to every installed target, and times `Runtime.infer` on one fixed
 preprocessed input: `--warmup` untimed calls, then `--iters` timed calls, the configurations
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fixture_models import make_yolov8_onnx
+import _repo  # noqa: F401  (the checkout on sys.path, for testkit)
+from testkit.models import make_yolov8_onnx
 from converters.export import export
-from edge_sdk.errors import BackendUnavailableError
+from runtimes.errors import BackendUnavailableError
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
 

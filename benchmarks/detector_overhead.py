@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/detector_overhead.py [--iters 100] [--warmup 10] [--sizes 640 320]
 
-Builds a YOLOv8n-sized ONNX (bench.fixture_models.make_yolov8_onnx: YOLOv8 architecture, width
+Builds a YOLOv8n-sized ONNX (testkit.models.make_yolov8_onnx: YOLOv8 architecture, width
 0.25, depth 0.33, 80 classes, 3.15 M parameters, random weights) at each size in a temporary
 directory, opens it twice on ONNX Runtime with default options (Detector, and a bare Runtime),
 and times, interleaved in one loop (the order alternates every iteration):
@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from bench.fixture_models import make_yolov8_onnx, synthetic_frame
+import _repo  # noqa: F401  (the checkout on sys.path, for testkit)
+from testkit.models import make_yolov8_onnx, synthetic_frame
 from edge_sdk import Detector
 from edge_sdk.host import host_facts
 from runtimes import load

@@ -20,7 +20,7 @@ import statistics  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench.timing import PERCENTILE_METHOD, StageTimer, run_until, timer_overhead_ns  # noqa: E402
+from bench.measure.timing import PERCENTILE_METHOD, StageTimer, run_until, timer_overhead_ns  # noqa: E402
 
 TARGET_NS = 2000.0
 

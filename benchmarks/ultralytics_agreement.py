@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edge_sdk.coco_eval import evaluate
-    from bench.defaults import default_data, default_model
+    from bench.sweep.defaults import default_data, default_model
     from edge_sdk.datasets import load_dataset
     from edge_sdk.host import host_facts
     from edge_sdk.meta import ModelMeta

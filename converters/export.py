@@ -1,6 +1,6 @@
 """ONNX -> every other target: artifact + sidecar with the parity check against the ONNX reference.
 
-Checkpoints are turned into ONNX first by the caller (bench.export), so converters never needs the trainer.
+Checkpoints are turned into ONNX first by the caller (bench.tasks.export), so converters never needs the trainer.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from converters.onnx_info import PRECISIONS
 from converters.parity import ParityResult, check_parity
 from converters.rewrite_auto import Trial, choose_rewrites
 from converters.rewrites import RewriteResult, parse_names, rewritten_onnx
-from edge_sdk.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
+from runtimes.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
 from runtimes.base import RuntimeOptions, sidecar_path
 
 TARGETS = ("onnx", "openvino", "ncnn", "tflite")

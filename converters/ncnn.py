@@ -21,7 +21,7 @@ from typing import Any
 from converters.onnx_info import check_conversion, converted_props
 from converters.onnx_info import onnx_io as read_onnx_io
 from edge_sdk.atomic import write_json_atomic
-from edge_sdk.errors import BackendUnavailableError, ModelLoadError
+from runtimes.errors import BackendUnavailableError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import sidecar_path
 from runtimes.ncnn_backend import unsupported_layers

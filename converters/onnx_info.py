@@ -6,7 +6,7 @@ from typing import Any
 
 import onnx
 
-from edge_sdk.errors import EdgebenchError, ModelLoadError
+from runtimes.errors import EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import WEIGHTS_BESIDE, weights_path
 

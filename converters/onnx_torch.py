@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
-from edge_sdk.errors import ConversionError
+from runtimes.errors import ConversionError
 
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}

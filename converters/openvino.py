@@ -10,7 +10,7 @@ from typing import Any
 
 from converters.onnx_info import check_conversion, converted_props, onnx_io
 from edge_sdk.atomic import write_json_atomic
-from edge_sdk.errors import BackendUnavailableError, ModelLoadError
+from runtimes.errors import BackendUnavailableError, ModelLoadError
 from runtimes.base import sidecar_path
 from runtimes.openvino_backend import META_SECTION, PRECISION_HINTS
 

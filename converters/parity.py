@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
-from edge_sdk.errors import LayoutError
+from runtimes.errors import LayoutError
 from edge_sdk.meta import ModelMeta
 from edge_sdk.nms import box_iou_one
-from edge_sdk.preprocess import preprocess
+from edge_sdk.letterbox import preprocess
 from edge_sdk.synth import CLASS_NAMES, render_image
 from runtimes import Runtime, RuntimeOptions, load
 

@@ -18,7 +18,7 @@ import onnx
 from converters.rewrites_dfl import dfl_4d
 from converters.rewrites_graph import is_topologically_sorted
 from converters.rewrites_ops import silu_hardswish, upsample_d2s
-from edge_sdk.errors import ModelLoadError, RewriteError
+from runtimes.errors import ModelLoadError, RewriteError
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,20 @@
-"""edge_sdk: the app-facing API. Needs numpy, opencv and one engine; never torch.
+"""edge_sdk: the app-facing API. Needs numpy, opencv and one engine; never torch."""
+from edge_sdk.decode import DecodeConfig
+from edge_sdk.detections import Detections
+from edge_sdk.detector import Detector
+from edge_sdk.frames import read_image, stream
+from edge_sdk.letterbox import Letterbox, preprocess
+from edge_sdk.meta import ModelMeta
+from runtimes.errors import EdgebenchError
 
-Names are resolved lazily so that `runtimes` can import `edge_sdk.errors` without a cycle.
-"""
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "DecodeConfig": "edge_sdk.decode",
-    "Detections": "edge_sdk.detections",
-    "Detector": "edge_sdk.detector",
-    "EdgebenchError": "edge_sdk.errors",
-    "Letterbox": "edge_sdk.preprocess",
-    "ModelMeta": "edge_sdk.meta",
-    "preprocess": "edge_sdk.preprocess",
-    "read_image": "edge_sdk.stream",
-    "stream": "edge_sdk.stream",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edge_sdk' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = [
+    "DecodeConfig",
+    "Detections",
+    "Detector",
+    "EdgebenchError",
+    "Letterbox",
+    "ModelMeta",
+    "preprocess",
+    "read_image",
+    "stream",
+]

@@ -16,7 +16,7 @@ import numbers
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from edge_sdk.errors import BackendUnavailableError, DatasetError, ReportError
+from runtimes.errors import BackendUnavailableError, DatasetError, ReportError
 
 ENGINES = ("auto", "pycocotools", "faster")
 _PACKAGES = {"pycocotools": ("pycocotools", None), "faster": ("faster_coco_eval", "fast")}

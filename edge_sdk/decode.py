@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_sdk.errors import LayoutError
+from runtimes.errors import LayoutError
 from edge_sdk.nms import batched_nms
 
 #: Before NMS, keep at most this many highest-scoring candidates (bounds NMS time at conf=0.001).

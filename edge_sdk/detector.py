@@ -9,9 +9,9 @@ import numpy as np
 
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
 from edge_sdk.detections import Detections
-from edge_sdk.errors import InputError, LayoutError, ModelLoadError
+from runtimes.errors import InputError, LayoutError, ModelLoadError
 from edge_sdk.meta import ModelMeta
-from edge_sdk.preprocess import InputBuffer, Letterbox, preprocess
+from edge_sdk.letterbox import InputBuffer, Letterbox, preprocess
 from runtimes import Runtime, RuntimeOptions, load
 
 

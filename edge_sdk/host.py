@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.errors import (
+from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     HardwareUnavailableError,

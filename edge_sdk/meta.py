@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 
 #: Key under which edgebench stores its own metadata (a JSON object) in ONNX metadata_props.
 EDGEBENCH_KEY = "edgebench"

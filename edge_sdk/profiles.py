@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from edge_sdk.errors import ProfileError
+from runtimes.errors import ProfileError
 from edge_sdk.schema import bounds, build, dump_yaml, key_error, parse_yaml
 from runtimes.registry import BACKENDS
 

@@ -14,7 +14,7 @@ from typing import Any, Union
 
 import yaml
 
-from edge_sdk.errors import ProfileError
+from runtimes.errors import ProfileError
 
 
 def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import InputError
+from runtimes.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def read_sidecar_json(path: str | Path) -> dict[str, Any]:
     """`<artifact>.json` as a dict (empty when absent); ModelLoadError when unreadable or not an object."""
     import json
 
-    from edge_sdk.errors import ModelLoadError
+    from runtimes.errors import ModelLoadError
 
     side = sidecar_path(path)
     if not side.is_file():

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import (BackendNotImplementedError, EdgebenchError,
+from runtimes.errors import (BackendNotImplementedError, EdgebenchError,
                              InputError, ModelLoadError)
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, read_sidecar_json, sidecar_path
 from runtimes.registry import import_engine

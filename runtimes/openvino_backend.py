@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import HardwareUnavailableError, ModelLoadError
+from runtimes.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads

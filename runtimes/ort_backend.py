@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.errors import HardwareUnavailableError, ModelLoadError
+from runtimes.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec
 from runtimes.threads import resolve_threads
 

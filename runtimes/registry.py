@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edge_sdk.errors import (
+from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     EdgebenchError,

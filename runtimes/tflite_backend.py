@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import BackendNotImplementedError, InputError, ModelLoadError
+from runtimes.errors import BackendNotImplementedError, InputError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line, read_sidecar_json
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import matched_same_class
 from edge_sdk.detector import Detector
-from edge_sdk.errors import EdgebenchError
+from runtimes.errors import EdgebenchError
 from edge_sdk.synth import CLASS_NAMES, render_image
 from runtimes import availability, load
 

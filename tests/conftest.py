@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.fixture_models import make_yolov8_onnx
+from testkit.models import make_yolov8_onnx
 from converters.parity import match_detections
 from edge_sdk.detections import Detections
 

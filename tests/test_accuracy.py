@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_sdk.coco_eval import STAT_KEYS, coco_stats, evaluate, format_accuracy
-from edge_sdk.errors import DatasetError, ReportError
+from runtimes.errors import DatasetError, ReportError
 from coco_cases import pycocotools_stats, random_case
 
 def _engines() -> list:

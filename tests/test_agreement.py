@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from edge_sdk.coco_eval import evaluate
-from bench.agreement import parse_reference, reference_gt, resolve_reference
-from bench.compare import CompareOptions, compare
-from bench.compare_render import render_compare_markdown
-from bench.report import load_report, new_report
-from bench.run import RunOptions, run
+from bench.sweep.agreement import parse_reference, reference_gt, resolve_reference
+from bench.report.compare import CompareOptions, compare
+from bench.report.compare_render import render_compare_markdown
+from bench.report.writer import load_report, new_report
+from bench.sweep.run import RunOptions, run
 from edge_sdk.datasets import load_dataset
-from edge_sdk.errors import DatasetError, InputError
+from runtimes.errors import DatasetError, InputError
 from tests.conftest import run_cli
 from tests.test_budgets import row
 
@@ -111,8 +111,8 @@ def test_labels_and_reference_report_both(tmp_path, small_model, small_data):
 
 
 def test_cli_run_reference_on_the_bundled_model(tmp_path):
-    from bench.defaults import default_model
-    from edge_sdk.errors import ModelLoadError
+    from bench.sweep.defaults import default_model
+    from runtimes.errors import ModelLoadError
     from edge_sdk.synth import generate
 
     try:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.budgets import (attach_checks, budgets_from, check_row, reference_check,
+from bench.report.budgets import (attach_checks, budgets_from, check_row, reference_check,
                            resolve_budgets, verdict)
-from bench.report import new_report, new_result, render_markdown, render_table, validate_report
+from bench.report.writer import new_report, new_result, render_markdown, render_table, validate_report
 from edge_sdk.profiles import Budgets, Reference
 
 BUDGETS = Budgets(max_p99_ms=100, max_map_drop=0.02, max_memory_mb=512)
@@ -130,7 +130,7 @@ def test_budgets_from_and_resolution_order():
 
 
 def test_run_attaches_checks_to_measured_rows(tmp_path, small_model, small_data):
-    from bench.run import RunOptions, run
+    from bench.sweep.run import RunOptions, run
 
     prof = tmp_path / "tiny.yaml"
     prof.write_text("name: tiny\ndevice: test box\nbackend: onnxruntime\nprecisions: [fp32]\n"

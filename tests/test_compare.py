@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare import CompareOptions, compare
-from bench.compare_render import render_compare_markdown
-from bench.report import new_report, new_result, write_report
-from edge_sdk.errors import ReportError
+from bench.report.compare import CompareOptions, compare
+from bench.report.compare_render import render_compare_markdown
+from bench.report.writer import new_report, new_result, write_report
+from runtimes.errors import ReportError
 from tests.conftest import assert_one_line_error, run_cli
 from tests.test_budgets import row
 
@@ -249,13 +249,13 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
 
 def test_no_reports_is_an_error():
     with pytest.raises(ReportError, match="at least one report"):
-        from bench.compare import compare_files
+        from bench.report.compare import compare_files
 
         compare_files([])
 
 
 def test_unknown_profile_is_a_profile_error():
-    from edge_sdk.errors import ProfileError
+    from runtimes.errors import ProfileError
 
     with pytest.raises(ProfileError, match="unknown profile 'nope'"):
         run(report(row()), profile="nope")

@@ -10,8 +10,8 @@ from conformance import BackendConformance
 
 @pytest.fixture(scope="session")
 def default_onnx() -> Path:
-    from bench.defaults import default_model
-    from edge_sdk.errors import ModelLoadError
+    from bench.sweep.defaults import default_model
+    from runtimes.errors import ModelLoadError
 
     try:
         return default_model()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edge_sdk.datasets import LabelIssue, label_path, load_coco, load_dataset, load_yolo
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 
 def write_image(path: Path, h: int, w: int) -> Path:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import reference_nms as ref
-from bench.fixture_models import make_layout_model
+from testkit.models import make_layout_model
 from edge_sdk import Detections, Detector
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
-from edge_sdk.errors import LayoutError
+from runtimes.errors import LayoutError
 from edge_sdk.nms import batched_nms
 
 FRAME = np.zeros((320, 320, 3), np.uint8)  # same size as the model input: identity letterbox

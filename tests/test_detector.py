@@ -7,10 +7,10 @@ import onnxruntime as ort
 import pytest
 
 import reference_nms as ref
-from bench.fixture_models import make_layout_model, make_yolov8_onnx, parameter_count, synthetic_frame
+from testkit.models import make_layout_model, make_yolov8_onnx, parameter_count, synthetic_frame
 from edge_sdk import Detector
-from edge_sdk.errors import InputError
-from edge_sdk.preprocess import InputBuffer, letterbox_image, preprocess
+from runtimes.errors import InputError
+from edge_sdk.letterbox import InputBuffer, letterbox_image, preprocess
 
 NAMES = {0: "person", 1: "car", 2: "dog"}
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="converters.onnx_torch needs torch (
 ort = pytest.importorskip("onnxruntime")
 
 from converters.onnx_torch import onnx_to_torch  # noqa: E402
-from edge_sdk.errors import ConversionError  # noqa: E402
+from runtimes.errors import ConversionError  # noqa: E402
 
 
 def _run_both(model: onnx.ModelProto | Path, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -37,7 +37,7 @@ def _init(name: str, arr: np.ndarray) -> TensorProto:
 
 
 def test_bundled_model_matches_onnxruntime() -> None:
-    from bench.defaults import default_model
+    from bench.sweep.defaults import default_model
 
     x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
     ref, got = _run_both(default_model(), x)
@@ -47,7 +47,7 @@ def test_bundled_model_matches_onnxruntime() -> None:
 
 
 def test_yolov8_fixture_matches_onnxruntime(tmp_path: Path) -> None:
-    from bench.fixture_models import make_yolov8_onnx
+    from testkit.models import make_yolov8_onnx
 
     path = make_yolov8_onnx(tmp_path / "y8.onnx", nc=3, imgsz=160)
     x = np.random.default_rng(1).random((1, 3, 160, 160), dtype=np.float32)

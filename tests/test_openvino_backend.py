@@ -14,7 +14,7 @@ from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli, 
 from converters.openvino import to_openvino  # noqa: E402
 from converters.parity import parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
-from edge_sdk.errors import ModelLoadError  # noqa: E402
+from runtimes.errors import ModelLoadError  # noqa: E402
 from edge_sdk.meta import ModelMeta  # noqa: E402
 from edge_sdk.synth import CLASS_NAMES, render_image  # noqa: E402
 from runtimes import availability, backend_for_path, load  # noqa: E402

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from bench.fixture_models import make_layout_model
+from testkit.models import make_layout_model
 from converters.parity import (
     ParityTolerance,
     centred_cosine,

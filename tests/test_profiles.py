@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_sdk import host
-from edge_sdk.errors import (
+from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     HardwareUnavailableError,

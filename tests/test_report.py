@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench.report as report_mod
-from bench.environment import environment, sha256_of
-from bench.report import (
+import bench.report.writer as report_mod
+from bench.measure.environment import environment, sha256_of
+from bench.report.writer import (
     SCHEMA_VERSION,
     load_report,
     new_report,
@@ -21,8 +21,8 @@ from bench.report import (
     validate_report,
     write_report,
 )
-from bench.timing import summarize
-from edge_sdk.errors import ModelLoadError, ReportError
+from bench.measure.timing import summarize
+from runtimes.errors import ModelLoadError, ReportError
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

@@ -9,11 +9,11 @@ import onnx
 import pytest
 from onnx import helper
 
-from bench.fixture_graph import GraphBuilder, float_input
+from testkit.graph import GraphBuilder, float_input
 from converters.rewrites import REWRITES, apply_rewrites, parse_names, rewritten_onnx
 from converters.rewrites_graph import is_topologically_sorted
 from converters.rewrites_ops import REPLICATING
-from edge_sdk.errors import RewriteError
+from runtimes.errors import RewriteError
 
 ort = pytest.importorskip("onnxruntime", reason="the before/after comparison runs on ONNX Runtime")
 BUNDLED = Path(__file__).resolve().parents[1] / "edge_sdk" / "assets" / "default_model.onnx"

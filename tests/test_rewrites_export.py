@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.export import export_model
+from bench.tasks.export import export_model
 from converters.rewrites import REWRITES
-from edge_sdk.errors import EdgebenchError, RewriteError
+from runtimes.errors import EdgebenchError, RewriteError
 from runtimes.base import sidecar_path
 from tests.conftest import assert_one_line_error, run_cli
 

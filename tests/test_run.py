@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.report import load_report
-from bench.run import RunOptions, run
+from bench.report.writer import load_report
+from bench.sweep.run import RunOptions, run
 from tests.conftest import run_cli
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
@@ -60,8 +60,8 @@ def test_run_with_no_arguments_uses_the_bundled_model(tmp_path):
     """`edgebench run` alone: bundled model, its regenerated synthetic val set, this host's profile."""
     import pytest
 
-    from bench.defaults import default_model
-    from edge_sdk.errors import ModelLoadError
+    from bench.sweep.defaults import default_model
+    from runtimes.errors import ModelLoadError
 
     try:
         model = default_model()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import run_backend
+from bench.sweep.run import run_backend
 from conftest import run_cli
 from edge_sdk.profiles import load_profile
 from runtimes import availability
@@ -59,7 +59,7 @@ def test_an_openvino_ir_runs_on_openvino_under_the_x86_profile(small_model: Path
 
 
 def test_openvino_float_precisions_are_hints_not_conversions() -> None:
-    from bench.artifacts import ConfigSkipped, resolve_artifact
+    from bench.sweep.artifacts import ConfigSkipped, resolve_artifact
 
     ir = Path("m.xml")
     assert resolve_artifact(ir, "openvino", "fp32", "bf16") == ir  # exported with a bf16 hint, runs at fp32

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.early_stop import binom_cdf, early_stopping, max_overlatency, min_queries
-from bench.sustained_report import VERDICTS, analyse, build_windows, markdown_lines
-from bench.thermal import (SensorProbe, parse_tegrastats, parse_vcgencmd_throttled, read_sysfs_mhz,
+from bench.measure.early_stop import binom_cdf, early_stopping, max_overlatency, min_queries
+from bench.report.sustained import VERDICTS, analyse, build_windows, markdown_lines
+from bench.measure.thermal import (SensorProbe, parse_tegrastats, parse_vcgencmd_throttled, read_sysfs_mhz,
                            read_thermal_zones, read_throttle_count)
 from tests.conftest import run_cli
 
@@ -153,8 +153,8 @@ def test_markdown_section():
 
 
 def test_failed_child_becomes_a_failed_section(tmp_path):
-    from bench.measure import MeasureSpec
-    from bench.sustained import sustained_section
+    from bench.measure.runner import MeasureSpec
+    from bench.measure.sustained import sustained_section
 
     spec = MeasureSpec(model=str(tmp_path / "missing.onnx"), backend="onnxruntime", precision="fp32", threads=1,
                        warmup=0, min_iterations=1, min_duration_s=0.0, deploy={}, accuracy=None, timing_images=[])
@@ -164,8 +164,8 @@ def test_failed_child_becomes_a_failed_section(tmp_path):
 
 
 def test_run_cli_with_duration(tmp_path, small_data):
-    from bench.defaults import default_model
-    from edge_sdk.errors import ModelLoadError
+    from bench.sweep.defaults import default_model
+    from runtimes.errors import ModelLoadError
 
     try:
         default_model()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import bench.sweep as sweep_mod
-from bench.report import load_report
-from bench.sweep import ConfigJob, SweepOptions, run_job, sweep
+import bench.sweep.sweep as sweep_mod
+from bench.report.writer import load_report
+from bench.sweep.sweep import ConfigJob, SweepOptions, run_job, sweep
 from runtimes.registry import is_installed
 from tests.conftest import assert_one_line_error, run_cli
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch", reason="exporting a checkpoint needs torch (edgebench[train])")
 
-from bench.sweep import SweepOptions, sweep  # noqa: E402
+from bench.sweep.sweep import SweepOptions, sweep  # noqa: E402
 from test_trainer_export import save_checkpoint  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def test_an_onnx_serves_only_its_own_size(tmp_path: Path, small_model: Path, sma
 
 
 def test_a_missing_checkpoint_is_a_load_error(tmp_path: Path, small_data: Path) -> None:
-    from edge_sdk.errors import ModelLoadError
+    from runtimes.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="model not found"):
         sweep(SweepOptions(model=str(tmp_path / "nope.ckpt"), data=str(small_data), out_dir=str(tmp_path / "s")))

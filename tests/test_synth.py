@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from edge_sdk.datasets import load_coco, load_yolo
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 from edge_sdk.synth import CLASS_NAMES, generate, render_image
 from edge_sdk.synth.compose import Canvas, object_layer, pick_colour, shade
 from edge_sdk.synth.distractors import Layer

@@ -14,7 +14,7 @@ pytest.importorskip("ai_edge_litert",
 torch = pytest.importorskip("torch", reason="building test .tflite files needs torch")
 litert_torch = pytest.importorskip("litert_torch", reason="building test .tflite files needs litert-torch")
 
-from edge_sdk.errors import BackendUnavailableError, InputError, ModelLoadError  # noqa: E402
+from runtimes.errors import BackendUnavailableError, InputError, ModelLoadError  # noqa: E402
 from runtimes import availability, backend_for_path, load, registry  # noqa: E402
 from runtimes.tflite_delegation import delegation_report  # noqa: E402
 from runtimes.tflite_quant import dequantize, quantize  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.tflite import CONVERT_EXTRA, to_tflite
-from edge_sdk.errors import BackendUnavailableError, EdgebenchError
+from runtimes.errors import BackendUnavailableError, EdgebenchError
 from runtimes.base import sidecar_path
 
 pytest.importorskip("litert_torch", reason="converting to TFLite needs litert-torch (pip install 'edgebench[tflite-export]')")

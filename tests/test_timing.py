@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.memory import MIB, PeakRssSampler, file_size_mb, os_peak_rss_mb, rss_mb
-from bench.timing import (
+from bench.measure.memory import MIB, PeakRssSampler, file_size_mb, os_peak_rss_mb, rss_mb
+from bench.measure.timing import (
     PERCENTILE_METHOD,
     BenchLoop,
     StageTimer,
@@ -16,7 +16,7 @@ from bench.timing import (
     summarize,
     timer_overhead_ns,
 )
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 
 STAGES = ("preprocess", "inference", "postprocess")
 

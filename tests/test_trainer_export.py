@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the trainer needs torch (pip install 'edgebench[train]')")
 
 from edge_sdk.decode import DecodeConfig  # noqa: E402
-from edge_sdk.errors import ModelLoadError  # noqa: E402
+from runtimes.errors import ModelLoadError  # noqa: E402
 from trainer.checkpoint import CKPT_KEY, checkpoint_info, load_detector  # noqa: E402
 from trainer.model import build_model  # noqa: E402
 
@@ -188,7 +188,7 @@ def test_val_cli_scores_the_onnx_and_the_checkpoint_alike(exported: tuple[Path, 
 def test_val_rejects_a_model_with_other_classes(exported: tuple[Path, Path], tmp_path: Path) -> None:
     from test_trainer_fixtures import make_yolo_dataset
 
-    from edge_sdk.errors import DatasetError
+    from runtimes.errors import DatasetError
     from trainer.val import validate
 
     data = make_yolo_dataset(tmp_path / "ds", train=1, val=1)  # 2 classes; the model has 3

@@ -116,7 +116,7 @@ def test_ddp_on_two_cpu_processes(data: Path, tmp_path: Path) -> None:
 
 
 def test_resume_from_a_foreign_checkpoint_is_one_clear_error(data: Path, tmp_path: Path) -> None:
-    from edge_sdk.errors import ModelLoadError
+    from runtimes.errors import ModelLoadError
 
     foreign = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "epoch": 3}, foreign)

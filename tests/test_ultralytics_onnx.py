@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from bench.fixture_models import make_yolov8_onnx
+from testkit.models import make_yolov8_onnx
 from converters.parity import parity_inputs
 from edge_sdk.meta import ModelMeta
 from runtimes import availability, load

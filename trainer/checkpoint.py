@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 from trainer.model import ModelConfig, YoloDetector
 
 #: Key under which our LightningModule stores what is needed to rebuild and describe the model.

@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import Dataset as TorchDataset, Sampler
 
 from edge_sdk.datasets import Sample
-from edge_sdk.preprocess import letterbox_image
-from edge_sdk.stream import read_image
+from edge_sdk.letterbox import letterbox_image
+from edge_sdk.frames import read_image
 from trainer import augment as A
 from trainer.augment import AugmentConfig, Labelled
 

@@ -7,7 +7,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from edge_sdk.datasets import Dataset, load_dataset
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 from trainer.augment import AugmentConfig
 from trainer.data import EpochSampler, TrainDataset, ValDataset, collate_train, collate_val
 

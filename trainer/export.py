@@ -12,7 +12,7 @@ import onnx
 import torch
 
 from converters.fp16_storage import store_weights_fp16
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 from edge_sdk.meta import ModelMeta
 from trainer.checkpoint import LoadedModel, load_detector
 

@@ -9,7 +9,7 @@ import torch
 
 from edge_sdk.decode import DecodeConfig, decode
 from edge_sdk.detections import Detections
-from edge_sdk.preprocess import Letterbox
+from edge_sdk.letterbox import Letterbox
 from trainer.checkpoint import CKPT_KEY, checkpoint_info
 from trainer.ema import ModelEMA
 from trainer.loss import DetectionLoss, LossGains

@@ -6,8 +6,8 @@ import torch
 
 from edge_sdk.decode import DecodeConfig, decode
 from edge_sdk.detections import Detections
-from edge_sdk.preprocess import preprocess
-from edge_sdk.stream import read_image
+from edge_sdk.letterbox import preprocess
+from edge_sdk.frames import read_image
 from trainer.checkpoint import LoadedModel
 
 

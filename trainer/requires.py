@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from edge_sdk.errors import EdgebenchError
+from runtimes.errors import EdgebenchError
 
 
 def require_torch(need_lightning: bool = False) -> None:

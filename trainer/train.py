@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from edge_sdk.errors import EdgebenchError
+from runtimes.errors import EdgebenchError
 from trainer.augment import AugmentConfig
 from trainer.checkpoint import ema_state, read_checkpoint
 from trainer.datamodule import DetectionDataModule

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.decode import DecodeConfig
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
@@ -54,7 +54,7 @@ def check_classes(model_nc: int, data_nc: int, model: str | Path, data: str | Pa
 
 def artifact_detections(det: Any, samples: list, category_ids: dict[int, int]) -> list[dict]:
     """COCO results of an open edge_sdk.Detector over the samples."""
-    from edge_sdk.stream import read_image
+    from edge_sdk.frames import read_image
 
     out: list[dict] = []
     for s in samples:

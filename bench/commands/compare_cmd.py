@@ -5,9 +5,9 @@ import json
 
 import click
 
-from bench.compare import CompareOptions, compare_files
+from bench.report.compare import CompareOptions, compare_files
 from edge_sdk.atomic import write_text_atomic
-from edge_sdk.errors import ReportError
+from runtimes.errors import ReportError
 
 
 @click.command("compare")
@@ -58,9 +58,9 @@ def _render(result: dict, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result, indent=2)
     if fmt == "html":
-        from bench.compare_html import render_compare_html
+        from bench.report.compare_html import render_compare_html
 
         return render_compare_html(result)
-    from bench.compare_render import render_compare_markdown
+    from bench.report.compare_render import render_compare_markdown
 
     return render_compare_markdown(result)

@@ -36,7 +36,7 @@ def command(model: str, target: str, out: str, precision: str, imgsz: int | None
 
     Exits 1 (artifact kept, verdict in its sidecar JSON) when the parity check fails.
     """
-    from bench.export import OnnxOptions, export_model
+    from bench.tasks.export import OnnxOptions, export_model
 
     opts = OnnxOptions(imgsz, opset, dynamic_batch, simplify=not no_simplify, weights_fp16=weights_fp16)
     result = export_model(model, target, out, precision, opts, parity=not no_parity,

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from bench.predict import PredictResult, predict
+from bench.tasks.predict import PredictResult, predict
 
 
 @click.command("predict")

@@ -5,9 +5,9 @@ import sys
 
 import click
 
-from bench.agreement import DEFAULT_REFERENCE_CONF
-from bench.report import render_table
-from bench.run import RunOptions, run
+from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
+from bench.report.writer import render_table
+from bench.sweep.run import RunOptions, run
 
 
 def _precisions(value: str | None) -> tuple[str, ...] | None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
-from bench.agreement import DEFAULT_REFERENCE_CONF
-from bench.report import render_table
-from bench.sweep import SweepOptions, sweep
-from edge_sdk.errors import InputError
+from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
+from bench.report.writer import render_table
+from bench.sweep.sweep import SweepOptions, sweep
+from runtimes.errors import InputError
 
 
 def _names(value: str | None) -> tuple[str, ...] | None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_sdk.datasets.types import Dataset, LabelIssue, Sample
 from edge_sdk.datasets.validate import check_coco_annotation, image_sizes, is_int, settle
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 Size = tuple[int, int]  # (h, w)
 

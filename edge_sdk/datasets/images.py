@@ -6,7 +6,7 @@ from pathlib import Path
 from edge_sdk.datasets.types import Dataset, LabelIssue, Sample
 from edge_sdk.datasets.validate import image_sizes
 from edge_sdk.datasets.yolo import IMAGE_SUFFIXES
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -7,7 +7,7 @@ from edge_sdk.datasets.coco import load_coco
 from edge_sdk.datasets.images import load_images
 from edge_sdk.datasets.types import Dataset
 from edge_sdk.datasets.yolo import load_yolo
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 YAML_NAMES = ("data.yaml", "data.yml")
 

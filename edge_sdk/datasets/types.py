@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 
 def _empty_boxes() -> np.ndarray:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edge_sdk.datasets.types import LabelIssue
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 log = logging.getLogger("edgebench.data")
 

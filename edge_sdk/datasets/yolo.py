@@ -9,7 +9,7 @@ import yaml
 
 from edge_sdk.datasets.types import Dataset, LabelIssue, Sample
 from edge_sdk.datasets.validate import Box, image_sizes, parse_yolo_labels, settle
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff",
                             ".webp", ".pfm"})

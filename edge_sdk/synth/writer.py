@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from edge_sdk.errors import DatasetError
+from runtimes.errors import DatasetError
 from edge_sdk.synth.compose import Scene, render_image
 from edge_sdk.synth.shapes import CLASS_NAMES
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge_sdk.errors import ImageReadError
+from runtimes.errors import ImageReadError
 
 
 def stream(source: str | int | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:

@@ -1,9 +1,9 @@
-"""Markdown view of a comparison made by bench.compare.compare."""
+"""Markdown view of a comparison made by bench.report.compare.compare."""
 from __future__ import annotations
 
 from typing import Any
 
-from bench.compare import METRICS
+from bench.report.compare import METRICS
 
 HEADERS = ("configuration", "baseline", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
            "model MiB", "AP50-95", "AP50", "Pareto", "verdict")

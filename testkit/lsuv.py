@@ -12,8 +12,8 @@ import functools
 import cv2
 import numpy as np
 
-from bench.fixture_graph import GraphBuilder, float_input
-from bench.fixture_yolov8 import Yolov8Builder
+from testkit.graph import GraphBuilder, float_input
+from testkit.yolov8 import Yolov8Builder
 
 
 def synthetic_frame(height: int = 720, width: int = 1280, seed: int = 0) -> np.ndarray:

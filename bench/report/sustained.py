@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from bench.timing import PERCENTILE_METHOD
+from bench.measure.timing import PERCENTILE_METHOD
 
 STABLE_DRIFT = 0.05
 FREQ_CHANGE = 0.05

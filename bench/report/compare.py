@@ -1,7 +1,7 @@
 """`edgebench compare`: the rows of several reports side by side, with deltas against a baseline,
 the Pareto front of accuracy (AP50-95) vs p99 latency, and one recommendation under budgets.
 
-The result is plain data (see `compare`); bench.compare_render turns it into Markdown.
+The result is plain data (see `compare`); bench.report.compare_render turns it into Markdown.
 
 Accuracy basis: labelled mAP (row "accuracy") when any ok row has it; else, when every ok row
 with an agreement mAP (row "agreement", scored against a reference's detections) names the same
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.budgets import (BUDGET_FLAGS, as_float, budget_text, check_row, resolve_budgets,
+from bench.report.budgets import (BUDGET_FLAGS, as_float, budget_text, check_row, resolve_budgets,
                            row_ap, row_memory, row_p99)
-from bench.report import load_report
-from edge_sdk.errors import ReportError
+from bench.report.writer import load_report
+from runtimes.errors import ReportError
 from edge_sdk.profiles import Budgets
 
 __all__ = ["CompareOptions", "compare", "compare_files", "METRICS"]

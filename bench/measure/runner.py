@@ -1,6 +1,6 @@
 """Measure one configuration (backend x precision x threads): latency per stage, memory, accuracy.
 
-`measure` is meant to run in a child process (see bench.isolate) so that memory figures and
+`measure` is meant to run in a child process (see bench.sweep.isolate) so that memory figures and
 crashes belong to this configuration alone.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.memory import PeakRssSampler, file_size_mb, rss_mb
-from bench.timing import BenchLoop, StageTimer
+from bench.measure.memory import PeakRssSampler, file_size_mb, rss_mb
+from bench.measure.timing import BenchLoop, StageTimer
 from edge_sdk.decode import DecodeConfig
 from edge_sdk.detector import Detector
-from edge_sdk.stream import read_image
+from edge_sdk.frames import read_image
 from runtimes.threads import resolve_threads
 
 #: Frames kept in memory for the timing loop (decoded before timing starts).

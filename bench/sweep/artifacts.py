@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.isolate import ChildOutcome, run_isolated
-from bench.measure import MeasureSpec, measure
+from bench.sweep.isolate import ChildOutcome, run_isolated
+from bench.measure.runner import MeasureSpec, measure
 from runtimes.registry import backend_for_path
 
 #: Backends reached by converting an ONNX model, with their artifact suffix.

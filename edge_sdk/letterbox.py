@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_sdk.errors import InputError
+from runtimes.errors import InputError
 
 PAD_VALUE = 114
 _255 = np.float32(255.0)

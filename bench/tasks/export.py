@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters.export import ExportResult, check_target, export, rewrite_names
-from edge_sdk.errors import EdgebenchError, ModelLoadError
+from runtimes.errors import EdgebenchError, ModelLoadError
 
 
 @dataclass(frozen=True)

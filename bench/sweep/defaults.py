@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 
 DEFAULT_MODEL = "default_model.onnx"
 #: Synthetic val set used when the model's metadata does not say how its data was made.

@@ -7,7 +7,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edge_sdk.errors import EdgebenchError
+from runtimes.errors import EdgebenchError
 
 
 @dataclass

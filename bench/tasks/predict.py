@@ -10,8 +10,8 @@ import numpy as np
 
 from edge_sdk.detector import Detector
 from edge_sdk.draw import draw_detections
-from edge_sdk.errors import ImageReadError
-from edge_sdk.stream import read_image, stream
+from runtimes.errors import ImageReadError
+from edge_sdk.frames import read_image, stream
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import psutil
 
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 from runtimes.base import weights_path
 
 MIB = 2**20

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.sweep_sizes import SizeSources, export_sizes, is_checkpoint
-from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
-from bench.budgets import attach_checks
-from bench.html_report import write_html_report
-from bench.report import new_result, write_report
-from bench.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
-from edge_sdk.errors import InputError, ModelLoadError
+from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
+from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
+from bench.report.budgets import attach_checks
+from bench.report.html import write_html_report
+from bench.report.writer import new_result, write_report
+from bench.sweep.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
+from runtimes.errors import InputError, ModelLoadError
 from runtimes.registry import BACKENDS, availability, get_spec
 
 __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]

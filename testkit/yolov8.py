@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bench.fixture_graph import GraphBuilder
+from testkit.graph import GraphBuilder
 
 REG_MAX = 16
 STRIDES = (8, 16, 32)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.budgets import verdict
-from bench.sustained_report import markdown_lines as sustained_lines
+from bench.report.budgets import verdict
+from bench.report.sustained import markdown_lines as sustained_lines
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}

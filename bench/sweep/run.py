@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_sdk.coco_eval import evaluate, restrict_to_images
-from bench.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
-from bench.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
-from bench.budgets import attach_checks
-from bench.defaults import default_data, default_model
-from bench.environment import environment, sha256_of
-from bench.html_report import write_html_report
-from bench.isolate import ChildOutcome, run_isolated
-from bench.measure import MeasureSpec, measure
-from bench.memory import file_size_mb
-from bench.sustained import skipped_section, sustained_section
-from bench.report import new_report, new_result, write_report
+from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
+from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
+from bench.report.budgets import attach_checks
+from bench.sweep.defaults import default_data, default_model
+from bench.measure.environment import environment, sha256_of
+from bench.report.html import write_html_report
+from bench.sweep.isolate import ChildOutcome, run_isolated
+from bench.measure.runner import MeasureSpec, measure
+from bench.measure.memory import file_size_mb
+from bench.measure.sustained import skipped_section, sustained_section
+from bench.report.writer import new_report, new_result, write_report
 from edge_sdk.datasets import Dataset, load_dataset
 from edge_sdk.detector import Detector
-from edge_sdk.errors import InputError
+from runtimes.errors import InputError
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
 from runtimes.registry import backend_for_path
@@ -139,7 +139,7 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
 
 
 def _sustained(ctx: RunContext, opts: RunOptions, rows: list[dict[str, Any]], duration: float) -> dict[str, Any]:
-    """The sustained run of the first precision that measured ok (see bench.sustained)."""
+    """The sustained run of the first precision that measured ok (see bench.measure.sustained)."""
     row = next((r for r in rows if r["status"] == "ok" and r.get("artifact")), None)
     if row is None:
         return skipped_section(duration, "no precision measured ok, so there is nothing to sustain")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_sdk.coco_eval import restrict_to_images
-from bench.artifacts import ConfigSkipped, resolve_artifact
+from bench.sweep.artifacts import ConfigSkipped, resolve_artifact
 from edge_sdk.datasets import Dataset
-from edge_sdk.errors import InputError
+from runtimes.errors import InputError
 from runtimes.registry import BACKENDS
 
 #: Default pseudo-ground-truth confidence: reference detections below it are not ground truth.

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bench.fixture_graph import GraphBuilder, count_learned, float_input
-from bench.fixture_lsuv import fit_scales, synthetic_frame
-from bench.fixture_yolov8 import STRIDES, Yolov8Builder
+from testkit.graph import GraphBuilder, count_learned, float_input
+from testkit.lsuv import fit_scales, synthetic_frame
+from testkit.yolov8 import STRIDES, Yolov8Builder
 from edge_sdk.meta import ModelMeta
 
 __all__ = ["make_layout_model", "make_yolov8_onnx", "parameter_count", "synthetic_frame"]

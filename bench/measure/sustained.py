@@ -1,10 +1,10 @@
 """Sustained mode: single-stream for a fixed duration, split into windows with sensor readings.
 
-The timed loop is bench.timing's BenchLoop around the same iteration `edgebench run` times
-(bench.measure.detector_step); its progress callback marks window ends and reads the sensors
+The timed loop is bench.measure.timing's BenchLoop around the same iteration `edgebench run` times
+(bench.measure.runner.detector_step); its progress callback marks window ends and reads the sensors
 between iterations, so sensor reads are never inside a timed iteration. `run_sustained` runs in
-a child process (bench.isolate); `sustained_section` is the parent side that makes the report's
-"sustained" section (see bench.sustained_report for the windows, drift and verdict rules).
+a child process (bench.sweep.isolate); `sustained_section` is the parent side that makes the report's
+"sustained" section (see bench.report.sustained for the windows, drift and verdict rules).
 """
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import dataclasses
 import sys
 from typing import Any, Callable
 
-from bench.early_stop import early_stopping
-from bench.isolate import run_isolated
-from bench.measure import MAX_TIMING_FRAMES, MeasureSpec, detector_step, open_detector
-from bench.sustained_report import THRESHOLDS, analyse, default_window_s
-from bench.thermal import SensorProbe
-from bench.timing import BenchLoop, summarize
-from edge_sdk.stream import read_image
+from bench.measure.early_stop import early_stopping
+from bench.sweep.isolate import run_isolated
+from bench.measure.runner import MAX_TIMING_FRAMES, MeasureSpec, detector_step, open_detector
+from bench.report.sustained import THRESHOLDS, analyse, default_window_s
+from bench.measure.thermal import SensorProbe
+from bench.measure.timing import BenchLoop, summarize
+from edge_sdk.frames import read_image
 
 #: Cheap sensor reads (sysfs, psutil) per window; the external tools run once per window end.
 READS_PER_WINDOW = 4

@@ -1,7 +1,7 @@
 """A report as one self-contained HTML file: inline CSS, plots as inline SVG, nothing fetched.
 
 Sections: summary table, latency CDF/histogram, accuracy vs p99 with the Pareto front and the
-recommendation (bench.compare on this one report), per-class AP before/after quantization, the
+recommendation (bench.report.compare on this one report), per-class AP before/after quantization, the
 sustained-run trace (when the report has "sustained"), notes and the environment. Missing
 figures render as "—"; every text is escaped. Plots need matplotlib (`edgebench[report]`);
 without it the page keeps its tables and says so.
@@ -12,14 +12,14 @@ import html
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from bench import html_plots
-from bench.budgets import verdict
-from bench.compare import compare
-from bench.compare_render import parity_text
-from bench.markdown import _environment_lines, _notes  # shared wording with report.md
-from bench.sustained_report import markdown_lines
+from bench.report import plots as html_plots
+from bench.report.budgets import verdict
+from bench.report.compare import compare
+from bench.report.compare_render import parity_text
+from bench.report.markdown import _environment_lines, _notes  # shared wording with report.md
+from bench.report.sustained import markdown_lines
 from edge_sdk.atomic import write_text_atomic
-from edge_sdk.errors import ReportError
+from runtimes.errors import ReportError
 
 __all__ = ["render_html", "write_html_report", "page", "table", "DASH", "NO_PLOTS"]
 
@@ -131,7 +131,7 @@ def config_label(row: Mapping[str, Any]) -> str:
 
 
 def _compare_self(report: Mapping[str, Any]) -> dict[str, Any] | None:
-    """bench.compare on this report alone (Pareto front, budgets, pick), labels without the file
+    """bench.report.compare on this report alone (Pareto front, budgets, pick), labels without the file
     name; None (and the page says so) if the report cannot be compared."""
     try:
         result = compare([(_SELF, dict(report))])
@@ -263,7 +263,7 @@ def _sustained_section(sustained: Any) -> list[str]:
 
 
 def _sustained_lines(sustained: Mapping[str, Any]) -> list[str]:
-    """report.md's sustained lines (bench.sustained_report), or the section's plain scalars."""
+    """report.md's sustained lines (bench.report.sustained), or the section's plain scalars."""
     try:
         return markdown_lines(dict(sustained))
     except (KeyError, TypeError, ValueError):  # a section written by another version

@@ -8,11 +8,11 @@ Shape (schema_version 1; extra fields are allowed anywhere)::
 
 A row (see `new_result`) holds backend, precision asked/used, threads, imgsz, status
 ("ok" | "skipped" | "failed"), error, latency_ms per stage, fps, memory and accuracy, and on
-ok rows `budget_checks` / `reference_check` (see bench.budgets; optional when reading), and
+ok rows `budget_checks` / `reference_check` (see bench.report.budgets; optional when reading), and
 `parity` (converters.parity.ParityResult.to_dict) on rows whose artifact was converted, and
-`agreement` (bench.agreement: COCO stats against a reference configuration's detections, with
+`agreement` (bench.sweep.agreement: COCO stats against a reference configuration's detections, with
 "kind": "agreement" and "reference"; never labelled mAP) when the run had --reference, and
-`delegation` (bench.measure.delegation_of: ops the delegate took, op types left on the CPU
+`delegation` (bench.measure.runner.delegation_of: ops the delegate took, op types left on the CPU
 kernels) for backends that report it (TFLite/XNNPACK). Ok rows also carry
 `latency_samples_ms.total` (per-iteration total latency, thinned to <= 5000 values, for plots).
 """
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.atomic import write_text_atomic
-from bench.environment import utc_now
-from bench.markdown import render_markdown, render_table
-from bench.timing import PERCENTILE_METHOD
-from edge_sdk.errors import ReportError
+from bench.measure.environment import utc_now
+from bench.report.markdown import render_markdown, render_table
+from bench.measure.timing import PERCENTILE_METHOD
+from runtimes.errors import ReportError
 
 __all__ = [
     "SCHEMA_VERSION", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "ROW_STATUSES",

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import psutil
 
-from edge_sdk.errors import ModelLoadError
+from runtimes.errors import ModelLoadError
 from edge_sdk.host import host_facts
 
 _CHUNK = 1 << 20

@@ -1,12 +1,12 @@
-"""HTML view of a comparison made by bench.compare.compare: table, scatter, recommendation."""
+"""HTML view of a comparison made by bench.report.compare.compare: table, scatter, recommendation."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bench import html_plots
-from bench.compare import METRICS
-from bench.compare_render import HEADERS, parity_text
-from bench.html_report import DASH, esc, num, page, plot, recommendation_blocks, table
+from bench.report import plots as html_plots
+from bench.report.compare import METRICS
+from bench.report.compare_render import HEADERS, parity_text
+from bench.report.html import DASH, esc, num, page, plot, recommendation_blocks, table
 
 _DIGITS = {"p50": 2, "p95": 2, "p99": 2, "fps": 1, "peak_rss_mb": 1, "model_size_mb": 2,
            "AP": 3, "AP50": 3}

@@ -1,7 +1,7 @@
 """Input sizes for `edgebench sweep --imgsz`: one ONNX source per size.
 
 An ONNX model is fixed to its input size (anchors and reshapes are baked in), so it serves only
-that size. A training checkpoint (.ckpt) is exported once per requested size (bench.export, in a
+that size. A training checkpoint (.ckpt) is exported once per requested size (bench.tasks.export, in a
 child process each: torch stays out of the sweep's own process); a size whose export fails
 becomes that size's failed rows, not a failed sweep.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.export import OnnxOptions, checkpoint_to_onnx
-from bench.isolate import run_isolated
+from bench.tasks.export import OnnxOptions, checkpoint_to_onnx
+from bench.sweep.isolate import run_isolated
 
 
 @dataclass

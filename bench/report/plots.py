@@ -66,7 +66,7 @@ def latency_svg(samples: Mapping[str, Sequence[float]]) -> str | None:
 
 
 def scatter_svg(rows: Sequence[Mapping[str, Any]]) -> str | None:
-    """AP50-95 vs p99 of compare rows (bench.compare output): the Pareto front joined and marked,
+    """AP50-95 vs p99 of compare rows (bench.report.compare output): the Pareto front joined and marked,
     the recommended row circled."""
     placed = [r for r in rows if r.get("pareto") is not None]
     if not placed or not available():

@@ -19,14 +19,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _repo  # noqa: F401  (the checkout on sys.path, for testkit)
 import numpy as np
 
-import _repo  # noqa: F401  (the checkout on sys.path, for testkit)
-from testkit.models import make_yolov8_onnx
 from converters.export import export
-from runtimes.errors import BackendUnavailableError
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
+from runtimes.errors import BackendUnavailableError
+from testkit.models import make_yolov8_onnx
 
 #: (backend, precision, ONNX rewrites): every float precision each converter writes (the "run" column shows what
 #: the engine really computed: fp16 on an x86 CPU is bf16 or fp32), TFLite also with the upsample rewrite that
@@ -84,7 +84,7 @@ def time_all(configs: list[Config], x: np.ndarray, iters: int, warmup: int) -> N
             for rt in runtimes:
                 rt.infer(x)
         for _ in range(iters):
-            for c, rt in zip(configs, runtimes):
+            for c, rt in zip(configs, runtimes, strict=False):
                 t0 = time.perf_counter_ns()
                 rt.infer(x)
                 c.samples.append((time.perf_counter_ns() - t0) / 1e6)

@@ -18,17 +18,17 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 import _repo  # noqa: F401  (the checkout on sys.path, for testkit)
-from testkit.models import make_yolov8_onnx, synthetic_frame
+import numpy as np
+
 from edge_sdk import Detector
 from edge_sdk.host import host_facts
 from runtimes import load
 from runtimes.threads import resolve_threads
+from testkit.models import make_yolov8_onnx, synthetic_frame
 
 TARGET_RATIO = 1.05
 DEPLOY_CONF = 0.25

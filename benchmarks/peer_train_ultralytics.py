@@ -11,7 +11,8 @@ epochs, image size, batch, data-loader workers, close-mosaic, images cached in R
 choice 'auto', fp32, on the CPU, validating every epoch. Each best checkpoint is exported to ONNX
 and scored by the same evaluator (edge_sdk.Detector on ONNX Runtime + pycocotools); Ultralytics'
 own final mAP is printed too. Images/s = train images x epochs / wall time of the training call (`fit()`
-for ours, `YOLO.train()` for theirs; data caching and per-epoch validation included for both). Goal: our AP50-95 >= 0.95x theirs and our images/s >= theirs.
+for ours, `YOLO.train()` for theirs; data caching and per-epoch validation included for both).
+Goal: our AP50-95 >= 0.95x theirs and our images/s >= theirs.
 """
 from __future__ import annotations
 

@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="data.yaml (default: the bundled model's synthetic val set)")
     args = parser.parse_args()
 
-    from edge_sdk.coco_eval import evaluate
     from bench.sweep.defaults import default_data, default_model
+    from edge_sdk.coco_eval import evaluate
     from edge_sdk.datasets import load_dataset
     from edge_sdk.host import host_facts
     from edge_sdk.meta import ModelMeta

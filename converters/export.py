@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from edge_sdk.atomic import write_json_atomic
 from converters.onnx_info import PRECISIONS
 from converters.parity import ParityResult, check_parity
 from converters.rewrite_auto import Trial, choose_rewrites
 from converters.rewrites import RewriteResult, parse_names, rewritten_onnx
-from runtimes.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
+from edge_sdk.atomic import write_json_atomic
 from runtimes.base import RuntimeOptions, sidecar_path
+from runtimes.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
 
 TARGETS = ("onnx", "openvino", "ncnn", "tflite")
 

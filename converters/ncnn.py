@@ -17,13 +17,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-
 from converters.onnx_info import check_conversion, converted_props
 from converters.onnx_info import onnx_io as read_onnx_io
 from edge_sdk.atomic import write_json_atomic
-from runtimes.errors import BackendUnavailableError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import sidecar_path
+from runtimes.errors import BackendUnavailableError, ModelLoadError
 from runtimes.ncnn_backend import unsupported_layers
 
 #: pip extra holding pnnx (conversion only; the `ncnn` extra is the small runtime)
@@ -69,7 +68,8 @@ def sidecar_data(props: dict[str, str], in_shape: list[int], out_shapes: list[li
     """The sidecar: the source's props, our ModelMeta props, and what the runtime needs (blobs, shapes)."""
     storage = "fp16" if precision == "fp16" else "fp32"
     outs = [[1 if i == 0 and d is None else d for i, d in enumerate(s)] for s in out_shapes]
-    return {**converted_props(props, in_shape, precision, source, "ncnn"), "format": "ncnn", "source": source, "precision": precision,
+    return {**converted_props(props, in_shape, precision, source, "ncnn"), "format": "ncnn", "source": source,
+            "precision": precision,
             "weights_storage": storage, "input_names": blobs[0], "input_shape": in_shape,
             "output_names": blobs[1], "output_shapes": outs,
             "pnnx": _version("pnnx")}

@@ -6,9 +6,9 @@ from typing import Any
 
 import onnx
 
-from runtimes.errors import EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import WEIGHTS_BESIDE, weights_path
+from runtimes.errors import EdgebenchError, ModelLoadError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 

@@ -6,9 +6,10 @@ Covers YOLO-style graphs; any other op is a one-line ConversionError. torch stay
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -66,7 +67,7 @@ def _pads_2x(pads: list[int], rank: int) -> tuple[list[int], bool]:
     """ONNX [x1_begin, x2_begin, ..., x1_end, ...] -> (torch F.pad order, symmetric?)."""
     pads = pads or [0] * (2 * rank)
     begin, end = pads[:rank], pads[rank:]
-    flat = [v for b, e in zip(reversed(begin), reversed(end)) for v in (b, e)]
+    flat = [v for b, e in zip(reversed(begin), reversed(end), strict=False) for v in (b, e)]
     return flat, begin == end
 
 
@@ -112,13 +113,13 @@ def _resize(n: Node, x: torch.Tensor, *_: Any) -> torch.Tensor:
     if sizes is None:
         if not scales:
             raise ConversionError(f"Resize node '{n.name}' needs constant scales or sizes")
-        sizes = [int(np.floor(s * f)) for s, f in zip(x.shape, scales)]
+        sizes = [int(np.floor(s * f)) for s, f in zip(x.shape, scales, strict=False)]
     if list(sizes[:2]) != list(x.shape[:2]):
         raise ConversionError(f"Resize node '{n.name}' resizes the batch or channel axis")
     out = [int(v) for v in sizes[2:]]
     if mode == "nearest":
         nearest = n.attrs.get("nearest_mode", b"round_prefer_floor").decode()
-        exact = all(o % s == 0 for o, s in zip(out, x.shape[2:]))  # integer upscale: modes agree
+        exact = all(o % s == 0 for o, s in zip(out, x.shape[2:], strict=False))  # integer upscale: modes agree
         if not exact and (ctm != "asymmetric" or nearest != "floor"):
             raise ConversionError(f"Resize node '{n.name}': nearest with {ctm}/{nearest} at a non-integer scale")
         return F.interpolate(x, size=out, mode="nearest")
@@ -174,7 +175,7 @@ def _slice(n: Node, x: torch.Tensor, *_: Any) -> torch.Tensor:
     axes = n.ints(3, "axes") or list(range(len(starts or [])))
     steps = n.ints(4) or [1] * len(axes)
     index = [slice(None)] * x.dim()
-    for start, end, axis, step in zip(starts or [], ends or [], axes, steps):
+    for start, end, axis, step in zip(starts or [], ends or [], axes, steps, strict=False):
         if step < 1:
             raise ConversionError(f"Slice node '{n.name}' has step {step} (only positive steps are supported)")
         size = x.shape[axis]
@@ -309,7 +310,7 @@ class OnnxModule(torch.nn.Module):
                 node.consts = {i: consts[x] for i, x in enumerate(node.inputs) if x in consts}
                 self._nodes.append(node)
             else:
-                consts.update(zip(node.outputs, folded))
+                consts.update(zip(node.outputs, folded, strict=False))
         used = {x for n in self._nodes for x in n.inputs} | set(self.output_names)
         self._buffers_of: dict[str, str] = {}
         for i, name in enumerate(x for x in consts if x in used):
@@ -317,13 +318,13 @@ class OnnxModule(torch.nn.Module):
             self.register_buffer(f"c{i}", torch.from_numpy(np.array(consts[name])))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
+        env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs, strict=False))
         for node in self._nodes:
             args = [self._value(x, env) if x else None for x in node.inputs]
             while args and args[-1] is None:
                 args.pop()
             out = OPS[node.op](node, *args)
-            env.update(zip(node.outputs, out if isinstance(out, tuple) else (out,)))
+            env.update(zip(node.outputs, out if isinstance(out, tuple) else (out,), strict=False))
         outs = tuple(self._value(x, env) for x in self.output_names)
         return outs[0] if len(outs) == 1 else outs
 
@@ -340,7 +341,7 @@ def _static_shapes(model: onnx.ModelProto, overrides: dict[str, Sequence[int]]) 
     for inp in model.graph.input:
         if inp.name in overrides:
             dims = inp.type.tensor_type.shape.dim
-            for d, v in zip(dims, overrides[inp.name]):
+            for d, v in zip(dims, overrides[inp.name], strict=False):
                 d.dim_value = int(v)
     try:
         inferred = onnx.shape_inference.infer_shapes(model)

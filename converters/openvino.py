@@ -7,13 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
 from converters.onnx_info import check_conversion, converted_props, onnx_io
 from edge_sdk.atomic import write_json_atomic
-from runtimes.errors import BackendUnavailableError, ModelLoadError
 from runtimes.base import sidecar_path
+from runtimes.errors import BackendUnavailableError, ModelLoadError
 from runtimes.openvino_backend import META_SECTION, PRECISION_HINTS
-
 
 
 def _import_openvino() -> Any:

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
-from runtimes.errors import LayoutError
+from edge_sdk.letterbox import preprocess
 from edge_sdk.meta import ModelMeta
 from edge_sdk.nms import box_iou_one
-from edge_sdk.letterbox import preprocess
 from edge_sdk.synth import CLASS_NAMES, render_image
 from runtimes import Runtime, RuntimeOptions, load
+from runtimes.errors import LayoutError
 
 MATCH_IOU = 0.5
 
@@ -160,7 +160,7 @@ def _detection_agreement(ref: np.ndarray, cand: np.ndarray, layout: str, conf: f
     n_ref = n_cand = 0
     ious: list[float] = []
     same_class = 0
-    for rd, cd in zip(decode(ref, layout, cfg), decode(cand, layout, cfg)):
+    for rd, cd in zip(decode(ref, layout, cfg), decode(cand, layout, cfg), strict=False):
         pairs = match_detections(rd, cd)
         n_ref, n_cand = n_ref + len(rd[0]), n_cand + len(cd[0])
         ious += [p[2] for p in pairs]

@@ -12,8 +12,8 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 VERBOSE_ENV = "EDGEBENCH_VERBOSE"
 #: stdout and stderr: some converters print progress with print(), others log from native code

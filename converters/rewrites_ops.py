@@ -36,7 +36,7 @@ def _resize_factors(ix: GraphIndex, node: onnx.NodeProto) -> list[float] | None:
         axes = attrs(node).get("axes", range(len(shape)))
         if any(not isinstance(shape[a], int) for a in axes):
             return None
-        values = [float(s) / shape[a] for s, a in zip(sizes.ravel(), axes)]
+        values = [float(s) / shape[a] for s, a in zip(sizes.ravel(), axes, strict=False)]
     return _on_all_axes(values, attrs(node).get("axes"), len(shape) if shape else len(values))
 
 
@@ -44,7 +44,7 @@ def _on_all_axes(values: list[float], axes: list[int] | None, rank: int) -> list
     if axes is None:
         return values if len(values) == rank else None
     full = [1.0] * rank
-    for v, a in zip(values, axes):
+    for v, a in zip(values, axes, strict=False):
         full[a % rank] = v
     return full
 

@@ -20,9 +20,9 @@ import onnx
 from converters.onnx_info import check_conversion, converted_props, onnx_io
 from converters.quiet import quiet_output
 from edge_sdk.atomic import write_bytes_atomic, write_json_atomic
-from runtimes.errors import BackendUnavailableError, ConversionError, EdgebenchError, ModelLoadError
 from edge_sdk.meta import ModelMeta
 from runtimes.base import sidecar_path
+from runtimes.errors import BackendUnavailableError, ConversionError, EdgebenchError, ModelLoadError
 
 #: pip extra holding litert-torch (conversion only; the `tflite` extra is the small runtime)
 CONVERT_EXTRA = "tflite-export"

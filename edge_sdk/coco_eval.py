@@ -98,7 +98,7 @@ def _run_coco(gt_data: dict, dets: list[dict], engine: str) -> _CocoRun:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = {key: float(value) for key, value in zip(STAT_KEYS, ev.stats[: len(STAT_KEYS)])}
+    stats = {key: float(value) for key, value in zip(STAT_KEYS, ev.stats[: len(STAT_KEYS)], strict=False)}
     cat_ids = [int(c) for c in ev.params.catIds]
     return _CocoRun(stats, np.asarray(ev.eval["precision"]), cat_ids, name)
 

@@ -13,8 +13,9 @@ import io
 import json
 import math
 import numbers
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from runtimes.errors import BackendUnavailableError, DatasetError, ReportError
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtimes.errors import LayoutError
 from edge_sdk.nms import batched_nms
+from runtimes.errors import LayoutError
 
 #: Before NMS, keep at most this many highest-scoring candidates (bounds NMS time at conf=0.001).
 MAX_CANDIDATES = 30000

@@ -1,8 +1,9 @@
 """Detections: one results type with named fields, never column positions."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Detections:
         """Name of each detection's class (the id as text when unnamed)."""
         return [self.names.get(int(c), str(int(c))) for c in self.class_ids]
 
-    def __getitem__(self, index: Any) -> "Detections":
+    def __getitem__(self, index: Any) -> Detections:
         return Detections(self.xyxy[index], self.scores[index], self.class_ids[index],
                           self.names, self.image_size)
 
@@ -41,13 +42,13 @@ class Detections:
         return [
             {"xyxy": [round(float(v), 3) for v in box], "score": round(float(s), 5),
              "class_id": int(c), "class_name": n}
-            for box, s, c, n in zip(self.xyxy, self.scores, self.class_ids, self.class_names)
+            for box, s, c, n in zip(self.xyxy, self.scores, self.class_ids, self.class_names, strict=False)
         ]
 
     def to_coco(self, image_id: int, category_ids: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
         """COCO results entries (bbox as x, y, w, h); class ids mapped through category_ids."""
         out = []
-        for box, s, c in zip(self.xyxy.astype(np.float64), self.scores, self.class_ids):
+        for box, s, c in zip(self.xyxy.astype(np.float64), self.scores, self.class_ids, strict=False):
             cat = category_ids[int(c)] if category_ids is not None else int(c)
             x1, y1, x2, y2 = (float(v) for v in box)
             out.append({"image_id": image_id, "category_id": cat,

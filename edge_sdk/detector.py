@@ -9,10 +9,10 @@ import numpy as np
 
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
 from edge_sdk.detections import Detections
-from runtimes.errors import InputError, LayoutError, ModelLoadError
-from edge_sdk.meta import ModelMeta
 from edge_sdk.letterbox import InputBuffer, Letterbox, preprocess
+from edge_sdk.meta import ModelMeta
 from runtimes import Runtime, RuntimeOptions, load
+from runtimes.errors import InputError, LayoutError, ModelLoadError
 
 
 class Detector:
@@ -99,7 +99,7 @@ class Detector:
     def close(self) -> None:
         self.runtime.close()
 
-    def __enter__(self) -> "Detector":
+    def __enter__(self) -> Detector:
         return self
 
     def __exit__(self, *exc: object) -> None:

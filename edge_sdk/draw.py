@@ -18,7 +18,7 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 def draw_detections(frame: np.ndarray, dets: Detections, thickness: int = 2) -> np.ndarray:
     """A copy of the frame with each box, class name and score drawn."""
     out = frame.copy()
-    for box, score, cid, name in zip(dets.xyxy, dets.scores, dets.class_ids, dets.class_names):
+    for box, score, cid, name in zip(dets.xyxy, dets.scores, dets.class_ids, dets.class_names, strict=False):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         colour = class_colour(int(cid))
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)

@@ -1,8 +1,8 @@
 """Iterate frames from a video file, an image folder entry or a camera index with cv2.VideoCapture."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.profiles import DeviceProfile, FileRule, list_profiles, load_profile
 from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     HardwareUnavailableError,
     ProfileError,
 )
-from edge_sdk.profiles import DeviceProfile, FileRule, list_profiles, load_profile
 from runtimes.registry import BACKENDS, availability, get_spec, is_installed
 
 DT_MODEL_PATHS = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model")

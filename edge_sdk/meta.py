@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from runtimes.errors import ModelLoadError
 
@@ -44,7 +45,7 @@ class ModelMeta:
         }
 
     @classmethod
-    def from_props(cls, props: Mapping[str, str], input_shape: Sequence[Any] | None = None) -> "ModelMeta":
+    def from_props(cls, props: Mapping[str, str], input_shape: Sequence[Any] | None = None) -> ModelMeta:
         """Build from metadata props (ours first, then Ultralytics' keys), filling gaps from the input shape."""
         if props.get(EDGEBENCH_KEY):
             meta = _from_ours(props[EDGEBENCH_KEY])

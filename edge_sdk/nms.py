@@ -72,7 +72,7 @@ def _greedy_sorted(cols: np.ndarray, iou_threshold: float, groups: np.ndarray | 
         k, i = _overlapping_pairs(cols, k, i, iou_threshold)
         by_i = np.lexsort((k, i))  # visit pairs by the suppressed box: keep[k] is final when read
         kept = [True] * n
-        for a, b in zip(k[by_i].tolist(), i[by_i].tolist()):
+        for a, b in zip(k[by_i].tolist(), i[by_i].tolist(), strict=False):
             if kept[a]:
                 kept[b] = False
         return np.array(kept, bool)

@@ -10,10 +10,10 @@ import difflib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
-from runtimes.errors import ProfileError
 from edge_sdk.schema import bounds, build, dump_yaml, key_error, parse_yaml
+from runtimes.errors import ProfileError
 from runtimes.registry import BACKENDS
 
 ACCELERATORS = ("nvidia-gpu", "apple")
@@ -34,9 +34,9 @@ class BenchSettings:
 class Budgets:
     """Limits a deployment must meet; None = no limit. max_map_drop is on COCO's 0..1 scale."""
 
-    max_p99_ms: Optional[float] = field(default=None, metadata=bounds(0))
-    max_map_drop: Optional[float] = field(default=None, metadata=bounds(0, 1))
-    max_memory_mb: Optional[float] = field(default=None, metadata=bounds(0))
+    max_p99_ms: float | None = field(default=None, metadata=bounds(0))
+    max_map_drop: float | None = field(default=None, metadata=bounds(0, 1))
+    max_memory_mb: float | None = field(default=None, metadata=bounds(0))
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class FileRule:
     """A file that must exist and, when `contains` is set, contain that text."""
 
     path: str
-    contains: Optional[str] = None
+    contains: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class HostRules:
     any_of: tuple[FileRule, ...] = ()
     none_of: tuple[FileRule, ...] = ()
     cpu_flags: tuple[str, ...] = ()
-    accelerator: Optional[str] = None
+    accelerator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,16 +97,16 @@ class DeviceProfile:
     device: str
     backend: str
     precisions: tuple[str, ...]
-    input_size: Union[int, tuple[int, int]]
+    input_size: int | tuple[int, int]
     description: str = ""
-    threads: Optional[int] = field(default=None, metadata=bounds(1))
+    threads: int | None = field(default=None, metadata=bounds(1))
     batch: int = field(default=1, metadata=bounds(1))
     bench: BenchSettings = field(default_factory=BenchSettings)
     budgets: Budgets = field(default_factory=Budgets)
-    reference: Optional[Reference] = None
+    reference: Reference | None = None
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
-    host: Optional[HostRules] = None
+    host: HostRules | None = None
     source: str = field(default="", compare=False, metadata={"internal": True})
 
     @property

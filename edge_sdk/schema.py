@@ -68,7 +68,7 @@ def _coerce_tuple(args: tuple[Any, ...], value: Any, key: str, src: str) -> tupl
         return tuple(_coerce(args[0], v, f"{key}[{i}]", src) for i, v in enumerate(value))
     if len(value) != len(args):
         raise key_error(src, key, f"must be a list of {len(args)} values, got {len(value)}")
-    return tuple(_coerce(a, v, f"{key}[{i}]", src) for i, (a, v) in enumerate(zip(args, value)))
+    return tuple(_coerce(a, v, f"{key}[{i}]", src) for i, (a, v) in enumerate(zip(args, value, strict=False)))
 
 
 def _coerce_scalar(tp: type, value: Any, key: str, src: str) -> Any:

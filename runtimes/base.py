@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -75,13 +76,13 @@ class Runtime(abc.ABC):
         specs = self.inputs
         if len(arrays) != len(specs):
             raise InputError(f"model takes {len(specs)} input(s), got {len(arrays)}")
-        for arr, spec in zip(arrays, specs):
+        for arr, spec in zip(arrays, specs, strict=False):
             if arr.ndim != spec.rank:
                 raise InputError(
                     f"input '{spec.name}' must have rank {spec.rank} {tuple(spec.shape)}, "
                     f"got rank {arr.ndim} {tuple(arr.shape)}"
                 )
-            for got, want in zip(arr.shape, spec.shape):
+            for got, want in zip(arr.shape, spec.shape, strict=False):
                 if isinstance(want, int) and want > 0 and got != want:
                     raise InputError(
                         f"input '{spec.name}' must have shape {tuple(spec.shape)}, got {tuple(arr.shape)}"
@@ -105,10 +106,10 @@ class Runtime(abc.ABC):
         the backend has no delegates (see runtimes.tflite_delegation.Delegation)."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract: most engines free on GC
         """Release engine resources. Safe to call twice."""
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.errors import (BackendNotImplementedError, EdgebenchError,
-                             InputError, ModelLoadError)
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, read_sidecar_json, sidecar_path
+from runtimes.errors import BackendNotImplementedError, EdgebenchError, InputError, ModelLoadError
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
@@ -85,11 +84,11 @@ class NcnnRuntime(Runtime):
                                  f"(convert with edgebench export, or pass extra input_shape)")
         out_shapes = self._side.get("output_shapes") or [[1, None, None]] * len(out_names)
         inputs = [TensorSpec(n, tuple(int(d) for d in shape)) for n in in_names]
-        return inputs, [TensorSpec(n, tuple(s)) for n, s in zip(out_names, out_shapes)]
+        return inputs, [TensorSpec(n, tuple(s)) for n, s in zip(out_names, out_shapes, strict=False)]
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         ex = self._net.create_extractor()  # one per call: extractors are cheap and not shared
-        for spec, arr in zip(self._inputs, inputs):
+        for spec, arr in zip(self._inputs, inputs, strict=False):
             if arr.dtype != np.float32:
                 raise InputError(f"input '{spec.name}' must be float32, got {arr.dtype}")
             ex.input(spec.name, self._ncnn.Mat(np.ascontiguousarray(arr[0])))

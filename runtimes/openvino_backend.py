@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line
+from runtimes.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec
+from runtimes.errors import HardwareUnavailableError, ModelLoadError
 from runtimes.threads import resolve_threads
 
 _ORT_DTYPES = {
@@ -44,7 +44,7 @@ class OnnxRuntime(Runtime):
         self._outputs = [_spec(o) for o in self._sess.get_outputs()]
         self._in_names = [s.name for s in self._inputs]
 
-    def _session_options(self, ort) -> "object":
+    def _session_options(self, ort) -> object:
         extra = self.options.extra
         so = ort.SessionOptions()
         so.intra_op_num_threads = resolve_threads(self.options.threads)
@@ -84,7 +84,7 @@ class OnnxRuntime(Runtime):
         return list(self._sess.get_providers())
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        feed = {name: arr for name, arr in zip(self._in_names, inputs)}
+        feed = {name: arr for name, arr in zip(self._in_names, inputs, strict=False)}
         return list(self._sess.run(None, feed))
 
     def metadata(self) -> dict[str, str]:

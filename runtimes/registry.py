@@ -8,13 +8,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from runtimes.base import Runtime, RuntimeOptions
 from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     EdgebenchError,
     ModelLoadError,
 )
-from runtimes.base import Runtime, RuntimeOptions
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.errors import BackendNotImplementedError, InputError, ModelLoadError
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line, read_sidecar_json
+from runtimes.errors import BackendNotImplementedError, InputError, ModelLoadError
 from runtimes.registry import import_engine
-from runtimes.threads import resolve_threads
 from runtimes.tflite_delegation import Delegation, delegation_report
 from runtimes.tflite_quant import dequantize, is_quantized, quantize
+from runtimes.threads import resolve_threads
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC")
@@ -46,7 +46,7 @@ class TfliteRuntime(Runtime):
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
         self._layouts = [self._layout(d) for d in self._in]
-        self._inputs = [_public_input(d, lay) for d, lay in zip(self._in, self._layouts)]
+        self._inputs = [_public_input(d, lay) for d, lay in zip(self._in, self._layouts, strict=False)]
         self._outputs = self._output_specs()
         self._quantized = any(is_quantized(t) for t in self._interp.get_tensor_details())
         self._delegation: Delegation | None = None
@@ -98,16 +98,16 @@ class TfliteRuntime(Runtime):
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         feeds = [self._feed(arr, spec, d, lay)
-                 for arr, spec, d, lay in zip(inputs, self._inputs, self._in, self._layouts)]
+                 for arr, spec, d, lay in zip(inputs, self._inputs, self._in, self._layouts, strict=False)]
         with self._lock:
             interp = self._interp
             if interp is None:
                 raise ModelLoadError(f"tflite runtime for '{self.path}' is closed")
-            for d, feed in zip(self._in, feeds):
+            for d, feed in zip(self._in, feeds, strict=False):
                 interp.set_tensor(d["index"], feed)
             interp.invoke()
             raw = [interp.get_tensor(d["index"]) for d in self._out]  # copies
-        return [dequantize(r, d).reshape(s.shape) for r, d, s in zip(raw, self._out, self._outputs)]
+        return [dequantize(r, d).reshape(s.shape) for r, d, s in zip(raw, self._out, self._outputs, strict=False)]
 
     @staticmethod
     def _feed(arr: np.ndarray, spec: TensorSpec, detail: dict[str, Any], layout: str) -> np.ndarray:

@@ -8,8 +8,9 @@ the boundary inputs. Ops in no partition run on TFLite's built-in CPU kernels.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 DELEGATE_OP = "DELEGATE"
 

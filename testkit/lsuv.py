@@ -59,4 +59,4 @@ def fit_scales(nc: int, width: float, depth: float, seed: int, imgsz: tuple[int,
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     values = sess.run(names, {"images": _calibration_input(imgsz)})
-    return {p.layer: float(v) for p, v in zip(b.probes, values)}
+    return {p.layer: float(v) for p, v in zip(b.probes, values, strict=False)}

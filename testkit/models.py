@@ -7,17 +7,17 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from edge_sdk.meta import ModelMeta
 from testkit.graph import GraphBuilder, count_learned, float_input
 from testkit.lsuv import fit_scales, synthetic_frame
 from testkit.yolov8 import STRIDES, Yolov8Builder
-from edge_sdk.meta import ModelMeta
 
 __all__ = ["make_layout_model", "make_yolov8_onnx", "parameter_count", "synthetic_frame"]
 

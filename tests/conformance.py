@@ -7,18 +7,19 @@ greedy same-class matching, and the metadata, input specs and errors must behave
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pytest
-
 from conftest import matched_same_class
+
 from edge_sdk.detector import Detector
-from runtimes.errors import EdgebenchError
 from edge_sdk.synth import CLASS_NAMES, render_image
 from runtimes import availability, load
+from runtimes.errors import EdgebenchError
 
 FRAMES = 4
 

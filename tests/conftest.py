@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from testkit.models import make_yolov8_onnx
 from converters.parity import match_detections
 from edge_sdk.detections import Detections
+from testkit.models import make_yolov8_onnx
 
 NAMES = {i: f"class{i}" for i in range(4)}
 

@@ -13,7 +13,7 @@ overlaps (IoU > iou) an already kept box of the same class; at most max_det are 
 from __future__ import annotations
 
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
 Det = tuple[float, float, float, float, float, int]  # x1, y1, x2, y2, score, class
 
@@ -109,6 +109,6 @@ def to_original(dets: list[Det], scale: float, pad_x: float, pad_y: float, width
     for x1, y1, x2, y2, s, c in dets:
         box = [(x1 - pad_x) / scale, (y1 - pad_y) / scale, (x2 - pad_x) / scale, (y2 - pad_y) / scale]
         if clip:
-            box = [min(max(v, 0.0), lim) for v, lim in zip(box, (width, height, width, height))]
+            box = [min(max(v, 0.0), lim) for v, lim in zip(box, (width, height, width, height), strict=False)]
         out.append((*box, s, c))
     return out

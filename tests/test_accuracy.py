@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from coco_cases import pycocotools_stats, random_case
 
 from edge_sdk.coco_eval import STAT_KEYS, coco_stats, evaluate, format_accuracy
 from runtimes.errors import DatasetError, ReportError
-from coco_cases import pycocotools_stats, random_case
+
 
 def _engines() -> list:
     try:

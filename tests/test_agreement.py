@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_sdk.coco_eval import evaluate
-from bench.sweep.agreement import parse_reference, reference_gt, resolve_reference
 from bench.report.compare import CompareOptions, compare
 from bench.report.compare_render import render_compare_markdown
 from bench.report.writer import load_report, new_report
+from bench.sweep.agreement import parse_reference, reference_gt, resolve_reference
 from bench.sweep.run import RunOptions, run
+from edge_sdk.coco_eval import evaluate
 from edge_sdk.datasets import load_dataset
 from runtimes.errors import DatasetError, InputError
 from tests.conftest import run_cli
@@ -112,8 +112,8 @@ def test_labels_and_reference_report_both(tmp_path, small_model, small_data):
 
 def test_cli_run_reference_on_the_bundled_model(tmp_path):
     from bench.sweep.defaults import default_model
-    from runtimes.errors import ModelLoadError
     from edge_sdk.synth import generate
+    from runtimes.errors import ModelLoadError
 
     try:
         default_model()

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.report.budgets import (attach_checks, budgets_from, check_row, reference_check,
-                           resolve_budgets, verdict)
+from bench.report.budgets import attach_checks, budgets_from, check_row, reference_check, resolve_budgets, verdict
 from bench.report.writer import new_report, new_result, render_markdown, render_table, validate_report
 from edge_sdk.profiles import Budgets, Reference
 

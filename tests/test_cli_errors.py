@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from tests.conftest import assert_one_line_error, run_cli

@@ -108,7 +108,8 @@ def test_failed_and_skipped_rows_are_never_picked():
 
 
 def test_a_configuration_whose_parity_failed_is_not_picked():
-    bad = row(precision="int8", p99=20.0, ap=0.40, parity={"passed": False, "failures": ["class agreement 0.91 < 0.95"]})
+    bad = row(precision="int8", p99=20.0, ap=0.40,
+              parity={"passed": False, "failures": ["class agreement 0.91 < 0.95"]})
     good = row(precision="fp16", p99=30.0, ap=0.40, parity={"passed": True, "failures": []})
     result = run(report(row(p99=80.0, ap=0.40), bad, good), **BUDGETS)
     assert result["recommendation"] == "r0.json: onnxruntime/fp16@640"

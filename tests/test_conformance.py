@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conformance import BackendConformance
 
 
@@ -34,7 +33,8 @@ def _ncnn(onnx_path: Path, out: Path) -> Path:
 
 
 def _tflite(onnx_path: Path, out: Path) -> Path:
-    pytest.importorskip("litert_torch", reason="converting to TFLite needs litert-torch (pip install 'edgebench[tflite-export]')")
+    pytest.importorskip("litert_torch",
+                        reason="converting to TFLite needs litert-torch (pip install 'edgebench[tflite-export]')")
     from converters.tflite import to_tflite
 
     return to_tflite(onnx_path, out / "model.tflite")

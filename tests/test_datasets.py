@@ -283,7 +283,7 @@ def test_coco_to_coco_round_trip(tmp_path):
         (i["id"], i["file_name"], i["width"], i["height"]) for i in src["images"]]
     got = [(a["image_id"], a["category_id"], a["iscrowd"], a["area"]) for a in out["annotations"]]
     assert got == [(7, 90, 0, 150.0), (7, 1, 1, 2000.0), (3, 5, 0, pytest.approx(3.25 * 4.75))]
-    for mine, theirs in zip(out["annotations"], src["annotations"]):
+    for mine, theirs in zip(out["annotations"], src["annotations"], strict=False):
         np.testing.assert_allclose(mine["bbox"], theirs["bbox"], atol=1e-5)
     assert len({a["id"] for a in out["annotations"]}) == 3
 
@@ -363,7 +363,7 @@ def test_yolo_to_coco_round_trips_through_load_coco(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     back = load_coco(tmp_path / "gt.json", images_dir=tmp_path)
     assert back.names == ds.names and back.issues == []
-    for mine, theirs in zip(ds.samples, back.samples):
+    for mine, theirs in zip(ds.samples, back.samples, strict=False):
         assert (mine.image_id, mine.size, mine.image_path) == (theirs.image_id, theirs.size,
                                                                 theirs.image_path)
         np.testing.assert_allclose(mine.boxes_xyxy, theirs.boxes_xyxy, atol=1e-4)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import reference_nms as ref
-from testkit.models import make_layout_model
+
 from edge_sdk import Detections, Detector
 from edge_sdk.decode import DecodeConfig, decode, infer_layout
-from runtimes.errors import LayoutError
 from edge_sdk.nms import batched_nms
+from runtimes.errors import LayoutError
+from testkit.models import make_layout_model
 
 FRAME = np.zeros((320, 320, 3), np.uint8)  # same size as the model input: identity letterbox
 JUST_ABOVE = float(np.nextafter(np.float32(0.25), np.float32(1)))
@@ -39,7 +39,7 @@ def yolov8_output() -> np.ndarray:
 
 
 def yolov5_output(obj: float = 1.0) -> np.ndarray:
-    rows = [list(b) + [obj] + s for b, s in zip(BOXES, SCORES)]
+    rows = [list(b) + [obj] + s for b, s in zip(BOXES, SCORES, strict=False)]
     return np.array(rows, np.float32)[None]
 
 
@@ -96,7 +96,7 @@ def test_yolov5_objectness_multiplies_class_scores(tmp_path):
                (0.9, [0.0, 0.25, 0.0]),  # 0.225 -> dropped although both factors >= conf
                (0.2, [0.0, 0.0, 0.99]),  # 0.198 -> dropped although the class score is high
                (0.8, [0.0, 0.4, 0.35])]  # 0.32 (class 1), 0.28 (class 2)
-    out = np.array([[*b, o, *c] for b, (o, c) in zip(box, obj_cls)], np.float32)[None]
+    out = np.array([[*b, o, *c] for b, (o, c) in zip(box, obj_cls, strict=False)], np.float32)[None]
     f = np.float32
     r0 = (50, 50, 70, 70, float(f(0.5) * f(0.6)), 0)
     r3 = (50, 250, 70, 270, float(f(0.8) * f(0.4)), 1)
@@ -237,7 +237,7 @@ def test_agnostic_nms_over_many_boxes_matches_reference():
 def nms_vs_reference(boxes: np.ndarray, scores: np.ndarray, cls: np.ndarray, iou: float, agnostic: bool = False):
     idx = batched_nms(boxes, scores, cls, iou, 300, agnostic)
     cands = [(float(s), n, 0 if agnostic else int(c), tuple(float(v) for v in b))
-             for n, (b, s, c) in enumerate(zip(boxes, scores, cls))]
+             for n, (b, s, c) in enumerate(zip(boxes, scores, cls, strict=False))]
     expected = ref.greedy_nms(cands, iou, 300)
     assert [tuple(float(v) for v in boxes[j]) + (float(scores[j]),) for j in idx] == [e[:5] for e in expected]
 

@@ -5,12 +5,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 import reference_nms as ref
-from testkit.models import make_layout_model, make_yolov8_onnx, parameter_count, synthetic_frame
+
 from edge_sdk import Detector
-from runtimes.errors import InputError
 from edge_sdk.letterbox import InputBuffer, letterbox_image, preprocess
+from runtimes.errors import InputError
+from testkit.models import make_layout_model, make_yolov8_onnx, parameter_count, synthetic_frame
 
 NAMES = {0: "person", 1: "car", 2: "dog"}
 

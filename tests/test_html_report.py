@@ -6,10 +6,10 @@ from html.parser import HTMLParser
 import pytest
 
 import bench.report.plots as html_plots
+from bench.measure.runner import total_samples_ms
 from bench.report.compare import compare
 from bench.report.compare_html import render_compare_html
 from bench.report.html import DASH, NO_PLOTS, render_html, write_html_report
-from bench.measure.runner import total_samples_ms
 from bench.report.writer import write_report
 from tests.conftest import run_cli
 from tests.test_report import sample_report

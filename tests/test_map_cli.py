@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from edge_sdk.coco_eval import STAT_KEYS, coco_stats
-from bench.cli import cli, main
 from coco_cases import random_case
+
+from bench.cli import cli, main
+from edge_sdk.coco_eval import STAT_KEYS, coco_stats
 
 
 @pytest.fixture()

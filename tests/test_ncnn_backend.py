@@ -13,17 +13,18 @@ import pytest
 
 pytest.importorskip("ncnn", reason="the ncnn backend needs ncnn (pip install 'edgebench[ncnn]')")
 
-from testkit.graph import GraphBuilder, float_input  # noqa: E402
 from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli, with_our_metadata  # noqa: E402
+
 from converters import ncnn as ncnn_converter  # noqa: E402
 from converters.ncnn import pnnx_binary, to_ncnn  # noqa: E402
 from converters.parity import check_parity, parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
-from runtimes.errors import BackendUnavailableError, EdgebenchError, InputError, ModelLoadError  # noqa: E402
 from edge_sdk.meta import ModelMeta  # noqa: E402
 from edge_sdk.synth import CLASS_NAMES, render_image  # noqa: E402
 from runtimes import RuntimeOptions, availability, backend_for_path, load  # noqa: E402
+from runtimes.errors import BackendUnavailableError, EdgebenchError, InputError, ModelLoadError  # noqa: E402
 from runtimes.ncnn_backend import unsupported_layers  # noqa: E402
+from testkit.graph import GraphBuilder, float_input  # noqa: E402
 
 try:
     pnnx_binary()

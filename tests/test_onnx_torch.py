@@ -100,7 +100,7 @@ def test_rewrite_style_ops_match_onnxruntime() -> None:
     x = np.random.default_rng(3).normal(size=(1, 4, 8, 8)).astype(np.float32)
     ref, got = _run_both(_rewrite_style_graph(), x)
     assert len(got) == len(ref) == 2
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=False):
         assert g.shape == r.shape
         np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5)
 

@@ -11,13 +11,14 @@ import pytest
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend needs openvino (pip install 'edgebench[openvino]')")
 
 from conftest import NAMES, assert_one_line_error, matched_same_class, run_cli, with_our_metadata  # noqa: E402
+
 from converters.openvino import to_openvino  # noqa: E402
 from converters.parity import parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
-from runtimes.errors import ModelLoadError  # noqa: E402
 from edge_sdk.meta import ModelMeta  # noqa: E402
 from edge_sdk.synth import CLASS_NAMES, render_image  # noqa: E402
 from runtimes import availability, backend_for_path, load  # noqa: E402
+from runtimes.errors import ModelLoadError  # noqa: E402
 
 IMGSZ = (128, 128)
 

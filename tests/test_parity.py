@@ -8,7 +8,6 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from testkit.models import make_layout_model
 from converters.parity import (
     ParityTolerance,
     centred_cosine,
@@ -18,6 +17,7 @@ from converters.parity import (
     tolerance_for,
 )
 from runtimes import load
+from testkit.models import make_layout_model
 
 NC = 4
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from edge_sdk import host
+from edge_sdk.profiles import DeviceProfile, list_profiles, load_profile
+from runtimes import registry
 from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     HardwareUnavailableError,
     ProfileError,
 )
-from edge_sdk.profiles import DeviceProfile, list_profiles, load_profile
-from runtimes import registry
 
 BUILTINS = ["android-arm64", "iphone15", "jetson-orin", "jetson-orin-nano", "rpi4", "rpi5",
             "x86-cpu"]

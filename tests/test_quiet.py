@@ -15,7 +15,7 @@ def test_native_writes_and_warnings_are_captured(capfd: pytest.CaptureFixture[st
     with quiet_output() as log:
         os.write(2, b"I0000 native log line\n")
         os.write(1, b"progress 100%\n")
-        warnings.warn("deprecated thing", FutureWarning)
+        warnings.warn("deprecated thing", FutureWarning, stacklevel=1)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert "native log line" in log.text and log.last_line() == "progress 100%"

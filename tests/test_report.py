@@ -11,6 +11,7 @@ import pytest
 
 import bench.report.writer as report_mod
 from bench.measure.environment import environment, sha256_of
+from bench.measure.timing import summarize
 from bench.report.writer import (
     SCHEMA_VERSION,
     load_report,
@@ -21,7 +22,6 @@ from bench.report.writer import (
     validate_report,
     write_report,
 )
-from bench.measure.timing import summarize
 from runtimes.errors import ModelLoadError, ReportError
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from converters.rewrite_auto import decide, interleaved_medians
 from runtimes.tflite_delegation import Delegation
 

@@ -9,11 +9,11 @@ import onnx
 import pytest
 from onnx import helper
 
-from testkit.graph import GraphBuilder, float_input
 from converters.rewrites import REWRITES, apply_rewrites, parse_names, rewritten_onnx
 from converters.rewrites_graph import is_topologically_sorted
 from converters.rewrites_ops import REPLICATING
 from runtimes.errors import RewriteError
+from testkit.graph import GraphBuilder, float_input
 
 ort = pytest.importorskip("onnxruntime", reason="the before/after comparison runs on ONNX Runtime")
 BUNDLED = Path(__file__).resolve().parents[1] / "edge_sdk" / "assets" / "default_model.onnx"
@@ -27,7 +27,7 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray
 
 def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     assert [x.shape for x in a] == [y.shape for y in b]
-    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=False))
 
 
 def random_feeds(model: onnx.ModelProto, batch: int = 1, scale: float = 3.0) -> dict[str, np.ndarray]:

@@ -9,8 +9,8 @@ import pytest
 
 from bench.tasks.export import export_model
 from converters.rewrites import REWRITES
-from runtimes.errors import EdgebenchError, RewriteError
 from runtimes.base import sidecar_path
+from runtimes.errors import EdgebenchError, RewriteError
 from tests.conftest import assert_one_line_error, run_cli
 
 pytest.importorskip("openvino", reason="the export target here is OpenVINO (pip install 'edgebench[openvino]')")

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from bench.sweep.run import run_backend
-from conftest import run_cli
 from edge_sdk.profiles import load_profile
 from runtimes import availability
 

@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 
 from bench.measure.early_stop import binom_cdf, early_stopping, max_overlatency, min_queries
+from bench.measure.thermal import (
+    SensorProbe,
+    parse_tegrastats,
+    parse_vcgencmd_throttled,
+    read_sysfs_mhz,
+    read_thermal_zones,
+    read_throttle_count,
+)
 from bench.report.sustained import VERDICTS, analyse, build_windows, markdown_lines
-from bench.measure.thermal import (SensorProbe, parse_tegrastats, parse_vcgencmd_throttled, read_sysfs_mhz,
-                           read_thermal_zones, read_throttle_count)
 from tests.conftest import run_cli
 
 WINDOW_KEYS = {"t_s", "n", "p50_ms", "p99_ms", "cpu_mhz", "temp_c", "throttled"}

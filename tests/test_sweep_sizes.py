@@ -7,8 +7,9 @@ import pytest
 
 pytest.importorskip("torch", reason="exporting a checkpoint needs torch (edgebench[train])")
 
-from bench.sweep.sweep import SweepOptions, sweep  # noqa: E402
 from test_trainer_export import save_checkpoint  # noqa: E402
+
+from bench.sweep.sweep import SweepOptions, sweep  # noqa: E402
 
 
 def test_a_checkpoint_is_measured_at_every_size(tmp_path: Path, small_data: Path) -> None:

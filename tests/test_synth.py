@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from edge_sdk.datasets import load_coco, load_yolo
-from runtimes.errors import DatasetError
 from edge_sdk.synth import CLASS_NAMES, generate, render_image
 from edge_sdk.synth.compose import Canvas, object_layer, pick_colour, shade
 from edge_sdk.synth.distractors import Layer
+from runtimes.errors import DatasetError
 from tests.conftest import assert_one_line_error, run_cli
 
 LINE = re.compile(r"^\d+( \d\.\d{6}){4}$")
@@ -98,7 +98,7 @@ def test_coco_ground_truth_matches_txt_labels(sets: dict[str, Path]) -> None:
     for ann in coco["annotations"]:
         assert ann["iscrowd"] == 0 and 0 < ann["area"] <= ann["bbox"][2] * ann["bbox"][3]
         by_image.setdefault(ann["image_id"], []).append(ann)
-    for im, sample in zip(coco["images"], yolo.samples):
+    for im, sample in zip(coco["images"], yolo.samples, strict=False):
         assert (root / im["file_name"]).resolve() == sample.image_path.resolve()
         assert (im["height"], im["width"]) == _read(root / im["file_name"]).shape[:2]
         anns = by_image.get(im["id"], [])

@@ -14,8 +14,8 @@ pytest.importorskip("ai_edge_litert",
 torch = pytest.importorskip("torch", reason="building test .tflite files needs torch")
 litert_torch = pytest.importorskip("litert_torch", reason="building test .tflite files needs litert-torch")
 
-from runtimes.errors import BackendUnavailableError, InputError, ModelLoadError  # noqa: E402
 from runtimes import availability, backend_for_path, load, registry  # noqa: E402
+from runtimes.errors import BackendUnavailableError, InputError, ModelLoadError  # noqa: E402
 from runtimes.tflite_delegation import delegation_report  # noqa: E402
 from runtimes.tflite_quant import dequantize, quantize  # noqa: E402
 
@@ -29,18 +29,18 @@ class ConvSigmoid(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
 
-    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(x))
 
 
 class Upsample(ConvSigmoid):
     """Adds a 2x nearest upsample: RESIZE_NEAREST_NEIGHBOR, which XNNPACK (ai-edge-litert 2.3) does not take."""
 
-    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.interpolate(super().forward(x), scale_factor=2, mode="nearest")
 
 
-def to_tflite(module: "torch.nn.Module", path: Path, nhwc: bool = True) -> Path:
+def to_tflite(module: torch.nn.Module, path: Path, nhwc: bool = True) -> Path:
     """Convert with litert-torch; NHWC input (channel-last I/O wrapper) unless told otherwise."""
     x = torch.rand(1, 3, *HW)
     if nhwc:
@@ -50,7 +50,7 @@ def to_tflite(module: "torch.nn.Module", path: Path, nhwc: bool = True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def modules() -> dict[str, "torch.nn.Module"]:
+def modules() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     return {"cs": ConvSigmoid().eval(), "up": Upsample().eval()}
 

@@ -11,10 +11,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.tflite import CONVERT_EXTRA, to_tflite
-from runtimes.errors import BackendUnavailableError, EdgebenchError
 from runtimes.base import sidecar_path
+from runtimes.errors import BackendUnavailableError, EdgebenchError
 
-pytest.importorskip("litert_torch", reason="converting to TFLite needs litert-torch (pip install 'edgebench[tflite-export]')")
+pytest.importorskip("litert_torch",
+                    reason="converting to TFLite needs litert-torch (pip install 'edgebench[tflite-export]')")
 pytest.importorskip("ai_edge_litert", reason="running TFLite needs ai-edge-litert (pip install 'edgebench[tflite]')")
 
 PROPS = {"names": "{0: 'a', 1: 'b'}", "imgsz": "[64, 64]", "stride": "32", "task": "detect"}
@@ -34,7 +35,8 @@ def _small_detector(path: Path) -> Path:
              helper.make_node("Concat", ["a1", "up"], ["cat"], axis=1),
              helper.make_node("Conv", ["cat", "w3"], ["c3"]),
              helper.make_node("Reshape", ["c3", "flat"], ["output0"])]
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+    graph = helper.make_graph(nodes, "small",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
                               [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 1024])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, PROPS)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 
@@ -18,7 +17,8 @@ def test_run_converts_to_tflite_and_reports_xnnpack_delegation(small_model: Path
     out = tmp_path / "out"
     proc = run_cli("run", "-p", "android-arm64", "-m", str(small_model), "-d", str(small_data),
                    "--precisions", "fp32", "--threads", "1", "--warmup", "1", "--min-iterations", "3",
-                   "--min-duration", "0", "--duration", "0", "--rewrite", "upsample_d2s", "--out", str(out), cwd=tmp_path)
+                   "--min-duration", "0", "--duration", "0", "--rewrite", "upsample_d2s", "--out", str(out),
+                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(next(out.rglob("report.json")).read_text())
     row = report["results"][0]

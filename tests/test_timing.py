@@ -108,7 +108,7 @@ def test_stage_timer_totals_equal_sum_of_stages_real_clock():
         t.end_iteration()
     raw = t.samples()
     assert t.stages == ("preprocess", "inference")
-    assert raw["total"] == [p + i for p, i in zip(raw["preprocess"], raw["inference"])]
+    assert raw["total"] == [p + i for p, i in zip(raw["preprocess"], raw["inference"], strict=False)]
     assert all(v > 0 for v in raw["total"])
 
 

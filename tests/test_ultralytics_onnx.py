@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from testkit.models import make_yolov8_onnx
+
 from converters.parity import parity_inputs
 from edge_sdk.meta import ModelMeta
 from runtimes import availability, load
+from testkit.models import make_yolov8_onnx
 
 NAMES = {0: "car", 1: "person", 2: "dog"}
 IMGSZ = 160

@@ -1,15 +1,16 @@
 """Torch datasets over edge_sdk data sets (augmented training, letterboxed validation) and collate."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset as TorchDataset, Sampler
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
 
 from edge_sdk.datasets import Sample
-from edge_sdk.letterbox import letterbox_image
 from edge_sdk.frames import read_image
+from edge_sdk.letterbox import letterbox_image
 from trainer import augment as A
 from trainer.augment import AugmentConfig, Labelled
 
@@ -54,7 +55,8 @@ class TrainDataset(TorchDataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, i))
         image, boxes, cls = self.build(i, rng)
-        target = np.concatenate((cls[:, None].astype(np.float32), boxes), 1) if len(cls) else np.zeros((0, 5), np.float32)
+        empty = np.zeros((0, 5), np.float32)
+        target = np.concatenate((cls[:, None].astype(np.float32), boxes), 1) if len(cls) else empty
         return to_chw_rgb(image), torch.from_numpy(target)
 
     def build(self, i: int, rng: np.random.Generator) -> Labelled:

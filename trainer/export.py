@@ -12,8 +12,8 @@ import onnx
 import torch
 
 from converters.fp16_storage import store_weights_fp16
-from runtimes.errors import ModelLoadError
 from edge_sdk.meta import ModelMeta
+from runtimes.errors import ModelLoadError
 from trainer.checkpoint import LoadedModel, load_detector
 
 INPUT_NAME, OUTPUT_NAME = "images", "output0"

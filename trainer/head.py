@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ def make_anchors(shapes: Sequence[tuple[int, int]], strides: Sequence[int], dtyp
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres [N, 2] (x, y in grid units, +0.5) and each cell's stride [N, 1], levels in order."""
     points, stride_col = [], []
-    for (h, w), s in zip(shapes, strides):
+    for (h, w), s in zip(shapes, strides, strict=False):
         sy = torch.arange(h, dtype=dtype, device=device) + 0.5
         sx = torch.arange(w, dtype=dtype, device=device) + 0.5
         gy, gx = torch.meshgrid(sy, sx, indexing="ij")
@@ -54,13 +54,13 @@ class DetectHead(nn.Module):
 
     def init_bias(self, imgsz: int = 640) -> None:
         """Prior biases: box logits at 1, class logits for ~5 objects per image at 640."""
-        for box, cls, s in zip(self.box, self.cls, self.strides):
+        for box, cls, s in zip(self.box, self.cls, self.strides, strict=False):
             nn.init.constant_(box[-1].bias, 1.0)
             nn.init.constant_(cls[-1].bias, math.log(5 / self.nc / (imgsz / s) ** 2))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
         """Training: per-level raw maps [B, 4*reg_max+nc, H, W]; eval: [B, 4+nc, N] decoded."""
-        maps = [torch.cat((b(x), c(x)), 1) for x, b, c in zip(feats, self.box, self.cls)]
+        maps = [torch.cat((b(x), c(x)), 1) for x, b, c in zip(feats, self.box, self.cls, strict=False)]
         if self.training:
             return maps
         return self.decode(maps)

@@ -28,7 +28,10 @@ def dfl_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     left = target.long()
     w_left = left + 1 - target
-    ce = lambda idx: F.cross_entropy(logits.flatten(0, 1), idx.flatten(), reduction="none").view(target.shape)
+
+    def ce(idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1), idx.flatten(), reduction="none").view(target.shape)
+
     return (ce(left) * w_left + ce(left + 1) * (1 - w_left)).mean(-1)
 
 
@@ -37,7 +40,8 @@ def pack_targets(targets: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, 
     device, targets = targets.device, targets.float()
     if targets.shape[0] == 0:
         return (torch.zeros(batch_size, 0, dtype=torch.long, device=device),
-                torch.zeros(batch_size, 0, 4, device=device), torch.zeros(batch_size, 0, dtype=torch.bool, device=device))
+                torch.zeros(batch_size, 0, 4, device=device),
+                torch.zeros(batch_size, 0, dtype=torch.bool, device=device))
     img = targets[:, 0].long()
     counts = torch.bincount(img, minlength=batch_size)
     m = int(counts.max())

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from trainer.blocks import C2f, SPPF, Conv
+from trainer.blocks import SPPF, C2f, Conv
 from trainer.head import DetectHead
 
 #: scale -> (depth multiple, width multiple, max channels)

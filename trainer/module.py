@@ -73,7 +73,7 @@ class DetectorModule(L.LightningModule):
         maps = self.model(self._prepare(images))
         loss, parts = self.criterion(maps, targets)
         n = images.shape[0]
-        for name, value in zip(("box", "cls", "dfl"), parts):
+        for name, value in zip(("box", "cls", "dfl"), parts, strict=False):
             self.log(name, value, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss", parts.sum(), on_step=False, on_epoch=True, batch_size=n)
@@ -91,7 +91,7 @@ class DetectorModule(L.LightningModule):
         images, geometry = batch
         out = self.ema.module(self._prepare(images))
         samples = self.trainer.datamodule.val_data.samples
-        for dets, g in zip(decode(out.float().cpu().numpy(), "yolov8", MAP_DECODE), geometry.tolist()):
+        for dets, g in zip(decode(out.float().cpu().numpy(), "yolov8", MAP_DECODE), geometry.tolist(), strict=False):
             sample = samples[int(g[0])]
             self._val_dets[int(sample.image_id)] = coco_results(dets, g, self.imgsz, sample.image_id,
                                                                 self.trainer.datamodule.val_data.category_ids)

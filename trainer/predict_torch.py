@@ -6,8 +6,8 @@ import torch
 
 from edge_sdk.decode import DecodeConfig, decode
 from edge_sdk.detections import Detections
-from edge_sdk.letterbox import preprocess
 from edge_sdk.frames import read_image
+from edge_sdk.letterbox import preprocess
 from trainer.checkpoint import LoadedModel
 
 
@@ -15,10 +15,10 @@ from trainer.checkpoint import LoadedModel
 def detect(model: torch.nn.Module, frames: list[np.ndarray], imgsz: int, cfg: DecodeConfig,
            names: dict[int, str] | None = None) -> list[Detections]:
     """Letterbox each BGR frame, run the model in one batch, decode + NMS, rescale to the frame."""
-    blobs, boxes = zip(*(preprocess(f, (imgsz, imgsz)) for f in frames))
+    blobs, boxes = zip(*(preprocess(f, (imgsz, imgsz)) for f in frames), strict=False)
     out = model.eval()(torch.from_numpy(np.concatenate(blobs))).float().numpy()
     result = []
-    for (xyxy, scores, cls), lb in zip(decode(out, "yolov8", cfg), boxes):
+    for (xyxy, scores, cls), lb in zip(decode(out, "yolov8", cfg), boxes, strict=False):
         result.append(Detections(lb.to_original(xyxy, clip=True), scores, cls, names or {}, lb.image_size))
     return result
 
@@ -31,6 +31,6 @@ def checkpoint_detections(loaded: LoadedModel, samples: list, category_ids: dict
     for start in range(0, len(samples), batch):
         chunk = samples[start:start + batch]
         dets = detect(loaded.model, [read_image(s.image_path) for s in chunk], size, cfg, loaded.names)
-        for s, d in zip(chunk, dets):
+        for s, d in zip(chunk, dets, strict=False):
             out.extend(d.to_coco(int(s.image_id), category_ids))
     return out

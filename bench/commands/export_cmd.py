@@ -13,9 +13,13 @@ from converters.rewrites import REWRITES
 @click.command("export")
 @click.option("--model", required=True, help="Our training checkpoint (.ckpt, needs torch) or an ONNX file.")
 @click.option("--to", "target", default="onnx", show_default=True, help=f"Target format ({', '.join(TARGETS)}).")
-@click.option("--out", required=True, help="Output file (.onnx; .xml for openvino; .param for ncnn, .bin written beside it; .tflite for tflite).")
+@click.option("--out", required=True,
+              help="Output file (.onnx; .xml for openvino; .param for ncnn, .bin written beside it; "
+                                        ".tflite for tflite).")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
-              help="openvino: fp16 stores float16 weights, bf16/fp32 set the inference precision hint; ncnn: fp16 stores float16 weights, bf16 runs with bf16 storage; tflite: fp32 or fp16 (float16 conv weights, fp32 compute).")
+              help="openvino: fp16 stores float16 weights, bf16/fp32 set the inference precision hint; "
+                   "ncnn: fp16 stores float16 weights, bf16 runs with bf16 storage; "
+                   "tflite: fp32 or fp16 (float16 conv weights, fp32 compute).")
 @click.option("--imgsz", type=int, default=None, help="Checkpoints: input size (default: the training size).")
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic.")

@@ -1,7 +1,7 @@
 """`edgebench profiles list|show`: the built-in device profiles and their validated contents."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import click
 
@@ -14,7 +14,7 @@ HEADERS = ("NAME", "DEVICE", "BACKEND", "PRECISIONS", "REFERENCE FPS", "THIS HOS
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned text table with a header row."""
     widths = [max(len(str(r[i])) for r in (headers, *rows)) for i in range(len(headers))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
              for r in (headers, *rows)]
     return "\n".join(lines)
 

@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.report.writer import render_table
+from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.sweep.run import RunOptions, run
 
 

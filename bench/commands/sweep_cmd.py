@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.report.writer import render_table
+from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.sweep.sweep import SweepOptions, sweep
 from runtimes.errors import InputError
 
@@ -28,11 +28,16 @@ def _sizes(value: str | None) -> tuple[int, ...] | None:
 
 @click.command("sweep")
 @click.option("--profile", "-p", default=None, help="Profile name or YAML path (default: the one matching this host).")
-@click.option("--model", "-m", default=None, help="ONNX model or other artifact (default: the bundled model), or a training checkpoint (.ckpt; needs torch), exported once per --imgsz.")
-@click.option("--data", "-d", default=None, help="data.yaml, COCO json, data set folder, or a folder of unlabelled images.")
+@click.option("--model", "-m", default=None,
+              help="ONNX model or other artifact (default: the bundled model), or a training checkpoint "
+                   "(.ckpt; needs torch), exported once per --imgsz.")
+@click.option("--data", "-d", default=None,
+              help="data.yaml, COCO json, data set folder, or a folder of unlabelled images.")
 @click.option("--backends", default=None, help="Comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
 @click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
-@click.option("--imgsz", default=None, help="Comma list of input sizes (default: the model's). An ONNX serves only its own size; a .ckpt is exported at each.")
+@click.option("--imgsz", default=None,
+              help="Comma list of input sizes (default: the model's). An ONNX serves only its own size; "
+                   "a .ckpt is exported at each.")
 @click.option("--out", "out_dir", required=True, help="Folder receiving report.json/.md/.html and artifacts/.")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
               help="Seconds allowed per configuration (conversion + measurement).")

@@ -44,7 +44,8 @@ def _number(value: str | None) -> int | float | None:
 @click.option("--limit-train-batches", default=None, help="Batches (int) or fraction (float) per epoch.")
 @click.option("--limit-val-batches", default=None, help="Batches (int) or fraction (float) per validation.")
 @click.option("--quiet", is_flag=True, help="No progress bar or model summary.")
-def command(scale: str, data: str, val_data: str | None, act: str, imgsz: int, epochs: int, batch: int, workers: int, out_dir: str,
+def command(scale: str, data: str, val_data: str | None, act: str, imgsz: int, epochs: int, batch: int,
+            workers: int, out_dir: str,
             optimizer: str, lr0: float | None, patience: int, close_mosaic: int, mosaic: float, mixup: float,
             cache: bool, weights: str | None, resume: str | None, seed: int, accelerator: str, devices: str,
             num_nodes: int, strategy: str, precision: str, accumulate: int, max_steps: int,

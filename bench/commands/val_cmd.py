@@ -7,7 +7,8 @@ import click
 
 
 @click.command("val")
-@click.option("--model", required=True, help="Our checkpoint (.ckpt, needs torch) or an exported artifact (.onnx, ...).")
+@click.option("--model", required=True,
+              help="Our checkpoint (.ckpt, needs torch) or an exported artifact (.onnx, ...).")
 @click.option("--data", required=True, help="data.yaml (or a folder with one) or a COCO json.")
 @click.option("--split", default="val", show_default=True)
 @click.option("--imgsz", type=int, default=None, help="Checkpoints only: input size (default: the training size).")

@@ -13,7 +13,8 @@ p99 and 44 for p90 at 99 % confidence.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:

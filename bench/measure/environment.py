@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import psutil
 
-from runtimes.errors import ModelLoadError
 from edge_sdk.host import host_facts
+from runtimes.errors import ModelLoadError
 
 _CHUNK = 1 << 20
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable
 
 import psutil
 
-from runtimes.errors import ModelLoadError
 from runtimes.base import weights_path
+from runtimes.errors import ModelLoadError
 
 MIB = 2**20
 

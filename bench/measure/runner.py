@@ -6,8 +6,9 @@ crashes belong to this configuration alone.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from bench.measure.memory import PeakRssSampler, file_size_mb, rss_mb
 from bench.measure.timing import BenchLoop, StageTimer

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.measure.early_stop import early_stopping
-from bench.sweep.isolate import run_isolated
 from bench.measure.runner import MAX_TIMING_FRAMES, MeasureSpec, detector_step, open_detector
-from bench.report.sustained import THRESHOLDS, analyse, default_window_s
 from bench.measure.thermal import SensorProbe
 from bench.measure.timing import BenchLoop, summarize
+from bench.report.sustained import THRESHOLDS, analyse, default_window_s
+from bench.sweep.isolate import run_isolated
 from edge_sdk.frames import read_image
 
 #: Cheap sensor reads (sysfs, psutil) per window; the external tools run once per window end.

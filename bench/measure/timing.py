@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -251,7 +251,7 @@ def timer_overhead_ns(n: int = 100_000, stages: Sequence[str] = DETECTOR_STAGES)
     timed = clock() - t0
     t0 = clock()
     for _ in range(n):
-        for name in names:
+        for _name in names:
             pass
     bare = clock() - t0
     return max(0.0, (timed - bare) / n)

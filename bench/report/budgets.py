@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from edge_sdk.profiles import Budgets, Reference, load_profile
 
@@ -30,7 +31,7 @@ class BudgetCheck:
 
     name: str
     limit: float
-    value: Optional[float]
+    value: float | None
     status: str
     message: str
 

@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from bench.report.budgets import (BUDGET_FLAGS, as_float, budget_text, check_row, resolve_budgets,
-                           row_ap, row_memory, row_p99)
+from bench.report.budgets import (
+    BUDGET_FLAGS,
+    as_float,
+    budget_text,
+    check_row,
+    resolve_budgets,
+    row_ap,
+    row_memory,
+    row_p99,
+)
 from bench.report.writer import load_report
-from runtimes.errors import ReportError
 from edge_sdk.profiles import Budgets
+from runtimes.errors import ReportError
 
 __all__ = ["CompareOptions", "compare", "compare_files", "METRICS"]
 

@@ -1,7 +1,8 @@
 """HTML view of a comparison made by bench.report.compare.compare: table, scatter, recommendation."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bench.report import plots as html_plots
 from bench.report.compare import METRICS

@@ -9,8 +9,9 @@ without it the page keeps its tables and says so.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from bench.report import plots as html_plots
 from bench.report.budgets import verdict

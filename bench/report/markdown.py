@@ -53,7 +53,7 @@ def render_table(report: dict[str, Any]) -> str:
 
     def fmt(cells: tuple[str, ...] | list[str]) -> str:
         parts = [c.ljust(w) if i in text_columns else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(cells, widths))]
+                 for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
         return "  ".join(parts).rstrip()
 
     out = [fmt(headers), "  ".join("-" * w for w in widths)]

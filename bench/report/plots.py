@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["available", "latency_svg", "scatter_svg", "class_ap_svg", "sustained_svg"]
 

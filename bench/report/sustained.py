@@ -17,7 +17,8 @@ Drift is last window / first window (p50, p99, CPU MHz) and last - first for tem
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

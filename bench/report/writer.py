@@ -25,10 +25,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.atomic import write_text_atomic
 from bench.measure.environment import utc_now
-from bench.report.markdown import render_markdown, render_table
 from bench.measure.timing import PERCENTILE_METHOD
+from bench.report.markdown import render_markdown, render_table
+from edge_sdk.atomic import write_text_atomic
 from runtimes.errors import ReportError
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edge_sdk.coco_eval import restrict_to_images
 from bench.sweep.artifacts import ConfigSkipped, resolve_artifact
+from edge_sdk.coco_eval import restrict_to_images
 from edge_sdk.datasets import Dataset
 from runtimes.errors import InputError
 from runtimes.registry import BACKENDS

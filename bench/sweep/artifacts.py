@@ -7,12 +7,13 @@ configuration's failed row, not the run's; the measurement then runs in a second
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from bench.sweep.isolate import ChildOutcome, run_isolated
 from bench.measure.runner import MeasureSpec, measure
+from bench.sweep.isolate import ChildOutcome, run_isolated
 from runtimes.registry import backend_for_path
 
 #: Backends reached by converting an ONNX model, with their artifact suffix.

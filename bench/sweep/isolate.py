@@ -4,8 +4,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from runtimes.errors import EdgebenchError
 

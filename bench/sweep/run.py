@@ -2,28 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from edge_sdk.coco_eval import evaluate, restrict_to_images
+from bench.measure.environment import environment, sha256_of
+from bench.measure.memory import file_size_mb
+from bench.measure.runner import MeasureSpec, measure
+from bench.measure.sustained import skipped_section, sustained_section
+from bench.report.budgets import attach_checks
+from bench.report.html import write_html_report
+from bench.report.writer import new_report, new_result, write_report
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
-from bench.report.budgets import attach_checks
 from bench.sweep.defaults import default_data, default_model
-from bench.measure.environment import environment, sha256_of
-from bench.report.html import write_html_report
 from bench.sweep.isolate import ChildOutcome, run_isolated
-from bench.measure.runner import MeasureSpec, measure
-from bench.measure.memory import file_size_mb
-from bench.measure.sustained import skipped_section, sustained_section
-from bench.report.writer import new_report, new_result, write_report
+from edge_sdk.coco_eval import evaluate, restrict_to_images
 from edge_sdk.datasets import Dataset, load_dataset
 from edge_sdk.detector import Detector
-from runtimes.errors import InputError
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
+from runtimes.errors import InputError
 from runtimes.registry import backend_for_path
 from runtimes.threads import resolve_threads
 
@@ -151,7 +152,8 @@ def start_report(ctx: RunContext, opts: RunOptions) -> tuple[dict[str, Any], boo
     """A new "partial" report for a run or sweep of `ctx`, and whether this host matches the profile."""
     profile, dataset = ctx.profile, ctx.dataset
     matches, why = host_matches(profile)
-    host_note = None if matches else f"measured on {host_facts().get('cpu_model') or 'this host'}, not on {profile.device} ({why})"
+    cpu = host_facts().get("cpu_model") or "this host"
+    host_note = None if matches else f"measured on {cpu}, not on {profile.device} ({why})"
     report = new_report(
         command=opts.command, profile=profile.to_dict(), host_matches_profile=matches, host_note=host_note,
         environment=environment(resolve_threads(_threads(opts, profile)), ctx.engine_versions, ctx.model),

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.tasks.export import OnnxOptions, checkpoint_to_onnx
 from bench.sweep.isolate import run_isolated
+from bench.tasks.export import OnnxOptions, checkpoint_to_onnx
 
 
 @dataclass

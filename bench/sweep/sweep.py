@@ -11,16 +11,17 @@ it must be a module-level function taking a `ConfigJob` so that it pickles.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
-from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
 from bench.report.budgets import attach_checks
 from bench.report.html import write_html_report
 from bench.report.writer import new_result, write_report
+from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
 from bench.sweep.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
+from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
 from runtimes.errors import InputError, ModelLoadError
 from runtimes.registry import BACKENDS, availability, get_spec
 
@@ -34,7 +35,7 @@ class SweepOptions(RunOptions):
 
     backends: tuple[str, ...] | None = None
     imgsz: tuple[int, ...] | None = None
-    job_fn: Callable[["ConfigJob"], dict[str, Any]] | None = None
+    job_fn: Callable[[ConfigJob], dict[str, Any]] | None = None
 
 
 def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = None,

@@ -1,17 +1,18 @@
 """Run a Detector over images or a video and save annotated frames (library side of `edgebench predict`)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_sdk.detector import Detector
 from edge_sdk.draw import draw_detections
-from runtimes.errors import ImageReadError
 from edge_sdk.frames import read_image, stream
+from runtimes.errors import ImageReadError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}

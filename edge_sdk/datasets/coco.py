@@ -114,7 +114,7 @@ def _image_sizes(entries: dict[int, dict], root: Path,
     read = image_sizes([root / entries[i]["file_name"] for i in ids]) if check_images \
         else [None] * len(ids)
     sizes, issues = {}, []
-    for image_id, got in zip(ids, read):
+    for image_id, got in zip(ids, read, strict=False):
         path, declared = root / entries[image_id]["file_name"], _json_size(entries[image_id])
         if isinstance(got, str):
             issues.append(LabelIssue(path, None, got))
@@ -153,7 +153,7 @@ def _sample(image_id: int, path: Path, size: Size, anns: list[dict],
     xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     areas = [a["area"] if _is_number(a.get("area")) else float(w * h)
-             for a, (w, h) in zip(anns, xywh[:, 2:])]
+             for a, (w, h) in zip(anns, xywh[:, 2:], strict=False)]
     return Sample(image_id=image_id, image_path=path, size=size,
                   boxes_xyxy=xyxy.astype(np.float32),
                   class_ids=np.array([class_of[a["category_id"]] for a in anns], np.int64),

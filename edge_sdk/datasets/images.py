@@ -25,7 +25,7 @@ def load_images(folder: str | Path, names: dict[int, str] | None = None) -> Data
     if not paths:
         raise DatasetError(f"no data.yaml and no images in folder: {root}")
     samples, issues = [], []
-    for image_id, (path, size) in enumerate(zip(paths, image_sizes(paths)), start=1):
+    for image_id, (path, size) in enumerate(zip(paths, image_sizes(paths), strict=False), start=1):
         if isinstance(size, str):
             issues.append(LabelIssue(path, None, size))
             continue

@@ -109,7 +109,7 @@ def _coco_annotations(sample: Sample, category_ids: dict[int, int], first_id: in
     """COCO annotation dicts for one sample, ids counting from first_id."""
     out = []
     boxes = sample.boxes_xyxy.astype(np.float64)
-    for i, (box, cls) in enumerate(zip(boxes, sample.class_ids)):
+    for i, (box, cls) in enumerate(zip(boxes, sample.class_ids, strict=False)):
         x1, y1, x2, y2 = (float(v) for v in box)
         w, h = x2 - x1, y2 - y1
         area = float(sample.areas[i]) if sample.areas is not None else w * h

@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np

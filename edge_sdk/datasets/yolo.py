@@ -167,7 +167,7 @@ def label_path(image: Path) -> Path:
 def _read_samples(images: list[Path],
                   names: dict[int, str]) -> tuple[list[Sample], list[LabelIssue]]:
     samples, issues = [], []
-    for image_id, (path, size) in enumerate(zip(images, image_sizes(images)), start=1):
+    for image_id, (path, size) in enumerate(zip(images, image_sizes(images), strict=False), start=1):
         if isinstance(size, str):
             issues.append(LabelIssue(path, None, size))
             continue

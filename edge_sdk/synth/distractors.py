@@ -6,8 +6,8 @@ outside), and its colours (a patch-sized texture or one colour that broadcasts).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -6,7 +6,7 @@ A canonical mask is an 8-bit anti-aliased drawing of one object, centred in a sq
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -23,15 +23,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from runtimes.errors import DatasetError
 from edge_sdk.synth.compose import Scene, render_image
 from edge_sdk.synth.shapes import CLASS_NAMES
+from runtimes.errors import DatasetError
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -65,7 +65,7 @@ def label_text(scene: Scene) -> str:
     """YOLO txt labels of a scene: one 'cls cx cy w h' line per object, normalised."""
     h, w = scene.image.shape[:2]
     lines = []
-    for cls, (x1, y1, x2, y2) in zip(scene.class_ids, scene.boxes):
+    for cls, (x1, y1, x2, y2) in zip(scene.class_ids, scene.boxes, strict=False):
         cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
         lines.append(f"{int(cls)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
     return "".join(lines)
@@ -77,7 +77,7 @@ def coco_records(scene: Scene, image_id: int, file_name: str, first_ann_id: int
     h, w = scene.image.shape[:2]
     image = {"id": image_id, "file_name": file_name, "width": w, "height": h}
     anns = []
-    for k, (cls, box, area) in enumerate(zip(scene.class_ids, scene.boxes, scene.areas)):
+    for k, (cls, box, area) in enumerate(zip(scene.class_ids, scene.boxes, scene.areas, strict=False)):
         x1, y1, x2, y2 = (float(v) for v in box)
         anns.append({
             "id": first_ann_id + k, "image_id": image_id, "category_id": int(cls) + 1,

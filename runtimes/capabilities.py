@@ -1,0 +1,138 @@
+"""The backend capability table: one typed record per backend, read by every other layer.
+
+The registry (load, availability), bench's artifact planning, `edgebench export`'s choices and
+dispatch, model-size counting, `edgebench env` and the benchmarks all read BACKENDS; none repeats
+a fact that is here. Adding a backend = one `Capability` (here, or `register` at run time) + its
+runtime module + its converter module (see docs/architecture.md).
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtimes.errors import EdgebenchError
+from runtimes.precision import Precision
+
+F32, F16, B16, I8 = Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8
+
+#: A converter entry point: (ONNX source, output path, precision) -> the artifact written.
+Converter = Callable[[Path, Path, Precision], Path]
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What one backend is, reads, writes and needs."""
+
+    name: str
+    import_name: str  # the engine's top-level module (found, never imported, by the availability check)
+    pip_package: str
+    extra: str | None  # the edgebench pip extra that installs the engine (None: core install)
+    suffixes: tuple[str, ...]  # artifact suffixes; the first is the one a converter writes
+    beside: tuple[str, ...] = ()  # files kept beside the artifact, as suffixes replacing its own
+    runtime: str | None = None  # "module:Class" of the Runtime subclass; None = not implemented yet
+    converter: str | None = None  # "module:function" (a Converter) from ONNX; None = no converter
+    writes: tuple[Precision, ...] = ()  # precisions the converter bakes into the artifact
+    hints: tuple[Precision, ...] = ()  # precisions given at load time only (the file is the same)
+    hardware: str | None = None  # "nvidia-gpu", "apple": checked by edge_sdk.host
+    devices: tuple[str, ...] = ()  # device kinds it targets (documentation and `edgebench env`)
+    export_extra: str | None = None  # the extra that installs the converter's own tools, when not `extra`
+
+    @property
+    def suffix(self) -> str:
+        """The suffix a converter writes."""
+        return self.suffixes[0]
+
+    @property
+    def precisions(self) -> tuple[Precision, ...]:
+        """Every precision this backend can run: written or hinted."""
+        return tuple(dict.fromkeys(self.writes + self.hints))
+
+    def load_runtime_class(self) -> type[Any]:
+        """Import the Runtime subclass (the engine itself is imported later, when a model loads)."""
+        if self.runtime is None:
+            raise EdgebenchError(f"backend '{self.name}' has no runtime in this version")
+        return _resolve(self.runtime)  # type: ignore[no-any-return]
+
+    def load_converter(self) -> Converter:
+        """Import the converter entry point."""
+        if self.converter is None:
+            raise EdgebenchError(f"backend '{self.name}' has no converter in this version")
+        return _resolve(self.converter)  # type: ignore[no-any-return]
+
+
+def _resolve(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_BUILTIN = (
+    Capability("onnxruntime", "onnxruntime", "onnxruntime", None, (".onnx",),
+               runtime="runtimes.ort_backend:OnnxRuntime", writes=(F32,),
+               devices=("x86_64 CPU", "arm64 CPU", "NVIDIA GPU (CUDA/TensorRT EPs)")),
+    Capability("openvino", "openvino", "openvino", "openvino", (".xml",), beside=(".bin",),
+               runtime="runtimes.openvino_backend:OpenVinoRuntime", converter="converters.openvino:to_openvino",
+               writes=(F32, F16, B16), hints=(F32, F16, B16), devices=("x86_64 CPU", "Intel GPU", "Intel NPU")),
+    Capability("ncnn", "ncnn", "ncnn", "ncnn", (".param",), beside=(".bin",),
+               runtime="runtimes.ncnn_backend:NcnnRuntime", converter="converters.ncnn:to_ncnn",
+               writes=(F32, F16, B16), devices=("arm64 CPU (Raspberry Pi)", "armv7 CPU", "x86_64 CPU"),
+               export_extra="ncnn-export"),
+    Capability("tflite", "ai_edge_litert", "ai-edge-litert", "tflite", (".tflite",),
+               runtime="runtimes.tflite_backend:TfliteRuntime", converter="converters.tflite:to_tflite",
+               writes=(F32, F16), devices=("Android arm64 (XNNPACK)", "arm64 CPU", "x86_64 CPU"),
+               export_extra="tflite-export"),
+    Capability("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),
+               hardware="nvidia-gpu", devices=("Jetson Orin", "NVIDIA GPU")),
+    Capability("coreml", "coremltools", "coremltools", "coreml", (".mlpackage", ".mlmodel"),
+               hardware="apple", devices=("iPhone / Apple silicon (ANE, GPU, CPU)",)),
+    Capability("torch", "torch", "torch", "train", (".pt", ".ckpt"), devices=("training host",)),
+)
+
+#: name -> capability, in the order `edgebench env` lists them
+BACKENDS: dict[str, Capability] = {c.name: c for c in _BUILTIN}
+
+
+def register(capability: Capability) -> None:
+    """Add (or replace) a backend at run time: a plugin, or a test's fake backend."""
+    BACKENDS[capability.name] = capability
+
+
+def unregister(name: str) -> None:
+    """Remove a backend added by `register` (tests)."""
+    BACKENDS.pop(name, None)
+
+
+def get(name: str) -> Capability:
+    """The capability of a named backend, or an error listing the known names."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise EdgebenchError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})") from None
+
+
+def converter_targets() -> tuple[str, ...]:
+    """Backends an ONNX model can be converted to, in table order."""
+    return tuple(c.name for c in BACKENDS.values() if c.converter)
+
+
+def for_suffix(suffix: str) -> Capability | None:
+    """The backend that reads artifacts with this suffix, or None."""
+    suffix = suffix.lower()
+    return next((c for c in BACKENDS.values() if suffix in c.suffixes), None)
+
+
+def files_beside(path: str | Path) -> list[Path]:
+    """The files a two-file artifact keeps beside it (OpenVINO/ncnn `<stem>.bin`); existence not checked."""
+    p = Path(path)
+    cap = for_suffix(p.suffix)
+    return [p.with_suffix(s) for s in cap.beside] if cap else []
+
+
+def all_written_precisions() -> tuple[Precision, ...]:
+    """Every precision some converter writes (export's --precision choices)."""
+    seen: dict[Precision, None] = {}
+    for cap in BACKENDS.values():
+        seen.update(dict.fromkeys(cap.writes))
+    return tuple(seen)

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converters.onnx_info import PRECISIONS
 from converters.parity import ParityResult, check_parity
 from converters.rewrite_auto import Trial, choose_rewrites
 from converters.rewrites import RewriteResult, parse_names, rewritten_onnx
 from edge_sdk.atomic import write_json_atomic
 from runtimes.base import RuntimeOptions, sidecar_path
+from runtimes.capabilities import converter_targets
+from runtimes.capabilities import get as capability
 from runtimes.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
-
-TARGETS = ("onnx", "openvino", "ncnn", "tflite")
+from runtimes.precision import Precision, PrecisionUnsupportedError
 
 
 @dataclass
@@ -34,13 +34,22 @@ class ExportResult:
     rewrite_trials: list[Trial] = field(default_factory=list)  # what `--rewrite auto` measured
 
 
+def targets() -> tuple[str, ...]:
+    """What `export --to` takes: onnx (from a checkpoint) and every backend with a converter (runtimes.capabilities)."""
+    return ("onnx", *converter_targets())
+
+
 def check_target(target: str, precision: str) -> None:
-    """One-line errors for an unknown target or precision (before any work is done)."""
-    if target not in TARGETS:
+    """One-line errors for an unknown target, an unknown precision, or one the target's converter does not
+    write (before any work is done)."""
+    if target not in targets():
         raise BackendNotImplementedError(
-            f"export target '{target}' is not implemented (available: {', '.join(TARGETS)})")
-    if precision not in PRECISIONS:
-        raise EdgebenchError(f"export precision must be one of {PRECISIONS}, got '{precision}'")
+            f"export target '{target}' is not implemented (available: {', '.join(targets())})")
+    asked = Precision.parse(precision)
+    writes = (Precision.FP32,) if target == "onnx" else capability(target).writes
+    if asked not in writes:
+        raise PrecisionUnsupportedError(f"the {target} converter writes {', '.join(writes)}, not {asked}"
+                                        + (" (INT8 calibration is not in this version)" if asked == "int8" else ""))
 
 
 def _check(model: Path, target: str, precision: str) -> None:
@@ -95,20 +104,11 @@ def _is_auto(rewrites: str | Iterable[str] | None) -> bool:
 
 
 def convert_file(source: Path, target: str, out: Path, precision: str) -> Path:
-    """ONNX `source` -> the `target` artifact at `out` (no parity check)."""
-    if target == "openvino":
-        from converters.openvino import to_openvino
-
-        return to_openvino(source, out, precision)
-    if target == "ncnn":
-        from converters.ncnn import to_ncnn
-
-        return to_ncnn(source, out, precision)
-    if target == "tflite":
-        from converters.tflite import to_tflite
-
-        return to_tflite(source, out, precision)
-    raise BackendNotImplementedError(f"export target '{target}' is not implemented")
+    """ONNX `source` -> the `target` artifact at `out` (no parity check), by the converter entry point the
+    capability table names."""
+    if target not in converter_targets():
+        raise BackendNotImplementedError(f"export target '{target}' is not implemented")
+    return capability(target).load_converter()(source, out, Precision.parse(precision))
 
 
 def _convert(source: Path, reference: Path, target: str, out: Path, precision: str, parity: bool, images: int,
@@ -116,11 +116,23 @@ def _convert(source: Path, reference: Path, target: str, out: Path, precision: s
     path = convert_file(source, target, out, precision)
     result = ExportResult(path, target, precision)
     if parity:
-        # the candidate runs at the exported precision; the verdict uses the precision it actually ran at
-        opts = RuntimeOptions(threads=threads, precision=precision)
-        result.parity = check_parity(reference, path, backend=target, options=opts, images=images)
+        result.parity = _parity(reference, path, target, precision, threads, images)
         record_parity(path, result.parity)
     return result
+
+
+def _parity(reference: Path, path: Path, target: str, precision: str, threads: int | None,
+            images: int) -> ParityResult:
+    """Parity with the candidate run at the exported precision; where this host cannot run that precision
+    (runtimes.precision's rule), run it as the engine can and say so in the result's note. The verdict
+    uses the precision the candidate actually ran at."""
+    try:
+        return check_parity(reference, path, backend=target, images=images,
+                            options=RuntimeOptions(threads=threads, precision=precision))
+    except PrecisionUnsupportedError as exc:
+        result = check_parity(reference, path, backend=target, images=images, options=RuntimeOptions(threads=threads))
+        result.note = f"checked at {result.precision_used}: {exc}"
+        return result
 
 
 def record_parity(artifact: Path, result: ParityResult) -> Path:

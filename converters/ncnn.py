@@ -82,7 +82,7 @@ def to_ncnn(onnx_path: str | Path, out_param: str | Path, precision: str = "fp32
     precision is recorded in the sidecar as the one to run with. Nothing is left on failure.
     """
     src, out = Path(onnx_path), Path(out_param)
-    check_conversion(src, out, precision, "ncnn", ".param", " (the .bin goes beside it)")
+    check_conversion(src, out, precision, "ncnn", " (the .bin goes beside it)")
     binary = pnnx_binary()
     props, shape, out_shapes = onnx_io(src)
     in_shape = fixed_input_shape(props, shape, src.name)

@@ -7,10 +7,10 @@ from typing import Any
 import onnx
 
 from edge_sdk.meta import ModelMeta
-from runtimes.base import WEIGHTS_BESIDE, weights_path
+from runtimes.capabilities import BACKENDS, files_beside
+from runtimes.capabilities import get as capability
 from runtimes.errors import EdgebenchError, ModelLoadError
-
-PRECISIONS = ("fp32", "fp16", "bf16")
+from runtimes.precision import Precision, PrecisionUnsupportedError
 
 
 def dims(value_info: Any) -> list[Any]:
@@ -30,29 +30,33 @@ def onnx_io(onnx_path: str | Path) -> tuple[dict[str, str], list[list[Any]], lis
     return {p.key: p.value for p in proto.metadata_props}, inputs, [dims(o) for o in proto.graph.output]
 
 
-def check_conversion(src: Path, out: Path, precision: str, target: str, suffix: str, note: str = "") -> None:
-    """One-line errors for a missing or non-ONNX source, a wrong output suffix or an unknown precision."""
+def check_conversion(src: Path, out: Path, precision: str, backend: str, note: str = "") -> None:
+    """One-line errors for a missing or non-ONNX source, a wrong output suffix, or a precision the backend's
+    converter does not write (runtimes.capabilities)."""
+    cap = capability(backend)
+    target, suffix = backend, cap.suffix
     if not src.is_file():
         raise ModelLoadError(f"model not found: {src}")
     if src.suffix.lower() != ".onnx":
         raise ModelLoadError(f"{target} conversion takes an .onnx file, got '{src.name}'")
     if out.suffix.lower() != suffix:
         raise EdgebenchError(f"{target} output must be a {suffix} path{note}, got '{out}'")
-    if precision not in PRECISIONS:
-        raise EdgebenchError(f"{target} precision must be one of {PRECISIONS}, got '{precision}'")
+    asked = Precision.parse(precision)
+    if asked not in cap.writes:
+        raise PrecisionUnsupportedError(f"the {backend} converter writes {', '.join(cap.writes)}, not {asked}")
     _check_weights_owner(out)
 
 
 def _check_weights_owner(out: Path) -> None:
     """Refuse an output whose `.bin` would overwrite the weights of another format's model beside it."""
-    weights = weights_path(out)
-    if weights is None or not weights.exists():
-        return
-    for suffix, owner in WEIGHTS_BESIDE.items():
-        other = out.with_suffix(suffix)
-        if suffix != out.suffix.lower() and other.is_file():
-            raise EdgebenchError(f"{weights} holds the weights of the {owner} model {other.name}; "
-                                 f"writing {out.name} would overwrite them: choose another name")
+    for weights in files_beside(out):
+        if not weights.exists():
+            continue
+        for cap in BACKENDS.values():
+            other = out.with_suffix(cap.suffix)
+            if weights.suffix in cap.beside and cap.suffix != out.suffix.lower() and other.is_file():
+                raise EdgebenchError(f"{weights} holds the weights of the {cap.name} model {other.name}; "
+                                     f"writing {out.name} would overwrite them: choose another name")
 
 
 def converted_props(props: dict[str, str], input_shape: list[Any], precision: str, source: str,

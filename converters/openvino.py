@@ -35,7 +35,7 @@ def to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: str = "fp
     keep float32 weights, and bf16 is recorded as the inference precision hint to run with.
     """
     src, out = Path(onnx_path), Path(out_xml)
-    check_conversion(src, out, precision, "OpenVINO", ".xml")
+    check_conversion(src, out, precision, "openvino")
     ov = _import_openvino()
     props, shape = onnx_props(src)
     try:

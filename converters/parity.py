@@ -19,6 +19,7 @@ from edge_sdk.nms import box_iou_one
 from edge_sdk.synth import CLASS_NAMES, render_image
 from runtimes import Runtime, RuntimeOptions, load
 from runtimes.errors import LayoutError
+from runtimes.precision import Precision
 
 MATCH_IOU = 0.5
 
@@ -42,18 +43,20 @@ class ParityTolerance:
 #: unchecked: one outlier box can move tens of pixels (bf16 on an untrained net: 58 px of 128).
 _REDUCED = ParityTolerance(box_max_abs_frac=None, score_max_abs=0.1, box_cosine=0.99, score_cosine=0.99,
                            match_rate=0.85, mean_iou=0.9, class_agreement=0.95, count_diff_frac=0.1)
-TOLERANCES: dict[str, ParityTolerance] = {
-    "fp32": ParityTolerance(),
-    "fp16": _REDUCED,
-    "bf16": _REDUCED,
-    "int8": ParityTolerance(box_max_abs_frac=None, score_max_abs=None, box_cosine=0.95, score_cosine=0.95,
-                            match_rate=0.7, mean_iou=0.8, class_agreement=0.9, count_diff_frac=0.2),
+_INT8 = ParityTolerance(box_max_abs_frac=None, score_max_abs=None, box_cosine=0.95, score_cosine=0.95,
+                        match_rate=0.7, mean_iou=0.8, class_agreement=0.9, count_diff_frac=0.2)
+TOLERANCES: dict[Precision, ParityTolerance] = {
+    Precision.FP32: ParityTolerance(),
+    Precision.FP16: _REDUCED,
+    Precision.BF16: _REDUCED,
+    Precision.INT8: _INT8,
+    Precision.MIXED: _INT8,
 }
 
 
 def tolerance_for(precision: str) -> ParityTolerance:
-    """The default tolerance for a precision name (fp32's when unknown)."""
-    return TOLERANCES.get(precision, TOLERANCES["fp32"])
+    """The default tolerance for a precision name (fp32's, the strictest, when unknown)."""
+    return TOLERANCES.get(precision, TOLERANCES[Precision.FP32])  # type: ignore[call-overload]
 
 
 @dataclass
@@ -79,6 +82,7 @@ class ParityResult:
     tolerance: ParityTolerance
     precision_used: str = "fp32"
     failures: list[str] = field(default_factory=list)
+    note: str | None = None  # e.g. why the candidate ran at another precision than the exported one
 
     @property
     def passed(self) -> bool:
@@ -88,6 +92,7 @@ class ParityResult:
         out = asdict(self)
         out["input_size"] = list(self.input_size)
         out["passed"] = self.passed
+        out["precision_used"] = str(self.precision_used)
         return out
 
     def summary(self) -> str:
@@ -96,7 +101,8 @@ class ParityResult:
         return (f"parity {verdict}: boxes max|d| {self.box_max_abs:.3g} px cos {self.box_cosine:.5f}, "
                 f"scores max|d| {self.score_max_abs:.3g} cos {self.score_cosine:.5f}, "
                 f"detections {self.matched}/{self.ref_detections} matched (IoU {self.mean_iou:.3f}, "
-                f"class {self.class_agreement:.3f}, count {self.count_diff:+d}) at {self.precision_used}")
+                f"class {self.class_agreement:.3f}, count {self.count_diff:+d}) at {self.precision_used}"
+                + (f" ({self.note})" if self.note else ""))
 
 
 def split_rows(output: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +218,7 @@ def check_parity(reference: str | Path, candidate: str | Path, *, backend: str |
     The default tolerance is the one for the precision the candidate actually ran at.
     """
     options = options or RuntimeOptions()
-    ref_options = RuntimeOptions(threads=options.threads, precision="fp32")
+    ref_options = RuntimeOptions(threads=options.threads)  # the reference runs as it is stored
     with load(reference, "onnxruntime", ref_options) as ref_rt, load(candidate, backend, options) as cand_rt:
         meta = ModelMeta.from_props(ref_rt.metadata(), ref_rt.inputs[0].shape)
         if meta.imgsz is None:

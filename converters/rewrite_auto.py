@@ -23,6 +23,7 @@ import numpy as np
 from converters.parity import parity_inputs
 from converters.rewrites import REWRITES, rewritten_onnx
 from runtimes import load
+from runtimes.capabilities import get as capability
 
 #: relative latency change counted as a real difference (below it: noise on a shared machine)
 MIN_GAIN = 0.03
@@ -75,7 +76,7 @@ def choose_rewrites(onnx_path: Path, target: str, convert: Converter, threads: i
 
 
 def _artifact_name(target: str) -> str:
-    return {"openvino": "model.xml", "ncnn": "model.param", "tflite": "model.tflite"}.get(target, "model.onnx")
+    return "model" + capability(target).suffix
 
 
 def _measure(name: str, sites: int, base: Path, candidate: Path, target: str, threads: int | None,

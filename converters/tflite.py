@@ -26,7 +26,6 @@ from runtimes.errors import BackendUnavailableError, ConversionError, EdgebenchE
 
 #: pip extra holding litert-torch (conversion only; the `tflite` extra is the small runtime)
 CONVERT_EXTRA = "tflite-export"
-TFLITE_PRECISIONS = ("fp32", "fp16")
 #: TFLite ops whose weights fp16 stores as float16
 PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"
 FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
@@ -72,10 +71,7 @@ def nhwc_module(onnx_model: onnx.ModelProto, in_shape: list[int]) -> Any:
 def to_tflite(onnx_path: str | Path, out_path: str | Path, precision: str = "fp32") -> Path:
     """Convert an ONNX model to `out_path` (+ `.tflite.json` sidecar) with NHWC input; returns the path."""
     src, out = Path(onnx_path), Path(out_path)
-    check_conversion(src, out, precision, "TFLite", ".tflite")
-    if precision not in TFLITE_PRECISIONS:
-        raise EdgebenchError(f"TFLite conversion supports {TFLITE_PRECISIONS}, got '{precision}' "
-                             "(TFLite has no bf16 kernels; int8 goes through calibration)")
+    check_conversion(src, out, precision, "tflite")  # fp32/fp16: TFLite has no bf16 kernels
     with quiet_output():  # importing litert-torch logs missing optional torchao kernels
         litert_torch = _import("litert_torch", "litert-torch")
     torch = _import("torch", "torch")

@@ -11,16 +11,21 @@ from edge_sdk.decode import DecodeConfig, decode, infer_layout
 from edge_sdk.detections import Detections
 from edge_sdk.letterbox import InputBuffer, Letterbox, preprocess
 from edge_sdk.meta import ModelMeta
-from runtimes import Runtime, RuntimeOptions, load
+from runtimes import Precision, Runtime, RuntimeOptions, load
 from runtimes.errors import InputError, LayoutError, ModelLoadError
 
 
 class Detector:
-    """A YOLO-family detector on any backend. Call it on a BGR uint8 frame."""
+    """A YOLO-family detector on any backend. Call it on a BGR uint8 frame.
+
+    `precision`: None runs the model as it is stored; a name (fp32, fp16, bf16, int8, mixed) is checked:
+    the backend runs it or raises PrecisionUnsupportedError (runtimes.precision). `precision_used` says
+    what runs.
+    """
 
     def __init__(self, model_path: str | Path, backend: str | None = None, conf: float = 0.25,
                  iou: float = 0.7, max_det: int = 300, multi_label: bool = False,
-                 threads: int | None = None, precision: str = "fp32", clip: bool = True,
+                 threads: int | None = None, precision: str | Precision | None = None, clip: bool = True,
                  runtime_options: dict[str, Any] | None = None) -> None:
         opts = RuntimeOptions(threads=threads, precision=precision, extra=dict(runtime_options or {}))
         self.runtime: Runtime = load(model_path, backend, opts)
@@ -52,6 +57,11 @@ class Detector:
             return infer_layout(tuple(shape), self.meta.nc)  # type: ignore[arg-type]
         probe = np.zeros(self.input_shape, self._input.dtype)
         return infer_layout(tuple(self.runtime.infer(probe)[0].shape), self.meta.nc)
+
+    @property
+    def precision_used(self) -> Precision:
+        """The precision the backend runs (from the engine or the artifact, never the request)."""
+        return self.runtime.precision_used
 
     @property
     def input_size(self) -> tuple[int, int]:

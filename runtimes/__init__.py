@@ -1,10 +1,13 @@
-"""Runtime interface and backends. Importing this package imports no engine."""
+"""Runtime interface, capability table and backends. Importing this package imports no engine."""
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec
-from runtimes.registry import BACKENDS, BackendSpec, availability, backend_for_path, load
+from runtimes.capabilities import BACKENDS, Capability
+from runtimes.precision import Precision
+from runtimes.registry import availability, backend_for_path, load
 
 __all__ = [
     "BACKENDS",
-    "BackendSpec",
+    "Capability",
+    "Precision",
     "Runtime",
     "RuntimeOptions",
     "TensorSpec",

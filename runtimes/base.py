@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes.errors import InputError
+from runtimes.errors import InputError, ModelLoadError
+from runtimes.precision import Precision, check_request, parse_precision
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,21 @@ class TensorSpec:
 
 @dataclass
 class RuntimeOptions:
-    """Options common to all backends; backend-specific ones go in `extra`."""
+    """Options common to all backends; backend-specific ones go in `extra`.
+
+    `precision`: None runs the artifact as it is; a name or Precision is a checked request (see
+    runtimes.precision for the rule). Names are validated here, so an unknown one fails at once.
+    """
 
     threads: int | None = None
-    precision: str = "fp32"
+    precision: Precision | None = None
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.precision = parse_precision(self.precision)
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
+            raise InputError(f"threads must be a positive integer, got {self.threads!r}")
 
 
 class Runtime(abc.ABC):
@@ -93,9 +104,15 @@ class Runtime(abc.ABC):
         return read_sidecar(self.path)
 
     @property
-    def precision_used(self) -> str:
-        """The precision the engine actually runs (queried from the engine where possible)."""
-        return self.options.precision
+    def precision_used(self) -> Precision:
+        """The precision the engine runs, from the engine or the artifact, never from the request;
+        UNKNOWN where neither can tell. Backends override it."""
+        return Precision.UNKNOWN
+
+    def _check_precision(self, why: str = "") -> None:
+        """Called by each backend once loaded: PrecisionUnsupportedError when an explicit request is not
+        what runs (runtimes.precision.check_request); `why` says why and how to get it."""
+        check_request(self.name, self.precision_used, self.options.precision, why)
 
     def engine_versions(self) -> dict[str, str]:
         """Versions of the engine packages this backend uses."""
@@ -116,16 +133,6 @@ class Runtime(abc.ABC):
         self.close()
 
 
-#: formats that keep their weights in `<stem>.bin` beside the graph file: suffix -> engine name
-WEIGHTS_BESIDE = {".xml": "OpenVINO", ".param": "ncnn"}
-
-
-def weights_path(path: str | Path) -> Path | None:
-    """`<stem>.bin` for a two-file artifact (OpenVINO IR, ncnn), else None; existence not checked."""
-    p = Path(path)
-    return p.with_suffix(".bin") if p.suffix.lower() in WEIGHTS_BESIDE else None
-
-
 def sidecar_path(path: str | Path) -> Path:
     """Where metadata lives for formats that cannot hold it: `<artifact>.json`."""
     p = Path(path)
@@ -134,10 +141,6 @@ def sidecar_path(path: str | Path) -> Path:
 
 def read_sidecar_json(path: str | Path) -> dict[str, Any]:
     """`<artifact>.json` as a dict (empty when absent); ModelLoadError when unreadable or not an object."""
-    import json
-
-    from runtimes.errors import ModelLoadError
-
     side = sidecar_path(path)
     if not side.is_file():
         return {}
@@ -157,11 +160,6 @@ def first_line(exc: BaseException) -> str:
 
 
 def read_sidecar(path: str | Path) -> dict[str, str]:
-    """Read `<artifact>.json` as string key/values; empty when absent."""
-    import json
-
-    side = sidecar_path(path)
-    if not side.is_file():
-        return {}
-    data = json.loads(side.read_text(encoding="utf-8"))
+    """Read `<artifact>.json` as string key/values; empty when absent, ModelLoadError when corrupt."""
+    data = read_sidecar_json(path)
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}

@@ -16,7 +16,7 @@ from typing import Any
 from runtimes.errors import EdgebenchError
 from runtimes.precision import Precision
 
-F32, F16, B16, I8 = Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8
+F32, F16, B16, I8, MIX = Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8, Precision.MIXED
 
 #: A converter entry point: (ONNX source, output path, precision) -> the artifact written.
 Converter = Callable[[Path, Path, Precision], Path]
@@ -34,7 +34,8 @@ class Capability:
     beside: tuple[str, ...] = ()  # files kept beside the artifact, as suffixes replacing its own
     runtime: str | None = None  # "module:Class" of the Runtime subclass; None = not implemented yet
     converter: str | None = None  # "module:function" (a Converter) from ONNX; None = no converter
-    writes: tuple[Precision, ...] = ()  # precisions the converter bakes into the artifact
+    runs: tuple[Precision, ...] = (F32,)  # precisions the engine can run (what a device profile may ask)
+    writes: tuple[Precision, ...] = ()  # precisions our converter bakes into the artifact
     hints: tuple[Precision, ...] = ()  # precisions given at load time only (the file is the same)
     hardware: str | None = None  # "nvidia-gpu", "apple": checked by edge_sdk.host
     devices: tuple[str, ...] = ()  # device kinds it targets (documentation and `edgebench env`)
@@ -46,8 +47,8 @@ class Capability:
         return self.suffixes[0]
 
     @property
-    def precisions(self) -> tuple[Precision, ...]:
-        """Every precision this backend can run: written or hinted."""
+    def produced(self) -> tuple[Precision, ...]:
+        """The precisions this version can give an artifact: written by the converter or hinted at load."""
         return tuple(dict.fromkeys(self.writes + self.hints))
 
     def load_runtime_class(self) -> type[Any]:
@@ -70,23 +71,26 @@ def _resolve(ref: str) -> Any:
 
 _BUILTIN = (
     Capability("onnxruntime", "onnxruntime", "onnxruntime", None, (".onnx",),
-               runtime="runtimes.ort_backend:OnnxRuntime", writes=(F32,),
+               runtime="runtimes.ort_backend:OnnxRuntime", runs=(F32, F16, I8, MIX), writes=(F32,),
                devices=("x86_64 CPU", "arm64 CPU", "NVIDIA GPU (CUDA/TensorRT EPs)")),
     Capability("openvino", "openvino", "openvino", "openvino", (".xml",), beside=(".bin",),
                runtime="runtimes.openvino_backend:OpenVinoRuntime", converter="converters.openvino:to_openvino",
-               writes=(F32, F16, B16), hints=(F32, F16, B16), devices=("x86_64 CPU", "Intel GPU", "Intel NPU")),
+               runs=(F32, F16, B16, I8, MIX), writes=(F32, F16, B16), hints=(F32, F16, B16),
+               devices=("x86_64 CPU", "Intel GPU", "Intel NPU")),
     Capability("ncnn", "ncnn", "ncnn", "ncnn", (".param",), beside=(".bin",),
                runtime="runtimes.ncnn_backend:NcnnRuntime", converter="converters.ncnn:to_ncnn",
-               writes=(F32, F16, B16), devices=("arm64 CPU (Raspberry Pi)", "armv7 CPU", "x86_64 CPU"),
+               runs=(F32, F16, B16, I8), writes=(F32, F16, B16),
+               devices=("arm64 CPU (Raspberry Pi)", "armv7 CPU", "x86_64 CPU"),
                export_extra="ncnn-export"),
     Capability("tflite", "ai_edge_litert", "ai-edge-litert", "tflite", (".tflite",),
                runtime="runtimes.tflite_backend:TfliteRuntime", converter="converters.tflite:to_tflite",
-               writes=(F32, F16), devices=("Android arm64 (XNNPACK)", "arm64 CPU", "x86_64 CPU"),
+               runs=(F32, F16, I8), writes=(F32, F16),
+               devices=("Android arm64 (XNNPACK)", "arm64 CPU", "x86_64 CPU"),
                export_extra="tflite-export"),
     Capability("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),
-               hardware="nvidia-gpu", devices=("Jetson Orin", "NVIDIA GPU")),
+               runs=(F32, F16, I8, MIX), hardware="nvidia-gpu", devices=("Jetson Orin", "NVIDIA GPU")),
     Capability("coreml", "coremltools", "coremltools", "coreml", (".mlpackage", ".mlmodel"),
-               hardware="apple", devices=("iPhone / Apple silicon (ANE, GPU, CPU)",)),
+               runs=(F32, F16, I8), hardware="apple", devices=("iPhone / Apple silicon (ANE, GPU, CPU)",)),
     Capability("torch", "torch", "torch", "train", (".pt", ".ckpt"), devices=("training host",)),
 )
 

@@ -7,7 +7,6 @@ from the sidecar `<model>.param.json` that `converters.ncnn.to_ncnn` writes.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,20 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, read_sidecar_json, sidecar_path
 from runtimes.errors import BackendNotImplementedError, EdgebenchError, InputError, ModelLoadError
+from runtimes.ncnn_precision import PRECISION_FLAGS, param_precision, switches_take_effect
+from runtimes.precision import Precision
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
-
-#: precision name -> ncnn option switches; every switch is always set (ncnn turns fp16 on by default)
-PRECISION_FLAGS: dict[str, dict[str, bool]] = {
-    p: {"use_fp16_storage": p == "fp16", "use_fp16_arithmetic": p == "fp16", "use_fp16_packed": p == "fp16",
-        "use_bf16_storage": p == "bf16", "use_bf16_packed": p == "bf16"}
-    for p in ("fp32", "fp16", "bf16", "int8")
-}
-#: layers whose param key 8 (int8_scale_term) marks int8 weights
-_INT8_LAYER = re.compile(r"^(Convolution|ConvolutionDepthWise|InnerProduct)\s.*\s8=[1-9]", re.M)
 
 
 class NcnnRuntime(Runtime):
     """A model on ncnn (CPU). Options.extra: input_shape (for a .param without a sidecar).
 
-    Precision sets ncnn's switches explicitly: fp32 = all off, fp16 = fp16 storage/arithmetic/
-    packed, bf16 = bf16 storage/packed. On x86 CPUs without fp16 arithmetic (e.g. Zen 4) the fp16
-    switches change nothing: outputs are bit-identical to fp32, although `precision_used` says
-    "fp16" because that is what was set. `precision_used` is "int8" for a quantized model.
+    Precision sets ncnn's switches explicitly: fp32 (and no request) = all off, fp16 = fp16
+    storage/arithmetic/packed, bf16 = bf16 storage/packed. On CPUs where a precision's switches
+    change nothing (fp16 on x86, e.g. Zen 4: outputs bit-identical to fp32), `precision_used` is
+    fp32 and an explicit request fails (runtimes.ncnn_precision measures it). A quantized .param
+    runs int8 (mixed when some compute layers are float).
     """
 
     name = "ncnn"
@@ -45,8 +38,23 @@ class NcnnRuntime(Runtime):
         self._side = read_sidecar_json(self.path)
         param_text = _read_param(self.path)
         self._net = self._load_net(ncnn, param_text)
-        self._quantized = bool(_INT8_LAYER.search(param_text))
         self._inputs, self._outputs = self._specs(param_text)
+        self._precision = self._measured_precision(ncnn, param_text)
+        int8 = self.options.precision in (Precision.INT8, Precision.MIXED)
+        self._check_precision("the .param has no int8 layers" if int8 else
+                              "ncnn's switches for it change nothing on this CPU (measured)")
+
+    def _measured_precision(self, ncnn: Any, param_text: str) -> Precision:
+        quantized = param_precision(param_text)
+        if quantized is not None:
+            return quantized
+        switched = self._switched()
+        return switched if switches_take_effect(ncnn, switched) else Precision.FP32
+
+    def _switched(self) -> Precision:
+        """The float precision whose switches are set (fp32 for no request and for int8/mixed models)."""
+        asked = self.options.precision
+        return asked if asked in PRECISION_FLAGS else Precision.FP32
 
     def _load_net(self, ncnn: Any, param_text: str) -> Any:
         net = ncnn.Net()
@@ -64,15 +72,12 @@ class NcnnRuntime(Runtime):
 
     def option_values(self) -> dict[str, Any]:
         """The ncnn Option values this runtime sets (threads, passive waiting, precision switches)."""
-        precision = self.options.precision
-        if precision not in PRECISION_FLAGS:
-            raise ModelLoadError(f"ncnn precision must be one of {tuple(PRECISION_FLAGS)}, got '{precision}'")
         if self.options.device.lower() not in ("auto", "cpu"):
             raise BackendNotImplementedError(
                 f"the ncnn backend runs on the CPU only; device '{self.options.device}' (Vulkan) is not implemented")
         # openmp_blocktime=0: idle OpenMP workers sleep at once (spinning collapses on a busy machine)
         return {"num_threads": resolve_threads(self.options.threads), "openmp_blocktime": 0,
-                "use_vulkan_compute": False, **PRECISION_FLAGS[precision]}
+                "use_vulkan_compute": False, **PRECISION_FLAGS[self._switched()]}
 
     def _specs(self, param_text: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
         in_names = self._side.get("input_names") or list(self._net.input_names())
@@ -109,9 +114,9 @@ class NcnnRuntime(Runtime):
         return getattr(self._net.opt, name)
 
     @property
-    def precision_used(self) -> str:
-        """"int8" for a quantized model, else the precision whose switches were set (see the class doc)."""
-        return "int8" if self._quantized else self.options.precision
+    def precision_used(self) -> Precision:
+        """int8/mixed from the .param's layers, else the switched precision if it takes effect here, else fp32."""
+        return self._precision
 
     def engine_versions(self) -> dict[str, str]:
         return {"ncnn": str(self._ncnn.__version__)}

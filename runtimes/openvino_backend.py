@@ -1,12 +1,14 @@
 """OpenVINO backend: an IR (.xml + .bin) or an ONNX file on the CPU plugin.
 
 On CPUs with bf16 units OpenVINO computes in bf16 unless told otherwise, so the inference
-precision hint is always set explicitly, and `precision_used` reports what the compiled
-model says it runs, not what was asked for.
+precision hint is always set explicitly (f32 when nothing is asked), and `precision_used` reports
+what the compiled model's compute layers run (their runtime precisions in the executable graph),
+not what was asked for: on a CPU without fp16 arithmetic an f16 hint runs bf16 or f32.
 """
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,18 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line
 from runtimes.errors import HardwareUnavailableError, ModelLoadError
+from runtimes.precision import Precision, from_counts
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
-#: our precision name -> OpenVINO INFERENCE_PRECISION_HINT ("int8" models keep float ops in f32)
-PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
-#: OpenVINO element type name -> our precision name
-_HINT_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+#: our precision -> OpenVINO INFERENCE_PRECISION_HINT (quantized models keep their float ops in f32)
+PRECISION_HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16",
+                   Precision.INT8: "f32", Precision.MIXED: "f32"}
+#: runtime precision of an executable-graph layer -> ours (i8/u8: a quantized layer)
+_RUNTIME_NAMES = {"f32": Precision.FP32, "bf16": Precision.BF16, "f16": Precision.FP16}
+_QUANTIZED = ("i8", "u8", "i4", "u4")
+#: executable-graph layer types that carry the arithmetic
+_COMPUTE = frozenset({"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"})
 #: IR rt_info section holding the model's metadata props (OpenVINO copies ONNX metadata_props there)
 META_SECTION = "framework"
 _DEVICES = {"auto": "CPU", "cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
@@ -40,15 +47,14 @@ class OpenVinoRuntime(Runtime):
         self._local = threading.local()  # one infer request per calling thread
         self._inputs = [_spec(p) for p in self._model.inputs]
         self._outputs = [_spec(p) for p in self._model.outputs]
-        self._quantized = any(op.get_type_name() == "FakeQuantize" for op in self._model.get_ops())
         self._props = _rt_props(self._model)
-        self._inference_precision = _precision_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self._precision = runtime_precision(self._compiled)
+        self._check_precision("OpenVINO picks the precision the CPU has units for (an f16 hint runs bf16 or "
+                              "f32 without fp16 arithmetic; int8 needs a quantized IR)")
 
     def compile_config(self) -> dict[str, Any]:
         """The properties passed to `compile_model` (precision hint always explicit)."""
-        precision = self.options.precision
-        if precision not in PRECISION_HINTS:
-            raise ModelLoadError(f"openvino precision must be one of {tuple(PRECISION_HINTS)}, got '{precision}'")
+        precision = self.options.precision or Precision.FP32
         extra = self.options.extra
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": str(extra.get("performance_hint", "LATENCY")),
@@ -89,14 +95,9 @@ class OpenVinoRuntime(Runtime):
         return self._compiled.get_property(name)
 
     @property
-    def inference_precision(self) -> str:
-        """The float precision the compiled model reports it computes in: "fp32", "bf16" or "fp16"."""
-        return self._inference_precision
-
-    @property
-    def precision_used(self) -> str:
-        """The compiled model's float precision, or "int8" for a quantized IR (FakeQuantize ops)."""
-        return "int8" if self._quantized else self._inference_precision
+    def precision_used(self) -> Precision:
+        """What the compiled model's compute layers run (see `runtime_precision`)."""
+        return self._precision
 
     def metadata(self) -> dict[str, str]:
         """Sidecar JSON (if any) overlaid by the props stored in the model's rt_info."""
@@ -142,10 +143,27 @@ def _rt_props(model: Any) -> dict[str, str]:
     return {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in section.items()}
 
 
-def _precision_name(hint: Any) -> str:
-    """Our name for an OpenVINO element type ("f32" -> "fp32", ...)."""
-    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-    return _HINT_NAMES.get(name, name)
+def runtime_precision(compiled: Any) -> Precision:
+    """The precision of a compiled model from its executable graph: the runtime precision of each compute
+    layer (int8 when all are quantized, mixed when some are or when float kinds differ)."""
+    floats: Counter[Precision] = Counter()
+    quantized = total = 0
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "layerType" not in info or _rt_str(info["layerType"]) not in _COMPUTE:
+            continue
+        total += 1
+        runtime = _rt_str(info["runtimePrecision"]) if "runtimePrecision" in info else ""
+        if runtime in _QUANTIZED:
+            quantized += 1
+        else:
+            floats[_RUNTIME_NAMES.get(runtime, Precision.UNKNOWN)] += 1
+    floats.pop(Precision.UNKNOWN, None)
+    return from_counts(floats, quantized, total)
+
+
+def _rt_str(value: Any) -> str:
+    return str(value.astype(str)) if hasattr(value, "astype") else str(value)
 
 
 def _spec(port: Any) -> TensorSpec:

@@ -7,6 +7,8 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec
 from runtimes.errors import HardwareUnavailableError, ModelLoadError
+from runtimes.onnx_precision import onnx_precision
+from runtimes.precision import Precision
 from runtimes.threads import resolve_threads
 
 _ORT_DTYPES = {
@@ -43,6 +45,9 @@ class OnnxRuntime(Runtime):
         self._inputs = [_spec(i) for i in self._sess.get_inputs()]
         self._outputs = [_spec(o) for o in self._sess.get_outputs()]
         self._in_names = [s.name for s in self._inputs]
+        self._precision = onnx_precision(self.path)
+        self._check_precision("ONNX Runtime runs the graph as it is stored; export or quantize the model "
+                              "at the precision you want")
 
     def _session_options(self, ort) -> object:
         extra = self.options.extra
@@ -92,9 +97,9 @@ class OnnxRuntime(Runtime):
         return {**super().metadata(), **props}
 
     @property
-    def precision_used(self) -> str:
-        dtypes = {s.dtype for s in self._inputs}
-        return "fp16" if dtypes == {"float16"} else self.options.precision
+    def precision_used(self) -> Precision:
+        """From the graph: the weights' float type, and Q/DQ or integer ops (runtimes.onnx_precision)."""
+        return self._precision
 
     def engine_versions(self) -> dict[str, str]:
         return {"onnxruntime": self._ort.__version__}

@@ -23,7 +23,8 @@ class PrecisionUnsupportedError(EdgebenchError):
 
 
 class Precision(str, Enum):
-    """Numeric precision of a model's compute. MIXED: int8 with some layers kept in float."""
+    """Numeric precision of a model's compute. MIXED: more than one among the compute layers (typically
+    int8 with some layers kept in float)."""
 
     FP32 = "fp32"
     FP16 = "fp16"

@@ -6,13 +6,15 @@ fed a transposed copy. Quantized (int8/uint8) inputs are quantized with the tens
 point and quantized outputs dequantized, so `infer` always takes and returns float32. The model is
 fixed to its converted size: another size is an InputError.
 
-Precision: the LiteRT Python Interpreter gives no way to pass XNNPACK flags (FORCE_FP16), so an
-"fp16" request runs in fp32 and `precision_used` says "fp32"; int8 models just run ("int8").
+Precision: `precision_used` comes from the tensor types of the compute ops (int8 when every one takes
+quantized input, mixed when some do). The LiteRT Python Interpreter gives no way to pass XNNPACK flags
+(FORCE_FP16), so a float16-weights model computes fp32 and an explicit "fp16" request fails.
 """
 from __future__ import annotations
 
 import importlib
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,15 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line, read_sidecar_json
 from runtimes.errors import BackendNotImplementedError, InputError, ModelLoadError
+from runtimes.precision import Precision, from_counts
 from runtimes.registry import import_engine
 from runtimes.tflite_delegation import Delegation, delegation_report
 from runtimes.tflite_quant import dequantize, is_quantized, quantize
 from runtimes.threads import resolve_threads
 
-PRECISIONS = ("fp32", "fp16", "int8")
+#: ops that carry the arithmetic; their input tensor's type is the precision they compute in
+_COMPUTE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"})
+_FLOAT_DTYPES = {np.dtype(np.float32): Precision.FP32, np.dtype(np.float16): Precision.FP16}
 LAYOUTS = ("NCHW", "NHWC")
 
 __all__ = ["Delegation", "TfliteRuntime"]
@@ -48,14 +53,30 @@ class TfliteRuntime(Runtime):
         self._layouts = [self._layout(d) for d in self._in]
         self._inputs = [_public_input(d, lay) for d, lay in zip(self._in, self._layouts, strict=False)]
         self._outputs = self._output_specs()
-        self._quantized = any(is_quantized(t) for t in self._interp.get_tensor_details())
         self._delegation: Delegation | None = None
+        self._precision = self._tensor_precision()
+        self._check_precision("the precision is in the .tflite file's tensor types (LiteRT's Python "
+                              "Interpreter cannot force XNNPACK fp16)")
+
+    def _tensor_precision(self) -> Precision:
+        tensors = {int(t["index"]): t for t in self._interp.get_tensor_details()}
+        floats: Counter[Precision] = Counter()
+        quantized = total = 0
+        for op in self._interp._get_ops_details():
+            if op["op_name"] not in _COMPUTE_OPS or not len(op["inputs"]):
+                continue
+            total += 1
+            detail = tensors.get(int(op["inputs"][0]))
+            if detail is not None and is_quantized(detail):
+                quantized += 1
+            elif detail is not None:
+                floats[_FLOAT_DTYPES.get(np.dtype(detail["dtype"]), Precision.UNKNOWN)] += 1
+        floats.pop(Precision.UNKNOWN, None)
+        return from_counts(floats, quantized, total)
 
     def _check_options(self) -> None:
         if self.path.suffix.lower() != ".tflite":
             raise ModelLoadError(f"the tflite backend reads .tflite files, got '{self.path.name}'")
-        if self.options.precision not in PRECISIONS:
-            raise ModelLoadError(f"tflite precision must be one of {PRECISIONS}, got '{self.options.precision}'")
         if self.options.device.lower() not in ("auto", "cpu"):
             raise BackendNotImplementedError(
                 f"the tflite backend runs on the CPU only; device '{self.options.device}' is not implemented")
@@ -131,9 +152,9 @@ class TfliteRuntime(Runtime):
         return list(self._layouts)
 
     @property
-    def precision_used(self) -> str:
-        """"int8" for a model with quantized tensors, else "fp32" (fp16 requests run fp32: see the module doc)."""
-        return "int8" if self._quantized else "fp32"
+    def precision_used(self) -> Precision:
+        """From the compute ops' input tensor types (see the module doc)."""
+        return self._precision
 
     def engine_versions(self) -> dict[str, str]:
         from importlib.metadata import PackageNotFoundError, version

@@ -20,6 +20,7 @@ from edge_sdk.detector import Detector
 from edge_sdk.synth import CLASS_NAMES, render_image
 from runtimes import availability, load
 from runtimes.errors import EdgebenchError
+from runtimes.precision import Precision, PrecisionError, PrecisionUnsupportedError
 
 FRAMES = 4
 
@@ -72,6 +73,28 @@ class BackendConformance:
         with Detector(artifact, backend=self.backend) as det, Detector(default_onnx) as ref_det:
             assert det.meta.names == ref_det.meta.names and det.meta.layout == ref_det.meta.layout
             assert det.meta.stride == ref_det.meta.stride
+
+    def test_precision_used_is_the_engines_not_the_request(self, artifact: Path) -> None:
+        """The rule of runtimes.precision on every backend: an fp32 artifact asked for int8 is refused,
+        naming what runs; an unknown name lists the valid ones; no request runs the artifact as it is."""
+        with load(artifact, self.backend) as rt:
+            assert rt.precision_used is Precision.FP32
+        with pytest.raises(PrecisionUnsupportedError, match="at int8; it runs fp32"):
+            load(artifact, self.backend, precision="int8")
+        with pytest.raises(PrecisionError, match=r"unknown precision 'fp64' \(valid: fp32, fp16, bf16, int8, mixed\)"):
+            load(artifact, self.backend, precision="fp64")
+        with pytest.raises(PrecisionUnsupportedError):
+            Detector(artifact, backend=self.backend, precision="int8")
+
+    def test_every_float_request_runs_or_is_refused_truthfully(self, artifact: Path) -> None:
+        for asked in ("fp32", "fp16", "bf16"):
+            try:
+                rt = load(artifact, self.backend, precision=asked)
+            except PrecisionUnsupportedError as exc:
+                assert f"at {asked}; it runs " in str(exc) and f"it runs {asked}" not in str(exc)
+                continue
+            with rt:
+                assert rt.precision_used == asked
 
     def test_wrong_input_is_a_typed_error(self, artifact: Path) -> None:
         with load(artifact, self.backend) as rt:

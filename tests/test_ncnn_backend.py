@@ -21,9 +21,17 @@ from converters.parity import check_parity, parity_inputs  # noqa: E402
 from edge_sdk.detector import Detector  # noqa: E402
 from edge_sdk.meta import ModelMeta  # noqa: E402
 from edge_sdk.synth import CLASS_NAMES, render_image  # noqa: E402
-from runtimes import RuntimeOptions, availability, backend_for_path, load  # noqa: E402
+from runtimes import (  # noqa: E402
+    RuntimeOptions,
+    availability,
+    backend_for_path,
+    load,
+    ncnn_backend,  # noqa: E402
+)
 from runtimes.errors import BackendUnavailableError, EdgebenchError, InputError, ModelLoadError  # noqa: E402
 from runtimes.ncnn_backend import unsupported_layers  # noqa: E402
+from runtimes.ncnn_precision import switches_take_effect  # noqa: E402
+from runtimes.precision import Precision, PrecisionUnsupportedError  # noqa: E402
 from testkit.graph import GraphBuilder, float_input  # noqa: E402
 
 try:
@@ -89,17 +97,38 @@ def test_non_float32_input_is_an_input_error(ncnn_model: Path) -> None:
         rt.infer(np.zeros((1, 3, *IMGSZ), np.float64))
 
 
-def test_precision_switches_are_set_explicitly(ncnn_model: Path, inputs: list[np.ndarray]) -> None:
+def test_precision_switches_are_set_explicitly(ncnn_model: Path, inputs: list[np.ndarray], monkeypatch) -> None:
     fp16_keys = ("use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed")
+    monkeypatch.setattr(ncnn_backend, "switches_take_effect", lambda ncnn, p: True)  # as on an ARM CPU with fp16
     for precision, on in (("fp32", ()), ("fp16", fp16_keys), ("bf16", ("use_bf16_storage", "use_bf16_packed"))):
         with load(ncnn_model, threads=1, precision=precision) as rt:
             assert rt.precision_used == precision
             for key in (*fp16_keys, "use_bf16_storage", "use_bf16_packed"):
                 assert rt.engine_option(key) is (key in on), (precision, key)
             assert rt.engine_option("openmp_blocktime") == 0
-    fp32 = outputs(ncnn_model, inputs, precision="fp32")
-    bf16 = outputs(ncnn_model, inputs, precision="bf16")
-    assert np.abs(bf16[:, 4:] - fp32[:, 4:]).max() > 1e-3  # really stored in bf16, not just labelled
+    with load(ncnn_model, threads=1) as rt:  # no request: fp32 switches, whatever ncnn's defaults are
+        assert rt.precision_used == "fp32" and not any(rt.engine_option(k) for k in fp16_keys)
+
+
+def test_precision_used_is_measured_not_echoed(ncnn_model: Path, inputs: list[np.ndarray]) -> None:
+    """fp16/bf16 count only where their switches change a convolution's output on this CPU."""
+    import ncnn
+
+    for precision in ("fp16", "bf16"):
+        if switches_take_effect(ncnn, Precision(precision)):
+            with load(ncnn_model, threads=1, precision=precision) as rt:
+                assert rt.precision_used == precision
+            fp32 = outputs(ncnn_model, inputs, precision="fp32")
+            other = outputs(ncnn_model, inputs, precision=precision)
+            assert np.abs(other[:, 4:] - fp32[:, 4:]).max() > 1e-4  # really computed in it, not just labelled
+        else:  # e.g. fp16 on x86: the switches change nothing, so the request is refused with the reason
+            with pytest.raises(PrecisionUnsupportedError, match=f"at {precision}; it runs fp32.*change nothing"):
+                load(ncnn_model, threads=1, precision=precision)
+
+
+def test_int8_request_on_a_float_param_is_refused(ncnn_model: Path) -> None:
+    with pytest.raises(PrecisionUnsupportedError, match="at int8; it runs fp32: the .param has no int8 layers"):
+        load(ncnn_model, threads=1, precision="int8")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -277,6 +306,6 @@ def test_an_export_never_overwrites_another_formats_bin(small_model: Path, tmp_p
 
     to_openvino(small_model, tmp_path / "m.xml")
     before = (tmp_path / "m.bin").read_bytes()
-    with pytest.raises(EdgebenchError, match="holds the weights of the OpenVINO model m.xml"):
+    with pytest.raises(EdgebenchError, match="holds the weights of the openvino model m.xml"):
         to_ncnn(small_model, tmp_path / "m.param")
     assert (tmp_path / "m.bin").read_bytes() == before and not (tmp_path / "m.param").exists()

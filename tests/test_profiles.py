@@ -54,8 +54,8 @@ def test_list_profiles_has_every_device():
 def test_builtin_loads_and_round_trips(name: str, tmp_path: Path):
     profile = load_profile(name)
     assert profile.name == name
-    spec = registry.get_spec(profile.backend)
-    assert set(profile.precisions) <= set(spec.precisions)
+    spec = registry.get(profile.backend)
+    assert set(profile.precisions) <= set(spec.runs)
     again = load_profile(write(tmp_path, profile.to_yaml(), f"{name}.yaml"))
     assert again == profile and again.to_dict() == profile.to_dict()
 
@@ -133,8 +133,13 @@ def test_unknown_backend(tmp_path: Path):
 
 
 def test_precision_not_supported_by_backend(tmp_path: Path):
+    msg = load_error(tmp_path, MINIMAL.replace("[fp32]", "[fp32, bf16]"))
+    assert "precisions[1]" in msg and "'bf16'" in msg and "not supported by backend 'onnxruntime'" in msg
+
+
+def test_unknown_precision_lists_the_valid_ones(tmp_path: Path):
     msg = load_error(tmp_path, MINIMAL.replace("[fp32]", "[fp32, int4]"))
-    assert "precisions[1]" in msg and "'int4'" in msg and "onnxruntime" in msg
+    assert "precisions[1]" in msg and "unknown precision 'int4' (valid: fp32, fp16, bf16, int8, mixed)" in msg
 
 
 def test_reference_precision_and_range_checked(tmp_path: Path):
@@ -253,7 +258,7 @@ def x86_host(monkeypatch):
 def implemented(monkeypatch, backend: str) -> None:
     spec = registry.BACKENDS[backend]
     monkeypatch.setitem(registry.BACKENDS, backend,
-                        dataclasses.replace(spec, module=spec.module or "runtimes.fake"))
+                        dataclasses.replace(spec, runtime=spec.runtime or "runtimes.fake:Fake"))
 
 
 def test_x86_cpu_is_runnable(x86_host):
@@ -262,7 +267,7 @@ def test_x86_cpu_is_runnable(x86_host):
 
 @pytest.mark.parametrize("name, backend", [("jetson-orin", "tensorrt"), ("rpi5", "ncnn")])
 def test_edge_profiles_not_runnable_here(x86_host, name: str, backend: str):
-    if registry.BACKENDS[backend].module is None:
+    if registry.BACKENDS[backend].runtime is None:
         expected: type = BackendNotImplementedError
     elif not registry.is_installed(backend):
         expected = BackendUnavailableError

@@ -16,6 +16,7 @@ litert_torch = pytest.importorskip("litert_torch", reason="building test .tflite
 
 from runtimes import availability, backend_for_path, load, registry  # noqa: E402
 from runtimes.errors import BackendUnavailableError, InputError, ModelLoadError  # noqa: E402
+from runtimes.precision import PrecisionUnsupportedError  # noqa: E402
 from runtimes.tflite_delegation import delegation_report  # noqa: E402
 from runtimes.tflite_quant import dequantize, quantize  # noqa: E402
 
@@ -136,11 +137,13 @@ def test_threads_give_the_same_output(models: dict, threads: int) -> None:
 
 
 def test_precision_used_is_what_runs(models: dict) -> None:
-    for precision in ("fp32", "fp16"):  # no XNNPACK fp16 switch in the Interpreter: fp16 runs fp32
+    for precision in (None, "fp32"):
         with load(models["cs"], threads=1, precision=precision) as rt:
             assert rt.precision_used == "fp32"
-    with pytest.raises(ModelLoadError, match="precision"):
-        load(models["cs"], precision="bf16")
+    # no XNNPACK fp16 switch in the Interpreter, no bf16 kernels, no quantized tensors: refused, with what runs
+    for precision in ("fp16", "bf16", "int8"):
+        with pytest.raises(PrecisionUnsupportedError, match=f"at {precision}; it runs fp32"):
+            load(models["cs"], precision=precision)
 
 
 def test_concurrent_calls_get_their_own_results_and_close_twice(models: dict) -> None:

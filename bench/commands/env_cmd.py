@@ -26,8 +26,15 @@ def _host_lines(host: dict[str, Any]) -> list[str]:
 
 
 def _backend_rows(backends: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
-    return [(name, "yes" if b["available"] else "no", b["version"] or "-", b["reason"] or "")
-            for name, b in backends.items()]
+    return [(name, "yes" if b["available"] else "no", b["version"] or "-", " ".join(b["suffixes"]),
+             _made(b), b["reason"] or "") for name, b in backends.items()]
+
+
+def _made(b: dict[str, Any]) -> str:
+    """What this version can give an artifact of the backend: converter-written and load-time hinted precisions."""
+    made = ",".join(b["writes"]) if b["converter"] else ""
+    hinted = [p for p in b["hints"] if p not in b["writes"]]
+    return " ".join(x for x in (made, f"hint {','.join(hinted)}" if hinted else "") if x) or "-"
 
 
 @click.command(name="env")
@@ -40,7 +47,7 @@ def command(as_json: bool) -> None:
         return
     click.echo("\n".join(_host_lines(env["host"])))
     click.echo("")
-    click.echo(format_table(("BACKEND", "AVAILABLE", "VERSION", "WHY NOT"),
+    click.echo(format_table(("BACKEND", "AVAILABLE", "VERSION", "ARTIFACT", "CONVERTS TO", "WHY NOT"),
                             _backend_rows(env["backends"])))
     click.echo("")
     click.echo(f"profile matching this host: {env['profile'] or 'none'}")

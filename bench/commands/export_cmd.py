@@ -1,4 +1,4 @@
-"""`edgebench export --model CKPT|ONNX --to onnx|openvino|ncnn|tflite --out PATH`: model -> deployable artifact."""
+"""`edgebench export --model CKPT|ONNX --to TARGET --out PATH`: model -> deployable artifact."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,18 +6,20 @@ import sys
 
 import click
 
-from converters.export import PRECISIONS, TARGETS
+from converters.export import targets
 from converters.rewrites import REWRITES
+from runtimes.capabilities import all_written_precisions
 
 
 @click.command("export")
 @click.option("--model", required=True, help="Our training checkpoint (.ckpt, needs torch) or an ONNX file.")
-@click.option("--to", "target", default="onnx", show_default=True, help=f"Target format ({', '.join(TARGETS)}).")
+@click.option("--to", "target", default="onnx", show_default=True, help=f"Target format ({', '.join(targets())}).")
 @click.option("--out", required=True,
               help="Output file (.onnx; .xml for openvino; .param for ncnn, .bin written beside it; "
                                         ".tflite for tflite).")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
-              help="openvino: fp16 stores float16 weights, bf16/fp32 set the inference precision hint; "
+@click.option("--precision", default="fp32", show_default=True,
+              help=f"One of {', '.join(all_written_precisions())}, as the target's converter writes them. "
+                   "openvino: fp16 stores float16 weights, bf16/fp32 set the inference precision hint; "
                    "ncnn: fp16 stores float16 weights, bf16 runs with bf16 storage; "
                    "tflite: fp32 or fp16 (float16 conv weights, fp32 compute).")
 @click.option("--imgsz", type=int, default=None, help="Checkpoints: input size (default: the training size).")

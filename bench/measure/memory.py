@@ -13,7 +13,7 @@ from types import TracebackType
 
 import psutil
 
-from runtimes.base import weights_path
+from runtimes.capabilities import files_beside
 from runtimes.errors import ModelLoadError
 
 MIB = 2**20
@@ -108,14 +108,8 @@ def file_size_mb(path: str | Path | Iterable[str | Path]) -> float:
     Raises ModelLoadError naming the first path that does not exist.
     """
     paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
-    paths += [w for p in paths if (w := _weights_file(p)) is not None and w not in paths]
+    paths += [w for p in paths for w in files_beside(p) if w.is_file() and w not in paths]
     return sum(_size_bytes(p) for p in paths) / MIB
-
-
-def _weights_file(path: Path) -> Path | None:
-    """The weights file that belongs to a two-file artifact, when it exists."""
-    weights = weights_path(path)
-    return weights if weights is not None and weights.is_file() else None
 
 
 def _size_bytes(path: Path) -> int:

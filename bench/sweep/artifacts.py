@@ -1,9 +1,10 @@
 """Which artifact serves a (backend, precision) configuration, or why none can yet.
 
-An ONNX model is converted (converters.export, parity included) to the backends in CONVERTED
-in a child process of its own (`convert_job`), so a converter that crashes or hangs is that
-configuration's failed row, not the run's; the measurement then runs in a second, fresh child
-(`run_job`), so the converter's memory (torch, jax, ...) never counts in the row's peak RSS.
+An ONNX model is converted (converters.export, parity included) to the backends that have a
+converter in the capability table (runtimes.capabilities), in a child process of its own
+(`convert_job`), so a converter that crashes or hangs is that configuration's failed row, not the
+run's; the measurement then runs in a second, fresh child (`run_job`), so the converter's memory
+(torch, jax, ...) never counts in the row's peak RSS.
 """
 from __future__ import annotations
 
@@ -14,17 +15,8 @@ from typing import Any
 
 from bench.measure.runner import MeasureSpec, measure
 from bench.sweep.isolate import ChildOutcome, run_isolated
+from runtimes.capabilities import get as capability
 from runtimes.registry import backend_for_path
-
-#: Backends reached by converting an ONNX model, with their artifact suffix.
-CONVERTED = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
-#: Precisions each converter writes (INT8 needs calibration, not in this version).
-EXPORT_PRECISIONS = {"openvino": ("fp32", "fp16", "bf16"), "ncnn": ("fp32", "fp16", "bf16"),
-                     "tflite": ("fp32", "fp16")}
-
-
-#: Backends whose float precision is an inference hint given at load time, not baked into the file.
-HINT_PRECISIONS = {"openvino": ("fp32", "fp16", "bf16")}
 
 
 class ConfigSkipped(Exception):
@@ -52,12 +44,13 @@ class ConfigJob:
 
 def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path) -> Planned:
     """Where the artifact of (backend, precision) comes from; ConfigSkipped with the reason otherwise."""
-    if backend in CONVERTED and model.suffix.lower() == ".onnx":
-        if precision not in EXPORT_PRECISIONS[backend]:
+    cap = capability(backend)
+    if cap.converter and model.suffix.lower() == ".onnx":
+        if precision not in cap.writes:
             what = "INT8 calibration (calibration/), not in this version" if precision == "int8" else \
-                f"a precision the {backend} converter does not write ({', '.join(EXPORT_PRECISIONS[backend])})"
+                f"a precision the {backend} converter does not write ({', '.join(cap.writes)})"
             raise ConfigSkipped(f"{backend} {precision} needs {what}")
-        name = f"{model.stem}-{backend}-{precision}{CONVERTED[backend]}"
+        name = f"{model.stem}-{backend}-{precision}{cap.suffix}"
         return Planned(out_dir / "artifacts" / name, model, backend)
     return Planned(resolve_artifact(model, backend, precision, model_precision))
 
@@ -69,7 +62,7 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
     if native != backend:
         raise ConfigSkipped(f"model is a {native} artifact; {backend} is reached by converting an ONNX model "
                             f"(edgebench export --to {backend})")
-    hinted = HINT_PRECISIONS.get(backend, ())
+    hinted = capability(backend).hints
     if precision != model_precision and not (precision in hinted and model_precision in hinted):
         what = "INT8 calibration (calibration/)" if precision == "int8" else f"a {precision} conversion"
         raise ConfigSkipped(f"{backend} {precision} needs {what}, not in this version; "

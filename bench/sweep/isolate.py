@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtimes.errors import EdgebenchError
+from runtimes.precision import PrecisionUnsupportedError
 
 
 @dataclass
 class ChildOutcome:
-    """What a child returned, or why it did not: status is ok, error, crashed or timeout."""
+    """What a child returned, or why it did not: status is ok, skipped (the configuration cannot run on
+    this host: a precision it cannot honour), error, crashed or timeout."""
 
     status: str
     value: Any = None
@@ -23,6 +25,8 @@ class ChildOutcome:
 def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     try:
         conn.send(("ok", fn(*args, **kwargs), None))
+    except PrecisionUnsupportedError as exc:
+        conn.send(("skipped", None, str(exc)))
     except EdgebenchError as exc:
         conn.send(("error", None, str(exc)))
     except Exception as exc:  # reported to the parent as a failed row, with its traceback tail

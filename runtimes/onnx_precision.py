@@ -1,0 +1,64 @@
+"""The precision an ONNX graph computes in, read from its compute nodes: Q/DQ or integer ops, and the
+element type of their weights. Used by the ONNX Runtime backend for `precision_used`."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from runtimes.precision import Precision, from_counts
+
+#: nodes that carry the model's arithmetic (the rest is glue whose type follows them)
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+#: integer compute ops (ONNX Runtime's QOperator format and the integer-input ops)
+INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm"})
+#: onnx TensorProto element type -> float precision
+_FLOAT_TYPES = {1: Precision.FP32, 10: Precision.FP16, 16: Precision.BF16}
+
+
+def onnx_precision(path: str | Path) -> Precision:
+    """fp32/fp16/bf16 from the weights of the compute nodes; int8 when every one is quantized (Q/DQ
+    around it or an integer op), mixed when some are; UNKNOWN when the file has no compute node."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return graph_precision(proto.graph)
+
+
+def graph_precision(graph: Any) -> Precision:
+    """`onnx_precision` on a loaded GraphProto (subgraphs are not visited)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    weights = {init.name: int(init.data_type) for init in graph.initializer}
+    inputs = {vi.name: int(vi.type.tensor_type.elem_type) for vi in graph.input}
+    floats: Counter[Precision] = Counter()
+    quantized = total = 0
+    for node in graph.node:
+        if node.op_type in INTEGER_OPS:
+            quantized += 1
+            total += 1
+        elif node.op_type in COMPUTE_OPS:
+            total += 1
+            if all(_op(producers.get(name)) == "DequantizeLinear" for name in node.input[:2]):
+                quantized += 1
+            else:
+                floats[_float_kind(node, producers, weights, inputs)] += 1
+    floats.pop(Precision.UNKNOWN, None)
+    return from_counts(floats, quantized, total)
+
+
+def _op(node: Any) -> str | None:
+    return None if node is None else str(node.op_type)
+
+
+def _float_kind(node: Any, producers: dict[str, Any], weights: dict[str, int], inputs: dict[str, int]) -> Precision:
+    """The element type the node's weight (else its data input) arrives in: an initializer's type, a Cast's
+    target type, or a graph input's type."""
+    for name in node.input[1:2] or node.input[:1]:
+        src = producers.get(name)
+        if _op(src) == "Cast":
+            elem = next((int(a.i) for a in src.attribute if a.name == "to"), None)
+        else:
+            elem = weights.get(name, inputs.get(name))
+        if elem is not None:
+            return _FLOAT_TYPES.get(elem, Precision.UNKNOWN)
+    return Precision.UNKNOWN

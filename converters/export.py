@@ -128,7 +128,7 @@ def _parity(reference: Path, path: Path, target: str, precision: str, threads: i
     uses the precision the candidate actually ran at."""
     try:
         return check_parity(reference, path, backend=target, images=images,
-                            options=RuntimeOptions(threads=threads, precision=precision))
+                            options=RuntimeOptions(threads=threads, precision=Precision.parse(precision)))
     except PrecisionUnsupportedError as exc:
         result = check_parity(reference, path, backend=target, images=images, options=RuntimeOptions(threads=threads))
         result.note = f"checked at {result.precision_used}: {exc}"

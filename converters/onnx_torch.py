@@ -101,7 +101,8 @@ def _pool(n: Node, x: torch.Tensor) -> torch.Tensor:
     padding: Any = pads[::2][::-1] if symmetric else 0
     if not symmetric:
         x = F.pad(x, pads, value=float("-inf"))
-    return getattr(F, f"max_pool{rank}d")(x, kernel, strides, padding, 1, ceil)
+    pool: Callable[..., torch.Tensor] = getattr(F, f"max_pool{rank}d")
+    return pool(x, kernel, strides, padding, 1, ceil)
 
 
 @op("Resize", "Upsample")
@@ -218,8 +219,9 @@ def _reduce(n: Node, x: torch.Tensor, *_: Any) -> torch.Tensor:
             return x
         axes = list(range(x.dim()))
     dims = tuple(a % x.dim() for a in axes)
-    fn = {"ReduceSum": torch.sum, "ReduceMean": torch.mean, "ReduceMax": torch.amax, "ReduceMin": torch.amin}[n.op]
-    return fn(x, dims, keepdim=keep)
+    fns: dict[str, Callable[..., torch.Tensor]] = {"ReduceSum": torch.sum, "ReduceMean": torch.mean,
+                                                   "ReduceMax": torch.amax, "ReduceMin": torch.amin}
+    return fns[n.op](x, dims, keepdim=keep)
 
 
 @op("DepthToSpace")
@@ -269,21 +271,22 @@ def _div(n: Node, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @op("Expand")
 def _expand(n: Node, x: torch.Tensor, _: Any) -> torch.Tensor:
-    return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(n.ints(1) or [])))
+    return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(n.ints(1) or [])))  # type: ignore[no-untyped-call]
 
 
 def _simple(fn: Callable[..., torch.Tensor]) -> Handler:
     return lambda n, *xs: fn(*xs)
 
 
-for _name, _fn in {
+_SIMPLE: dict[str, Callable[..., torch.Tensor]] = {
     "Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Pow": torch.pow,
     "MatMul": torch.matmul, "Max": torch.maximum, "Min": torch.minimum, "Sigmoid": torch.sigmoid,
     "Relu": torch.relu, "Tanh": torch.tanh, "Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt,
     "Neg": torch.neg, "Abs": torch.abs, "Floor": torch.floor, "Ceil": torch.ceil, "Erf": torch.erf,
     "HardSwish": F.hardswish, "Identity": lambda x: x, "PRelu": lambda x, s: torch.where(x >= 0, x, x * s),
     "Equal": torch.eq, "Greater": torch.gt, "Less": torch.lt, "Where": torch.where, "Not": torch.logical_not,
-}.items():
+}
+for _name, _fn in _SIMPLE.items():
     OPS[_name] = _simple(_fn)
 
 

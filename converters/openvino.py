@@ -12,6 +12,7 @@ from edge_sdk.atomic import write_json_atomic
 from runtimes.base import sidecar_path
 from runtimes.errors import BackendUnavailableError, ModelLoadError
 from runtimes.openvino_backend import META_SECTION, PRECISION_HINTS
+from runtimes.precision import Precision
 
 
 def _import_openvino() -> Any:
@@ -49,7 +50,7 @@ def to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: str = "fp
     write_json_atomic(sidecar_path(out), {
         "format": "openvino", "source": src.name, "precision": precision,
         "weights_storage": "fp16" if precision == "fp16" else "fp32",
-        "inference_precision_hint": PRECISION_HINTS[precision],
+        "inference_precision_hint": PRECISION_HINTS[Precision.parse(precision)],
         "openvino": ov.get_version(),
     })
     return out

@@ -56,7 +56,8 @@ TOLERANCES: dict[Precision, ParityTolerance] = {
 
 def tolerance_for(precision: str) -> ParityTolerance:
     """The default tolerance for a precision name (fp32's, the strictest, when unknown)."""
-    return TOLERANCES.get(precision, TOLERANCES[Precision.FP32])  # type: ignore[call-overload]
+    known = precision in Precision._value2member_map_
+    return TOLERANCES.get(Precision(precision), TOLERANCES[Precision.FP32]) if known else TOLERANCES[Precision.FP32]
 
 
 @dataclass
@@ -156,7 +157,8 @@ def compare_outputs(ref: list[np.ndarray], cand: list[np.ndarray], layout: str, 
     det = _detection_agreement(r, c, layout, conf)
     res = ParityResult(layout, len(ref), float(db.max()), float(db.mean()), centred_cosine(rb, cb),
                        float(ds.max()), float(ds.mean()), centred_cosine(rs, cs), **det,
-                       input_size=tuple(input_size), tolerance=tolerance, precision_used=precision_used)
+                       input_size=(int(input_size[0]), int(input_size[1])), tolerance=tolerance,
+                       precision_used=precision_used)
     res.failures = _failures(res, tolerance)
     return res
 

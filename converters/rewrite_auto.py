@@ -94,7 +94,8 @@ def interleaved_medians(fa: Callable[[], Any], fb: Callable[[], Any], runs: int,
     """Median ms of `fa` and `fb` timed alternately (after `warmup` calls of each)."""
     for _ in range(warmup):
         fa(), fb()
-    ta, tb = [], []
+    ta: list[float] = []
+    tb: list[float] = []
     for _ in range(runs):
         for fn, out in ((fa, ta), (fb, tb)):
             t0 = time.perf_counter_ns()

@@ -97,7 +97,7 @@ def _source(ix: GraphIndex, x: str) -> Source:
         perm, keys, here = list(attrs(node).get("perm", perm[::-1])), [here], node.input[0]
         node = ix.producer.get(here)
     src_shape = ix.shape(node.input[0]) if node is not None and node.op_type == "Reshape" else None
-    if src_shape is None or len(src_shape) > 4 or ix.shape(here) is None:
+    if node is None or src_shape is None or len(src_shape) > 4 or ix.shape(here) is None:
         return Source(x, s, list(range(len(s))), [])
     return Source(node.input[0], ix.shape(here) or [], perm, keys + [here])
 

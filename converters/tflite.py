@@ -57,7 +57,7 @@ def nhwc_module(onnx_model: onnx.ModelProto, in_shape: list[int]) -> Any:
 
     inner = onnx_to_torch(onnx_model, {_input_name(onnx_model): in_shape})
 
-    class NhwcInput(torch.nn.Module):
+    class NhwcInput(torch.nn.Module):  # type: ignore[name-defined,misc]  # torch is imported at run time
         def __init__(self) -> None:
             super().__init__()
             self.inner = inner
@@ -136,7 +136,7 @@ def sidecar_data(props: dict[str, str], in_shape: list[int], out_shapes: list[li
 
 def _input_name(model: onnx.ModelProto) -> str:
     weights = {t.name for t in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in weights)
+    return str(next(i.name for i in model.graph.input if i.name not in weights))
 
 
 def _version(package: str) -> str:

@@ -11,8 +11,9 @@ from edge_sdk.decode import DecodeConfig, decode, infer_layout
 from edge_sdk.detections import Detections
 from edge_sdk.letterbox import InputBuffer, Letterbox, preprocess
 from edge_sdk.meta import ModelMeta
-from runtimes import Precision, Runtime, RuntimeOptions, load
+from runtimes import Precision, Runtime, RuntimeOptions, TensorSpec, load
 from runtimes.errors import InputError, LayoutError, ModelLoadError
+from runtimes.precision import parse_precision
 
 
 class Detector:
@@ -27,7 +28,8 @@ class Detector:
                  iou: float = 0.7, max_det: int = 300, multi_label: bool = False,
                  threads: int | None = None, precision: str | Precision | None = None, clip: bool = True,
                  runtime_options: dict[str, Any] | None = None) -> None:
-        opts = RuntimeOptions(threads=threads, precision=precision, extra=dict(runtime_options or {}))
+        opts = RuntimeOptions(threads=threads, precision=parse_precision(precision),
+                              extra=dict(runtime_options or {}))
         self.runtime: Runtime = load(model_path, backend, opts)
         self.config = DecodeConfig(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
         self.clip = clip
@@ -40,7 +42,7 @@ class Detector:
         self._buffer = InputBuffer()
         self._buffer_lock = threading.Lock()
 
-    def _check_input(self):
+    def _check_input(self) -> TensorSpec:
         specs = self.runtime.inputs
         if len(specs) != 1:
             raise InputError(f"a detector model takes one image input, this one takes {len(specs)}")

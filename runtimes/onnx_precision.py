@@ -55,7 +55,7 @@ def _float_kind(node: Any, producers: dict[str, Any], weights: dict[str, int], i
     target type, or a graph input's type."""
     for name in node.input[1:2] or node.input[:1]:
         src = producers.get(name)
-        if _op(src) == "Cast":
+        if src is not None and src.op_type == "Cast":
             elem = next((int(a.i) for a in src.attribute if a.name == "to"), None)
         else:
             elem = weights.get(name, inputs.get(name))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class OnnxRuntime(Runtime):
         self._check_precision("ONNX Runtime runs the graph as it is stored; export or quantize the model "
                               "at the precision you want")
 
-    def _session_options(self, ort) -> object:
+    def _session_options(self, ort: Any) -> Any:
         extra = self.options.extra
         so = ort.SessionOptions()
         so.intra_op_num_threads = resolve_threads(self.options.threads)
@@ -70,7 +71,7 @@ class OnnxRuntime(Runtime):
         so.log_severity_level = 3
         return so
 
-    def _providers(self, ort) -> list[str]:
+    def _providers(self, ort: Any) -> list[str]:
         explicit = self.options.extra.get("providers")
         if explicit:
             return list(explicit)
@@ -105,9 +106,9 @@ class OnnxRuntime(Runtime):
         return {"onnxruntime": self._ort.__version__}
 
     def close(self) -> None:
-        self._sess = None  # type: ignore[assignment]
+        self._sess = None
 
 
-def _spec(arg) -> TensorSpec:
+def _spec(arg: Any) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
     return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))

@@ -1,1 +1,1 @@
-"""INT8 calibration: observers, per-backend PTQ, sensitivity, caches (not written yet)."""
+"""INT8 calibration (per-backend PTQ, sensitivity, caches): empty in this version; int8 rows say so."""

@@ -39,20 +39,21 @@ class AccuracyResult:
         return dataclasses.asdict(self)
 
 
-def restrict_to_images(gt: dict, image_ids: set[int]) -> dict:
+def restrict_to_images(gt: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
     """COCO ground truth limited to `image_ids` (images not scored must not count as misses)."""
     return {**gt, "images": [im for im in gt["images"] if im["id"] in image_ids],
             "annotations": [a for a in gt["annotations"] if a["image_id"] in image_ids]}
 
 
-def coco_stats(gt: dict | str | Path, dt: list[dict] | str | Path, engine: str = "auto") -> dict[str, float]:
+def coco_stats(gt: dict[str, Any] | str | Path, dt: list[dict[str, Any]] | str | Path,
+               engine: str = "auto") -> dict[str, float]:
     """The 12 standard COCO bbox stats (keys STAT_KEYS, -1 where COCO has nothing to score)."""
     gt_data = load_gt(gt)
     dets = load_dt(dt, {img["id"] for img in gt_data["images"]})
     return _run_coco(gt_data, dets, engine).stats
 
 
-def evaluate(gt: dict | str | Path, dt: list[dict] | str | Path, deploy_conf: float = 0.25,
+def evaluate(gt: dict[str, Any] | str | Path, dt: list[dict[str, Any]] | str | Path, deploy_conf: float = 0.25,
              names: dict[int, str] | None = None, engine: str = "auto") -> AccuracyResult:
     """COCO stats, per-class AP and P/R/F1 at `deploy_conf` for one set of detections.
 
@@ -87,7 +88,7 @@ class _CocoRun:
     engine: str
 
 
-def _run_coco(gt_data: dict, dets: list[dict], engine: str) -> _CocoRun:
+def _run_coco(gt_data: dict[str, Any], dets: list[dict[str, Any]], engine: str) -> _CocoRun:
     """Evaluate, accumulate and summarize with the engine, printing nothing."""
     name = resolve_engine(engine)
     coco_cls, make_eval = engine_api(name)
@@ -117,7 +118,7 @@ def per_class_ap(precision: np.ndarray, cat_ids: list[int], labels: dict[int, st
     return out
 
 
-def match_counts(gt_data: dict, dets: list[dict]) -> tuple[int, int, int]:
+def match_counts(gt_data: dict[str, Any], dets: list[dict[str, Any]]) -> tuple[int, int, int]:
     """(TP, FP, FN) at IoU 0.5, area "all", from pycocotools' evalImgs over all of `dets`."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -147,7 +148,7 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / den if den > 0 else 0.0
 
 
-def _labels(gt_data: dict, names: dict[int, str] | None) -> dict[int, str]:
+def _labels(gt_data: dict[str, Any], names: dict[int, str] | None) -> dict[int, str]:
     """Category id -> unique display label (names, else GT category name, else the id)."""
     raw = {c["id"]: str((names or {}).get(c["id"], c.get("name", c["id"]))) for c in gt_data["categories"]}
     counts: dict[str, int] = {}

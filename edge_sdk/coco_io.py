@@ -63,7 +63,7 @@ def _silent(*_args: Any, **_kwargs: Any) -> None:
     """A print function that prints nothing."""
 
 
-def make_coco(coco_cls: type, dataset: dict) -> Any:
+def make_coco(coco_cls: type, dataset: dict[str, Any]) -> Any:
     """A COCO index over an in-memory dataset (no temp file)."""
     with quiet():
         coco = coco_cls()
@@ -72,7 +72,7 @@ def make_coco(coco_cls: type, dataset: dict) -> Any:
     return coco
 
 
-def results_coco(gt_coco: Any, coco_cls: type, dets: list[dict]) -> Any:
+def results_coco(gt_coco: Any, coco_cls: type, dets: list[dict[str, Any]]) -> Any:
     """The engine's results object for `dets`; an empty list gives an empty (evaluable) index."""
     if not dets:  # pycocotools' loadRes indexes anns[0]; an empty index means "no detections"
         dataset = {"images": list(gt_coco.dataset["images"]), "annotations": [],
@@ -84,7 +84,7 @@ def results_coco(gt_coco: Any, coco_cls: type, dets: list[dict]) -> Any:
 
 # ----------------------------------------------------------------------------- reading
 
-def _read(src: dict | list | str | Path, error: type[Exception], what: str) -> tuple[str, Any]:
+def _read(src: dict[str, Any] | list[Any] | str | Path, error: type[Exception], what: str) -> tuple[str, Any]:
     """(name for messages, parsed JSON) of an in-memory object or a JSON file."""
     if not isinstance(src, (str, Path)):
         return f"<{what}>", src
@@ -119,11 +119,14 @@ def _box(value: Any) -> list[float] | None:
     return box if all(math.isfinite(v) for v in box) else None
 
 
+_KINDS: dict[type, str] = {dict: "object", list: "list"}
+
+
 def _kind(obj: Any) -> str:
-    return {dict: "object", list: "list"}.get(type(obj), type(obj).__name__)
+    return _KINDS.get(type(obj), type(obj).__name__)
 
 
-def load_gt(gt: dict | str | Path) -> dict:
+def load_gt(gt: dict[str, Any] | str | Path) -> dict[str, Any]:
     """A checked copy of a COCO ground truth. Missing `area` becomes w*h, missing `iscrowd` 0."""
     src, data = _read(gt, DatasetError, "ground truth")
     if not isinstance(data, dict):
@@ -141,7 +144,7 @@ def load_gt(gt: dict | str | Path) -> dict:
     return {"info": data.get("info", {}), "images": images, "annotations": anns, "categories": cats}
 
 
-def _with_ids(items: list, src: str, key: str) -> list[dict]:
+def _with_ids(items: list[Any], src: str, key: str) -> list[dict[str, Any]]:
     """Copies of `items` whose `id` is an integer, unique within the list."""
     out = []
     for n, item in enumerate(items):
@@ -154,7 +157,7 @@ def _with_ids(items: list, src: str, key: str) -> list[dict]:
     return out
 
 
-def _gt_ann(ann: Any, n: int, src: str, img_ids: set, cat_ids: set) -> dict:
+def _gt_ann(ann: Any, n: int, src: str, img_ids: set[int], cat_ids: set[int]) -> dict[str, Any]:
     """A checked copy of one ground-truth annotation."""
     where = f"{src}: annotations[{n}]"
     if not isinstance(ann, dict):
@@ -177,7 +180,7 @@ def _gt_ann(ann: Any, n: int, src: str, img_ids: set, cat_ids: set) -> dict:
     return out
 
 
-def load_dt(dt: list[dict] | str | Path, image_ids: set) -> list[dict]:
+def load_dt(dt: list[dict[str, Any]] | str | Path, image_ids: set[int]) -> list[dict[str, Any]]:
     """Checked COCO-results detections (never mutated); every image_id must be in `image_ids`."""
     src, data = _read(dt, ReportError, "detections")
     if not isinstance(data, list):
@@ -191,7 +194,7 @@ def load_dt(dt: list[dict] | str | Path, image_ids: set) -> list[dict]:
     return dets
 
 
-def _plain(det: dict) -> bool:
+def _plain(det: dict[str, Any]) -> bool:
     """Whether a detection is already in plain JSON types and valid (the common, fast case)."""
     img, cat, box, score = (det.get(k) for k in DT_KEYS)
     return (type(img) is int and type(cat) is int and type(score) is float and math.isfinite(score)
@@ -199,7 +202,7 @@ def _plain(det: dict) -> bool:
             and math.isfinite(sum(box)))
 
 
-def _det(det: Any, n: int, src: str) -> dict:
+def _det(det: Any, n: int, src: str) -> dict[str, Any]:
     """One checked detection: itself when plain and valid, else a normalized copy."""
     if type(det) is dict and _plain(det):
         return det

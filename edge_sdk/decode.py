@@ -8,6 +8,9 @@ import numpy as np
 from edge_sdk.nms import batched_nms
 from runtimes.errors import LayoutError
 
+#: One image's decoded detections: (xyxy boxes [n, 4] float32, scores [n] float32, class ids [n] int64).
+Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 #: Before NMS, keep at most this many highest-scoring candidates (bounds NMS time at conf=0.001).
 MAX_CANDIDATES = 30000
 
@@ -50,7 +53,8 @@ def infer_layout(shape: tuple[int, ...], nc: int | None = None) -> str:
     return "yolov5"
 
 
-def _select(boxes_cxcywh: np.ndarray, cls_scores: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, ...]:
+def _select(boxes_cxcywh: np.ndarray, cls_scores: np.ndarray,
+            cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pick (box, score, class) candidates above conf: best class, or every class if multi-label."""
     if cfg.multi_label:
         rows, cols = np.nonzero(cls_scores > cfg.conf)
@@ -75,7 +79,7 @@ def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode_yolov8(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_yolov8(out: np.ndarray, cfg: DecodeConfig) -> Decoded:
     """One image's [4+nc, N] output -> (xyxy, scores, class_ids) after NMS, in input pixels."""
     cls = out[4:]
     best = cls.max(0)
@@ -92,7 +96,7 @@ def decode_yolov8(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.nd
     return _nms(boxes, best[keep], cls[:, keep].argmax(0), cfg)
 
 
-def decode_yolov5(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_yolov5(out: np.ndarray, cfg: DecodeConfig) -> Decoded:
     """One image's [N, 5+nc] output (objectness x class score) -> (xyxy, scores, class_ids) after NMS."""
     obj = out[:, 4]
     keep = np.nonzero(obj > cfg.conf)[0]
@@ -102,7 +106,7 @@ def decode_yolov5(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.nd
     return _nms(boxes, scores, cols, cfg)
 
 
-def decode_end2end(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_end2end(out: np.ndarray, cfg: DecodeConfig) -> Decoded:
     """One image's [K, 6] output (x1, y1, x2, y2, score, class), NMS already applied in the graph."""
     keep = np.nonzero(out[:, 4] > cfg.conf)[0]
     x = out[keep]
@@ -110,7 +114,7 @@ def decode_end2end(out: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.n
     return x[:, :4].astype(np.float32), x[:, 4].astype(np.float32), x[:, 5].astype(np.int64)
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, cols: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, ...]:
+def _nms(boxes: np.ndarray, scores: np.ndarray, cols: np.ndarray, cfg: DecodeConfig) -> Decoded:
     idx = batched_nms(boxes, scores, cols, cfg.iou, cfg.max_det, cfg.agnostic)
     return boxes[idx].astype(np.float32), scores[idx].astype(np.float32), cols[idx].astype(np.int64)
 
@@ -118,7 +122,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, cols: np.ndarray, cfg: DecodeCon
 DECODERS = {"yolov8": decode_yolov8, "yolov5": decode_yolov5, "end2end": decode_end2end}
 
 
-def decode(output: np.ndarray, layout: str, cfg: DecodeConfig) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def decode(output: np.ndarray, layout: str, cfg: DecodeConfig) -> list[Decoded]:
     """Decode a batched output [B, ., .]: one (xyxy, scores, class_ids) per image."""
     try:
         fn = DECODERS[layout]

@@ -10,14 +10,14 @@ from edge_sdk.detections import Detections
 def class_colour(class_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per class id."""
     hue = (class_id * 47) % 180
-    hsv = np.uint8([[[hue, 200, 255]]])
+    hsv = np.array([[[hue, 200, 255]]], np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 
 
 def draw_detections(frame: np.ndarray, dets: Detections, thickness: int = 2) -> np.ndarray:
     """A copy of the frame with each box, class name and score drawn."""
-    out = frame.copy()
+    out: np.ndarray = frame.copy()
     for box, score, cid, name in zip(dets.xyxy, dets.scores, dets.class_ids, dets.class_names, strict=False):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         colour = class_colour(int(cid))

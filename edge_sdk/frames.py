@@ -12,7 +12,7 @@ from runtimes.errors import ImageReadError
 
 def stream(source: str | int | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield BGR frames from a video path/URL or a camera index ("0" counts as camera 0)."""
-    src: str | int = int(source) if isinstance(source, str) and source.isdigit() else source
+    src: str | int | Path = int(source) if isinstance(source, str) and source.isdigit() else source
     if isinstance(src, Path):
         src = str(src)
     if isinstance(src, str) and "://" not in src and not Path(src).exists():

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.profiles import DeviceProfile, FileRule, list_profiles, load_profile
+from runtimes.capabilities import BACKENDS
+from runtimes.capabilities import get as capability
 from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
     HardwareUnavailableError,
     ProfileError,
 )
-from runtimes.registry import BACKENDS, availability, get_spec, is_installed
+from runtimes.registry import availability, is_installed
 
 DT_MODEL_PATHS = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model")
 TEGRA_RELEASE = "/etc/nv_tegra_release"
@@ -224,9 +226,9 @@ def host_profile_hint() -> str:
 
 def check_runnable(profile: DeviceProfile) -> None:
     """Raise a typed error when the profile's backend or accelerator is missing on this host."""
-    spec = get_spec(profile.backend)
+    spec = capability(profile.backend)
     who = f"profile '{profile.name}'"
-    if spec.module is None:
+    if spec.runtime is None:
         raise BackendNotImplementedError(
             f"{who}: backend '{spec.name}' is not implemented in this version of edgebench; "
             f"{host_profile_hint()}")
@@ -259,7 +261,10 @@ def backend_status() -> dict[str, dict[str, Any]]:
             ok, why = False, f"no {ACCELERATOR_NAMES.get(spec.hardware, spec.hardware)} found"
         status[name] = {"available": ok, "package": spec.pip_package,
                         "version": _version(spec.pip_package), "extra": spec.extra,
-                        "reason": "" if ok else why}
+                        "reason": "" if ok else why, "suffixes": list(spec.suffixes),
+                        "converter": spec.converter is not None, "writes": [str(p) for p in spec.writes],
+                        "hints": [str(p) for p in spec.hints], "runs": [str(p) for p in spec.runs],
+                        "hardware": spec.hardware, "devices": list(spec.devices)}
     return status
 
 

@@ -22,7 +22,8 @@ def box_iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
+    iou: np.ndarray = inter / np.maximum(area + areas - inter, 1e-12)
+    return iou
 
 
 def _candidate_pairs(x1: np.ndarray, x2: np.ndarray, groups: np.ndarray,
@@ -77,11 +78,11 @@ def _greedy_sorted(cols: np.ndarray, iou_threshold: float, groups: np.ndarray | 
                 kept[b] = False
         return np.array(kept, bool)
     boxes, keep = cols.T, np.ones(n, bool)
-    for i in range(n):
-        if keep[i]:
-            rest = np.nonzero(keep[i + 1:])[0] + i + 1
-            same = rest if groups is None else rest[groups[rest] == groups[i]]
-            keep[same[box_iou_one(boxes[i], boxes[same]) > iou_threshold]] = False
+    for j in range(n):  # j, not i: i holds the pair index array in the branch above
+        if keep[j]:
+            rest = np.nonzero(keep[j + 1:])[0] + j + 1
+            same = rest if groups is None else rest[groups[rest] == groups[j]]
+            keep[same[box_iou_one(boxes[j], boxes[same]) > iou_threshold]] = False
     return keep
 
 

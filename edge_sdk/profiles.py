@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.schema import bounds, build, dump_yaml, key_error, parse_yaml
+from runtimes.capabilities import BACKENDS
 from runtimes.errors import ProfileError
-from runtimes.registry import BACKENDS
+from runtimes.precision import Precision, PrecisionError
 
 ACCELERATORS = ("nvidia-gpu", "apple")
 OS_NAMES = ("linux", "darwin", "windows", "android", "ios")
@@ -117,7 +118,7 @@ class DeviceProfile:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, no tuples), in the order a profile file is written."""
-        data = _plain(self)
+        data: dict[str, Any] = _plain(self)
         return {k: data[k] for k in _FILE_ORDER if k in data} | data
 
     def to_yaml(self) -> str:
@@ -173,7 +174,11 @@ def _check_backend(p: DeviceProfile, src: str) -> None:
 
 
 def _check_precision(backend: str, precision: str, key: str, src: str) -> None:
-    supported = BACKENDS[backend].precisions
+    try:
+        Precision.parse(precision)
+    except PrecisionError as exc:
+        raise key_error(src, key, f"= '{precision}': {exc}") from None
+    supported = BACKENDS[backend].runs
     if precision not in supported:
         raise key_error(src, key, f"= '{precision}' is not supported by backend '{backend}' "
                                   f"(supported: {', '.join(supported)})")

@@ -10,11 +10,16 @@ import difflib
 import types
 import typing
 from collections.abc import Hashable
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import yaml
 
 from runtimes.errors import ProfileError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 
 def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -47,7 +52,7 @@ def _coerce(tp: Any, value: Any, key: str, src: str) -> Any:
                 continue
         wanted = " or ".join(_describe(o) for o in options)
         raise key_error(src, key, f"must be {wanted}, got {type(value).__name__} {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, key, src)
     if origin is tuple:
         return _coerce_tuple(args, value, key, src)
@@ -88,7 +93,7 @@ def _unknown_key(src: str, key: str, section: str, valid: list[str]) -> ProfileE
     return ProfileError(f"{src}: unknown key '{key}' {where} ({hint})")
 
 
-def build(cls: type, data: Any, section: str, src: str) -> Any:
+def build(cls: type[_D], data: Any, section: str, src: str) -> _D:
     """Build dataclass `cls` from a mapping, rejecting unknown, missing and mistyped keys."""
     if not isinstance(data, dict):
         what = f"section '{section}'" if section else "the profile"
@@ -99,7 +104,7 @@ def build(cls: type, data: Any, section: str, src: str) -> Any:
         if key not in valid:
             raise _unknown_key(src, str(key), section, valid)
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for f in fields:
         key = f"{section}.{f.name}" if section else f.name
         if f.name in data:
@@ -110,7 +115,7 @@ def build(cls: type, data: Any, section: str, src: str) -> Any:
     return cls(**kwargs)
 
 
-def _check_range(f: dataclasses.Field, value: Any, key: str, src: str) -> None:
+def _check_range(f: dataclasses.Field[Any], value: Any, key: str, src: str) -> None:
     lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
@@ -123,7 +128,7 @@ class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that rejects a key given twice in one mapping."""
 
 
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Hashable, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
@@ -156,7 +161,7 @@ class _ReadableDumper(yaml.SafeDumper):
     """Block mappings, but lists of scalars on one line: [fp16, int8]."""
 
 
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.SequenceNode:
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.SequenceNode:
     flat = all(not isinstance(v, (dict, list)) for v in data)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
 

@@ -1,1 +1,2 @@
-"""Trainer: YOLOv8-style detector, Lightning training, QAT (needs the `train` extra)."""
+"""Trainer: the YOLOv8-style detector, its data pipeline, loss and Lightning training (needs the `train` extra).
+QAT is not in this version."""

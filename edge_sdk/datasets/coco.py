@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,9 @@ def parse_categories(data: dict[str, Any], path: Path) -> tuple[dict[int, str], 
     return {i: by_id[c] for i, c in enumerate(ordered)}, dict(enumerate(ordered))
 
 
-def _image_entries(data: dict[str, Any], path: Path) -> tuple[dict[int, dict], list[LabelIssue]]:
+def _image_entries(data: dict[str, Any], path: Path) -> tuple[dict[int, dict[str, Any]], list[LabelIssue]]:
     """Usable image entries by id; an issue for each malformed or duplicate one."""
-    entries: dict[int, dict] = {}
+    entries: dict[int, dict[str, Any]] = {}
     issues = []
     for k, img in enumerate(data["images"]):
         image_id = img.get("id") if isinstance(img, dict) else None
@@ -79,7 +80,7 @@ def _image_entries(data: dict[str, Any], path: Path) -> tuple[dict[int, dict], l
     return entries, issues
 
 
-def _images_root(json_path: Path, images_dir: str | Path | None, entries: dict[int, dict]) -> Path:
+def _images_root(json_path: Path, images_dir: str | Path | None, entries: dict[int, dict[str, Any]]) -> Path:
     """images_dir when given, else the first folder near the json that holds the images."""
     if images_dir is not None:
         root = Path(images_dir)
@@ -101,38 +102,38 @@ def _candidate_roots(json_path: Path) -> list[Path]:
             up / split, up / "images" / split]
 
 
-def _json_size(img: dict) -> Size | None:
+def _json_size(img: dict[str, Any]) -> Size | None:
     h, w = img.get("height"), img.get("width")
-    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w))
-    return (h, w) if ok else None
+    return (h, w) if is_int(h) and is_int(w) and h > 0 and w > 0 else None
 
 
-def _image_sizes(entries: dict[int, dict], root: Path,
+def _image_sizes(entries: dict[int, dict[str, Any]], root: Path,
                  check_images: bool) -> tuple[dict[int, Size], list[LabelIssue]]:
     """(h, w) of each usable image; an issue for each unreadable or mis-sized one."""
     ids = list(entries)
-    read = image_sizes([root / entries[i]["file_name"] for i in ids]) if check_images \
-        else [None] * len(ids)
-    sizes, issues = {}, []
+    read: Sequence[Size | str | None] = image_sizes([root / entries[i]["file_name"] for i in ids]) \
+        if check_images else [None] * len(ids)
+    sizes: dict[int, Size] = {}
+    issues: list[LabelIssue] = []
     for image_id, got in zip(ids, read, strict=False):
         path, declared = root / entries[image_id]["file_name"], _json_size(entries[image_id])
         if isinstance(got, str):
             issues.append(LabelIssue(path, None, got))
-        elif got is None and declared is None:
-            issues.append(LabelIssue(path, None, f"image id {image_id}: no width/height in json"))
         elif got is not None and declared is not None and got != declared:
             issues.append(LabelIssue(path, None, f"image is {got[1]}x{got[0]} but the json says "
                                                  f"{declared[1]}x{declared[0]}"))
+        elif (size := got or declared) is None:
+            issues.append(LabelIssue(path, None, f"image id {image_id}: no width/height in json"))
         else:
-            sizes[image_id] = got or declared
+            sizes[image_id] = size
     return sizes, issues
 
 
-def _samples(data: dict[str, Any], entries: dict[int, dict], sizes: dict[int, Size], root: Path,
+def _samples(data: dict[str, Any], entries: dict[int, dict[str, Any]], sizes: dict[int, Size], root: Path,
              category_ids: dict[int, int], path: Path) -> tuple[list[Sample], list[LabelIssue]]:
     """One Sample per usable image with its valid annotations; an issue per bad annotation."""
     class_of = {cid: k for k, cid in category_ids.items()}
-    per_image: dict[int, list[dict]] = {i: [] for i in sizes}
+    per_image: dict[int, list[dict[str, Any]]] = {i: [] for i in sizes}
     issues = []
     for ann in data.get("annotations") or []:
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
@@ -148,7 +149,7 @@ def _samples(data: dict[str, Any], entries: dict[int, dict], sizes: dict[int, Si
     return samples, issues
 
 
-def _sample(image_id: int, path: Path, size: Size, anns: list[dict],
+def _sample(image_id: int, path: Path, size: Size, anns: list[dict[str, Any]],
             class_of: dict[int, int]) -> Sample:
     xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)

@@ -73,7 +73,8 @@ class Dataset:
 
     def to_coco(self) -> dict[str, Any]:
         """COCO ground-truth dict (images, annotations with xywh boxes, categories)."""
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for sample in self.samples:
             images.append(self._coco_image(sample))
             annotations.extend(_coco_annotations(sample, self.category_ids, len(annotations) + 1))
@@ -105,7 +106,7 @@ def _is_under(path: Path, root: Path) -> bool:
     return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
 
 
-def _coco_annotations(sample: Sample, category_ids: dict[int, int], first_id: int) -> list[dict]:
+def _coco_annotations(sample: Sample, category_ids: dict[int, int], first_id: int) -> list[dict[str, Any]]:
     """COCO annotation dicts for one sample, ids counting from first_id."""
     out = []
     boxes = sample.boxes_xyxy.astype(np.float64)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import cv2
 import numpy as np
@@ -154,12 +154,12 @@ def check_coco_annotation(ann: Any, sizes: Mapping[int, tuple[int, int]],
     return None
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """True for a real int (not a bool, not a float)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_box(bbox: Any) -> bool:
+def _is_box(bbox: Any) -> TypeGuard[Sequence[float]]:
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return False
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

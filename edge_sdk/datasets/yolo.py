@@ -65,9 +65,9 @@ def parse_names(config: dict[str, Any], yaml_path: Path) -> dict[int, str]:
     raw, nc = config.get("names"), config.get("nc")
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
         raise DatasetError(f"{yaml_path}: 'nc' must be a positive integer, got {nc!r}")
-    if raw is None and nc is None:
-        raise DatasetError(f"{yaml_path}: missing 'names' (class names)")
     if raw is None:
+        if nc is None:
+            raise DatasetError(f"{yaml_path}: missing 'names' (class names)")
         raw = [f"class{i}" for i in range(nc)]
     if isinstance(raw, (list, tuple)):
         names = {i: str(n) for i, n in enumerate(raw)}

@@ -21,7 +21,8 @@ def _coords(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     a = rng.uniform(0, 2 * math.pi)
     xs = np.arange(w, dtype=np.float32) * np.float32(math.cos(a))
     ys = np.arange(h, dtype=np.float32) * np.float32(math.sin(a))
-    return ys[:, None] + xs[None, :]
+    proj: np.ndarray = ys[:, None] + xs[None, :]
+    return proj
 
 
 def gradient(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -83,4 +84,5 @@ def make_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     if rng.random() < 0.6:
         grain = rng.standard_normal((h, w, 1), dtype=np.float32) * rng.uniform(2, 10)
         bg = bg + grain
-    return np.clip(bg, 0, 255).astype(np.float32)
+    out: np.ndarray = np.clip(bg, 0, 255).astype(np.float32)
+    return out

@@ -89,8 +89,8 @@ class Canvas:
         mask = alpha >= MASK_LEVEL
         owner = self.owner[iy, ix]
         counts = np.bincount(owner[mask], minlength=len(self.areas))
-        for oid in np.flatnonzero(counts[1:]) + 1:
-            self.visible[oid] -= int(counts[oid])
+        for other in np.flatnonzero(counts[1:]) + 1:
+            self.visible[other] -= int(counts[other])
         oid = 0
         if cls is not None:
             oid = len(self.areas)
@@ -147,7 +147,7 @@ def shade(rng: np.random.Generator, alpha: np.ndarray, colour: np.ndarray) -> np
     ys, xs = np.mgrid[0:ph, 0:pw].astype(np.float32)
     ramp = (xs - pw / 2) * math.cos(a) + (ys - ph / 2) * math.sin(a)
     ramp *= np.float32(rng.uniform(-0.5, 0.5) / max(ph, pw))
-    out = colour * (1 + ramp)[..., None]
+    out: np.ndarray = colour * (1 + ramp)[..., None]
     if rng.random() < 0.3:
         out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(4, 15))
     return out

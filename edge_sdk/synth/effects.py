@@ -50,7 +50,7 @@ def _blur(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         kernel[n // 2, :] = 1.0 / n
         centre = ((n - 1) / 2, (n - 1) / 2)
         rot = cv2.getRotationMatrix2D(centre, rng.uniform(0, 180), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (n, n))
+        kernel = np.asarray(cv2.warpAffine(kernel, rot, (n, n)), np.float32)  # already float32: no copy
         return cv2.filter2D(img, -1, kernel / max(float(kernel.sum()), 1e-6))
     return img
 

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypedDict
 
 import cv2
 import numpy as np
@@ -36,6 +37,20 @@ from runtimes.errors import DatasetError
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
 Progress = Callable[[int, int], None]
+
+
+class SynthParams(TypedDict):
+    """The generation parameters, written to ``synth.json`` (they regenerate the data set)."""
+
+    generator: str
+    format_version: int
+    seed: int
+    train: int
+    val: int
+    imgsz: int
+    val_nonsquare: float
+    image_format: str
+    names: list[str]
 
 
 def check_output(out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -72,7 +87,7 @@ def label_text(scene: Scene) -> str:
 
 
 def coco_records(scene: Scene, image_id: int, file_name: str, first_ann_id: int
-                 ) -> tuple[dict, list[dict]]:
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The COCO image entry and annotation entries of one scene."""
     h, w = scene.image.shape[:2]
     image = {"id": image_id, "file_name": file_name, "width": w, "height": h}
@@ -94,7 +109,7 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _coco_header(names: tuple[str, ...], seed: int) -> dict:
+def _coco_header(names: tuple[str, ...], seed: int) -> dict[str, Any]:
     return {
         "info": {"description": "edgebench synthetic shapes (file_name relative to the "
                                 "data set root)", "version": str(FORMAT_VERSION), "seed": seed},
@@ -104,15 +119,15 @@ def _coco_header(names: tuple[str, ...], seed: int) -> dict:
     }
 
 
-def _write_split(root: Path, split: str, count: int, params: dict, names: tuple[str, ...],
-                 tick: Callable[[], None]) -> tuple[list[dict], list[dict]]:
+def _write_split(root: Path, split: str, count: int, params: SynthParams, names: tuple[str, ...],
+                 tick: Callable[[], None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Render and write one split; return its COCO image and annotation entries."""
     img_dir, lbl_dir = root / "images" / split, root / "labels" / split
     img_dir.mkdir(parents=True)
     lbl_dir.mkdir(parents=True)
     nonsquare = params["val_nonsquare"] if split == "val" else 0.0
-    images: list[dict] = []
-    anns: list[dict] = []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for index in range(count):
         scene = render_image(params["seed"], split, index, params["imgsz"], names, nonsquare)
         stem = f"{index:06d}"
@@ -126,7 +141,7 @@ def _write_split(root: Path, split: str, count: int, params: dict, names: tuple[
     return images, anns
 
 
-def _data_yaml(names: tuple[str, ...], params: dict) -> str:
+def _data_yaml(names: tuple[str, ...], params: SynthParams) -> str:
     head = (f"# edgebench synthetic shapes, seed {params['seed']}, imgsz {params['imgsz']}; "
             "COCO val ground truth: annotations/instances_val.json\n")
     body = "train: images/train\nval: images/val\n"
@@ -173,7 +188,7 @@ def generate(out_dir: str | Path, train: int = 2000, val: int = 200, imgsz: int 
     names = resolve_classes(classes)
     out = check_output(out_dir, overwrite).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"generator": "edge_sdk.synth", "format_version": FORMAT_VERSION, "seed": seed,
+    params: SynthParams = {"generator": "edge_sdk.synth", "format_version": FORMAT_VERSION, "seed": seed,
               "train": train, "val": val, "imgsz": imgsz, "val_nonsquare": val_nonsquare,
               "image_format": image_format, "names": list(names)}
     total, done = train + val, [0]

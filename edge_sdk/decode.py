@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_sdk.nms import batched_nms
-from runtimes.errors import LayoutError
+from runtimes.errors import InputError, LayoutError
 
 #: One image's decoded detections: (xyxy boxes [n, 4] float32, scores [n] float32, class ids [n] int64).
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -24,6 +24,15 @@ class DecodeConfig:
     max_det: int = 300
     multi_label: bool = False
     agnostic: bool = False
+
+    def __post_init__(self) -> None:
+        """InputError for thresholds that make no sense (an IoU above 1 would silently turn NMS off)."""
+        if not 0.0 <= self.conf <= 1.0:
+            raise InputError(f"conf must be between 0 and 1, got {self.conf:g}")
+        if not 0.0 < self.iou <= 1.0:
+            raise InputError(f"iou must be above 0 and at most 1, got {self.iou:g}")
+        if isinstance(self.max_det, bool) or int(self.max_det) < 0:
+            raise InputError(f"max_det must be a non-negative integer, got {self.max_det}")
 
 
 def infer_layout(shape: tuple[int, ...], nc: int | None = None) -> str:

@@ -271,3 +271,15 @@ def test_nms_matches_reference_on_tiny_huge_and_shifted_boxes(scale, offset, iou
     cls = rng.choice([0, 3, 79], n)
     nms_vs_reference(boxes, scores, cls, iou)
     nms_vs_reference(boxes, scores, cls, iou, agnostic=True)
+
+
+@pytest.mark.parametrize("kw, msg", [({"conf": -0.5}, "conf must be between 0 and 1"),
+                                     ({"conf": 1.5}, "conf must be between 0 and 1"),
+                                     ({"iou": 2.0}, "iou must be above 0 and at most 1"),
+                                     ({"iou": 0.0}, "iou must be above 0 and at most 1"),
+                                     ({"max_det": -1}, "max_det must be a non-negative integer")])
+def test_thresholds_that_make_no_sense_are_refused(kw: dict, msg: str) -> None:
+    from runtimes.errors import InputError
+
+    with pytest.raises(InputError, match=msg):
+        DecodeConfig(**kw)

@@ -7,13 +7,16 @@ classes, random weights) at each size, converts it with `converters.export.expor
 ONNX Runtime fp32 included) to every installed target, and times `Runtime.infer` on one fixed
 preprocessed input: `--warmup` untimed calls, then `--iters` timed calls, the configurations
 interleaved round-robin so that a noisy neighbour hits all of them alike. Prints p50/p99 (ms,
-numpy linear percentiles), the precision the engine reports it ran, the parity verdict, and for
-TFLite the XNNPACK delegation (ops taken / total, partitions, op types left on TFLite's CPU kernels).
+numpy linear percentiles) with the sample count n beside them (a p99 from fewer samples than the
+harness's early-stopping rule needs, 459, is marked "*"), the precision the engine reports it ran,
+the parity verdict, and for TFLite the XNNPACK delegation (ops taken / total, partitions, op types
+left on TFLite's CPU kernels).
 `--backends` limits the run to some backends (e.g. a quick `--backends tflite --sizes 320 --iters 5`).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,11 +24,13 @@ from pathlib import Path
 
 import _repo  # noqa: F401  (the checkout on sys.path, for testkit)
 import numpy as np
+from _tail import p99_cell, p99_footnote
 
 from converters.export import export
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
 from runtimes.errors import BackendUnavailableError
+from runtimes.precision import PrecisionUnsupportedError
 from testkit.models import make_yolov8_onnx
 
 #: (backend, precision, ONNX rewrites): every float precision each converter writes (the "run" column shows what
@@ -64,33 +69,40 @@ def artifacts(onnx_path: Path, out: Path,
             name = f"{backend}-{precision}{'-' + rewrites if rewrites else ''}{SUFFIXES[backend]}"
             result = export(onnx_path, backend, out / name, precision, parity_images=2, rewrites=rewrites or None)
         except BackendUnavailableError as exc:  # e.g. the converter (pnnx, litert-torch) is missing
-            print(f"skipped {backend} {precision}: {exc}")
+            print(f"skipped {backend} {precision}: {exc}", file=sys.stderr)
             continue
         made[(backend, precision, rewrites)] = (result.path, "pass" if result.parity.passed else "FAIL")
     return made
 
 
-def time_all(configs: list[Config], x: np.ndarray, iters: int, warmup: int) -> None:
-    """Interleaved timing of every configuration (each keeps its runtime open)."""
-    runtimes = []
+def time_all(configs: list[Config], x: np.ndarray, iters: int, warmup: int) -> list[Config]:
+    """Interleaved timing of every configuration (each keeps its runtime open); returns those that ran."""
+    runtimes, ran = [], []
     for c in configs:
-        rt = load(c.artifact, c.backend, RuntimeOptions(threads=c.threads, precision=c.precision))
+        try:
+            rt = load(c.artifact, c.backend, RuntimeOptions(threads=c.threads, precision=c.precision))
+        except PrecisionUnsupportedError as exc:  # e.g. an fp16 request on a CPU without fp16 arithmetic
+            print(f"skipped {c.backend} {c.precision}: {exc}", file=sys.stderr)
+            continue
         c.used = rt.precision_used
-        if hasattr(rt, "delegation"):
-            c.delegation = rt.delegation().summary()
+        report = rt.delegation()  # None for backends without delegates
+        if report is not None:
+            c.delegation = report.summary()
         runtimes.append(rt)
+        ran.append(c)
     try:
         for _ in range(warmup):
             for rt in runtimes:
                 rt.infer(x)
         for _ in range(iters):
-            for c, rt in zip(configs, runtimes, strict=False):
+            for c, rt in zip(ran, runtimes, strict=True):
                 t0 = time.perf_counter_ns()
                 rt.infer(x)
                 c.samples.append((time.perf_counter_ns() - t0) / 1e6)
     finally:
         for rt in runtimes:
             rt.close()
+    return ran
 
 
 def main() -> None:
@@ -102,20 +114,23 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=None, help="only these backends (default: all installed)")
     args = parser.parse_args()
     x_by_size = {s: np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32) for s in args.sizes}
-    print("| size | threads | backend | precision asked / run | rewrites | p50 ms | p99 ms | parity | delegation |")
-    print("|---:|---:|---|---|---|---:|---:|---|---|")
+    print("| size | threads | backend | precision asked / run | rewrites | p50 ms | p99 ms | n | parity | delegation |")
+    print("|---:|---:|---|---|---|---:|---:|---:|---|---|")
+    counts: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             onnx_path = make_yolov8_onnx(Path(tmp) / f"yolov8n-{size}.onnx", imgsz=size)
             made = artifacts(onnx_path, Path(tmp) / str(size), args.backends)
             for threads in args.threads:
                 configs = [Config(b, p, r, threads, path, verdict) for (b, p, r), (path, verdict) in made.items()]
-                time_all(configs, x_by_size[size], args.iters, args.warmup)
-                for c in configs:
-                    p50, p99 = np.percentile(c.samples, [50, 99])
+                for c in time_all(configs, x_by_size[size], args.iters, args.warmup):
+                    counts.append(len(c.samples))
                     print(f"| {size} | {threads} | {c.backend} | {c.precision} / {c.used} | {c.rewrites or '-'} "
-                          f"| {p50:.1f} | {p99:.1f} "
+                          f"| {np.percentile(c.samples, 50):.1f} | {p99_cell(c.samples)} | {len(c.samples)} "
                           f"| {c.parity} | {c.delegation} |")
+    footnote = p99_footnote(counts)
+    if footnote:
+        print(f"\n{footnote}")
     h = host_facts()
     print(f"\n{args.iters} timed calls each after {args.warmup} warm-up, interleaved; CPU: {h['cpu_model']}, "
           f"{h['physical_cores']} physical cores; Python {h['python']}")

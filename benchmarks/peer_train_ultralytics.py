@@ -5,6 +5,7 @@ Run (Ultralytics lives only in a scratch venv, never in ours):
     /tmp/ulvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 ultralytics onnx
     python benchmarks/peer_train_ultralytics.py --ultralytics-python /tmp/ulvenv/bin/python \
         [--train 1000] [--val 200] [--epochs 10] [--close-mosaic 2] [--work /tmp/peer]
+    (`--only ours` trains our side alone and needs no Ultralytics: a check that the script still runs)
 
 Both train from scratch on the same synthetic data set (edge_sdk.synth, seed 0) with the same
 epochs, image size, batch, data-loader workers, close-mosaic, images cached in RAM, optimizer
@@ -80,7 +81,7 @@ def score(onnx_path: str, data: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ultralytics-python", required=True, help="python of a scratch venv with ultralytics")
+    parser.add_argument("--ultralytics-python", help="python of a scratch venv with ultralytics (not for --only ours)")
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--val", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=10)
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/peer"))
     parser.add_argument("--only", choices=["ours", "theirs"], help="train one side only (debugging)")
     a = parser.parse_args()
+    if a.only != "ours" and not a.ultralytics_python:
+        parser.error("--ultralytics-python is required (unless --only ours)")
 
     from edge_sdk.host import host_facts
     from edge_sdk.synth import generate
@@ -111,7 +114,7 @@ def main() -> None:
     scored = {}
     for name, r in results.items():
         scored[name] = score(r["onnx"], data)
-        ips = a.train * a.epochs / r["seconds"]
+        ips = a.train * a.epochs / r["seconds"] if r["seconds"] > 0 else float("nan")  # "0 s": a tiny run
         r["ips"] = ips
         print(f"| {name} | {scored[name]:.4f} | {r['map']:.4f} | {ips:.1f} | {r['seconds']:.0f} |")
     if len(results) == 2:

@@ -1,6 +1,7 @@
 """A real sweep's report.html, photographed with headless Chromium (docs/report_screenshot.png).
 
 Run:  python benchmarks/report_screenshot.py [--out docs/report_screenshot.png] [--keep DIR]
+      (a quick look: --backends onnxruntime --precisions fp32 --min-iterations 5 --max-eval-images 2)
 
 Runs `edgebench sweep` on the bundled model and its synthetic val set with onnxruntime and
 openvino at fp32 and fp16 (small iteration counts, 20 scored images) into a temporary folder,
@@ -22,23 +23,26 @@ import cv2
 import numpy as np
 
 MAX_BYTES = 1_000_000
-SWEEP_ARGS = ("--backends", "onnxruntime,openvino", "--precisions", "fp32,fp16", "--threads", "1",
-              "--warmup", "5", "--min-iterations", "200", "--min-duration", "1",
-              "--max-eval-images", "20", "--timeout", "300")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+#: the sweep's fixed settings; backends, precisions, iterations and scored images are options of this script
+SWEEP_ARGS = ("--threads", "1", "--warmup", "5", "--min-duration", "1", "--timeout", "300")
+
+
+def find_chromium() -> str | None:
+    """The headless browser's executable, or None when none of BROWSERS is on PATH."""
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
 def chromium() -> str:
     """The headless browser's executable, or exit with a hint."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    sys.exit("no chromium found: apt-get install -y chromium")
+    return find_chromium() or sys.exit("no chromium found: apt-get install -y chromium")
 
 
-def sweep(out_dir: Path) -> Path:
+def sweep(out_dir: Path, args: argparse.Namespace) -> Path:
     """Run the small sweep; returns its report.html."""
-    cmd = [sys.executable, "-m", "bench", "sweep", "--out", str(out_dir), *SWEEP_ARGS]
+    cmd = [sys.executable, "-m", "bench", "sweep", "--out", str(out_dir), *SWEEP_ARGS,
+           "--backends", args.backends, "--precisions", args.precisions,
+           "--min-iterations", str(args.min_iterations), "--max-eval-images", str(args.max_eval_images)]
     subprocess.run(cmd, check=False)  # exit 1 only when nothing ran; the HTML is there either way
     page = out_dir / "report.html"
     if not page.exists():
@@ -74,10 +78,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("docs/report_screenshot.png"))
     ap.add_argument("--keep", type=Path, default=None, help="Sweep into this folder and keep it.")
+    ap.add_argument("--backends", default="onnxruntime,openvino", help="sweep backends, comma-separated")
+    ap.add_argument("--precisions", default="fp32,fp16", help="sweep precisions, comma-separated")
+    ap.add_argument("--min-iterations", type=int, default=200, help="timed iterations per configuration")
+    ap.add_argument("--max-eval-images", type=int, default=20, help="images scored per configuration")
     args = ap.parse_args()
+    chromium()  # fail before the sweep, not after it
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.keep or Path(tmp) / "sweep"
-        page = sweep(out_dir)
+        page = sweep(out_dir, args)
         raw = Path(tmp) / "raw.png"
         screenshot(page, raw)
         shrink(raw, args.out)

@@ -10,6 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from expected_skips import (  # noqa: F401  (hooks: fail the run on a skip that is not in EXPECTED_SKIPS)
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+)
 
 from converters.parity import match_detections
 from edge_sdk.detections import Detections

@@ -29,17 +29,22 @@ from _tail import p99_cell, p99_footnote
 from converters.export import export
 from edge_sdk.host import host_facts
 from runtimes import RuntimeOptions, availability, load
+from runtimes.capabilities import BACKENDS
 from runtimes.errors import BackendUnavailableError
-from runtimes.precision import PrecisionUnsupportedError
+from runtimes.precision import Precision, PrecisionUnsupportedError
 from testkit.models import make_yolov8_onnx
 
-#: (backend, precision, ONNX rewrites): every float precision each converter writes (the "run" column shows what
-#: the engine really computed: fp16 on an x86 CPU is bf16 or fp32), TFLite also with the upsample rewrite that
-#: lets XNNPACK take the whole graph
-CONFIGS = (("onnxruntime", "fp32", ""), ("openvino", "fp32", ""), ("openvino", "fp16", ""), ("openvino", "bf16", ""),
-           ("ncnn", "fp32", ""), ("ncnn", "fp16", ""), ("ncnn", "bf16", ""), ("tflite", "fp32", ""),
-           ("tflite", "fp16", ""), ("tflite", "fp32", "upsample_d2s"))
-SUFFIXES = {"openvino": ".xml", "ncnn": ".param", "tflite": ".tflite"}
+#: extra (backend, precision, ONNX rewrites) rows: TFLite with the upsample rewrite that lets XNNPACK take the graph
+EXTRA_CONFIGS = (("tflite", "fp32", "upsample_d2s"),)
+
+
+def configs() -> list[tuple[str, str, str]]:
+    """(backend, precision, rewrites): every float precision each backend's converter writes (from the capability
+    table; a precision the engine cannot run on this CPU is skipped with its reason), ONNX Runtime on the ONNX as
+    it is, plus EXTRA_CONFIGS."""
+    rows = [(cap.name, str(p), "") for cap in BACKENDS.values() if cap.runtime
+            for p in (cap.writes if cap.converter else cap.writes[:1]) if Precision(p).is_float]
+    return rows + list(EXTRA_CONFIGS)
 
 
 @dataclass
@@ -59,14 +64,14 @@ def artifacts(onnx_path: Path, out: Path,
               backends: list[str] | None = None) -> dict[tuple[str, str, str], tuple[Path, str]]:
     """(backend, precision, rewrites) -> (artifact, parity verdict) for every installed backend (or those asked for)."""
     made: dict[tuple[str, str, str], tuple[Path, str]] = {}
-    for backend, precision, rewrites in CONFIGS:
+    for backend, precision, rewrites in configs():
         if not availability(backend)[0] or (backends and backend not in backends):
             continue
-        if backend == "onnxruntime":
+        if not BACKENDS[backend].converter:
             made[(backend, precision, rewrites)] = (onnx_path, "reference")
             continue
         try:
-            name = f"{backend}-{precision}{'-' + rewrites if rewrites else ''}{SUFFIXES[backend]}"
+            name = f"{backend}-{precision}{'-' + rewrites if rewrites else ''}{BACKENDS[backend].suffix}"
             result = export(onnx_path, backend, out / name, precision, parity_images=2, rewrites=rewrites or None)
         except BackendUnavailableError as exc:  # e.g. the converter (pnnx, litert-torch) is missing
             print(f"skipped {backend} {precision}: {exc}", file=sys.stderr)

@@ -37,7 +37,8 @@ class LazyGroup(click.Group):
         module = COMMANDS.get(name)
         if module is None:
             return None
-        return importlib.import_module(f"bench.commands.{module}").command
+        command: click.Command = importlib.import_module(f"bench.commands.{module}").command
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench.report.budgets import attach_checks, budgets_from, check_row, reference_check, resolve_budgets, verdict
-from bench.report.writer import new_report, new_result, render_markdown, render_table, validate_report
+from bench.report.writer import ResultRow, new_report, new_result, render_markdown, render_table, validate_report
 from edge_sdk.profiles import Budgets, Reference
 
 BUDGETS = Budgets(max_p99_ms=100, max_map_drop=0.02, max_memory_mb=512)
@@ -13,7 +13,7 @@ RPI_REF = Reference(fps=(8.0, 15.0), precision="int8", imgsz=640)
 
 def row(backend: str = "onnxruntime", precision: str = "fp32", p99: float | None = 50.0,
         ap: float | None = 0.40, mem: float | None = 200.0, fps: float | None = 20.0,
-        imgsz: list[int] | None = None, **kw) -> dict:
+        imgsz: list[int] | None = None, **kw) -> ResultRow:
     """A measured row with only the figures the checks read."""
     return new_result(
         backend, precision, precision_used=precision, imgsz=imgsz or [640, 640], fps=fps,
@@ -58,11 +58,10 @@ def test_map_drop_needs_a_baseline_with_ap():
 
 
 def test_verdict_text():
-    checks = [c.to_dict() for c in check_row(row(p99=150.0, ap=None), BUDGETS, row())]
+    checks = check_row(row(p99=150.0, ap=None), BUDGETS, row())
     assert verdict(checks) == "over budget: p99; unknown: mAP drop"
-    assert verdict([c.to_dict() for c in check_row(row(), BUDGETS, row())]) == "within budget"
-    assert verdict([c.to_dict() for c in check_row(row(ap=None), BUDGETS, row(ap=None))]) \
-        == "budget unknown: mAP drop"
+    assert verdict(check_row(row(), BUDGETS, row())) == "within budget"
+    assert verdict(check_row(row(ap=None), BUDGETS, row(ap=None))) == "budget unknown: mAP drop"
     assert verdict([]) == "" and verdict(None) == ""
 
 
@@ -70,32 +69,32 @@ def test_reference_check_only_on_matching_host_precision_and_size():
     int8 = row("ncnn", "int8", fps=12.0)
     assert reference_check(int8, None, True) is None
     inside = reference_check(int8, RPI_REF, True)
-    assert inside["checked"] and inside["status"] == "inside" and inside["range"] == [8.0, 15.0]
-    assert reference_check(row("ncnn", "int8", fps=5.0), RPI_REF, True)["status"] == "below"
-    assert reference_check(row("ncnn", "int8", fps=30.0), RPI_REF, True)["status"] == "above"
+    assert inside.checked and inside.status == "inside" and inside.range == [8.0, 15.0]
+    assert reference_check(row("ncnn", "int8", fps=5.0), RPI_REF, True).status == "below"
+    assert reference_check(row("ncnn", "int8", fps=30.0), RPI_REF, True).status == "above"
     other_host = reference_check(int8, RPI_REF, False)
-    assert not other_host["checked"] and "not the profile's device" in other_host["reason"]
+    assert not other_host.checked and "not the profile's device" in other_host.reason
     fp32 = reference_check(row("ncnn", "fp32", fps=12.0), RPI_REF, True)
-    assert not fp32["checked"] and "reference is for int8, this row ran fp32" in fp32["reason"]
+    assert not fp32.checked and "reference is for int8, this row ran fp32" in fp32.reason
     small = reference_check(row("ncnn", "int8", fps=12.0, imgsz=[320, 320]), RPI_REF, True)
-    assert not small["checked"] and "320 px" in small["reason"]
+    assert not small.checked and "320 px" in small.reason
     fell_back = row("ncnn", "int8", fps=12.0)
-    fell_back["precision_used"] = "fp32"
-    assert not reference_check(fell_back, RPI_REF, True)["checked"]
+    fell_back.precision_used = "fp32"
+    assert not reference_check(fell_back, RPI_REF, True).checked
     as_dict = {"fps": [8, 15], "precision": "int8", "imgsz": 640}  # a report's profile block
-    assert reference_check(int8, as_dict, True)["status"] == "inside"
+    assert reference_check(int8, as_dict, True).status == "inside"
 
 
 def test_attach_checks_finds_a_later_fp32_baseline_and_skips_failed_rows():
     rows = [row("ncnn", "int8", ap=0.35, fps=12.0), row("ncnn", "fp32", ap=0.40, fps=6.0),
             new_result("ncnn", "fp16", status="failed", error="crashed")]
     attach_checks(rows, BUDGETS, RPI_REF, host_matches=True)
-    drop = {c["name"]: c for c in rows[0]["budget_checks"]}["map_drop"]
-    assert drop["status"] == "fail" and drop["value"] == pytest.approx(0.05)
-    assert {c["name"]: c["status"] for c in rows[1]["budget_checks"]}["map_drop"] == "pass"
-    assert rows[0]["reference_check"]["status"] == "inside"
-    assert rows[1]["reference_check"]["checked"] is False
-    assert rows[2]["budget_checks"] is None and rows[2]["reference_check"] is None
+    drop = by_name(rows[0].budget_checks)["map_drop"]
+    assert drop.status == "fail" and drop.value == pytest.approx(0.05)
+    assert by_name(rows[1].budget_checks)["map_drop"].status == "pass"
+    assert rows[0].reference_check.status == "inside"
+    assert rows[1].reference_check.checked is False
+    assert rows[2].budget_checks is None and rows[2].reference_check is None
 
 
 def test_report_with_checks_renders_verdict_and_old_rows_still_validate():
@@ -107,17 +106,18 @@ def test_report_with_checks_renders_verdict_and_old_rows_still_validate():
     assert "ok; over budget: p99" in table and "ok; within budget" in table
     md = render_markdown(report)
     assert "onnxruntime fp32/fp32: over p99: 150.00 ms > 100 ms" in md
-    for r in rows:
+    old = report.to_dict()
+    for r in old["results"]:
         del r["budget_checks"], r["reference_check"]
-    validate_report(report)  # reports written before these keys existed
-    assert "ok; " not in render_table(report)
+    validate_report(old)  # reports written before these keys existed
+    assert "ok; " not in render_table(type(report).from_dict(old))
 
 
 def test_budgets_from_and_resolution_order():
     assert budgets_from({"max_p99_ms": 100, "max_map_drop": None}) == Budgets(max_p99_ms=100.0)
     assert budgets_from(None) == Budgets()
-    reports = [{"profile": {"name": "a", "budgets": {"max_p99_ms": 100, "max_memory_mb": 512}}},
-               {"profile": {"name": "b", "budgets": {"max_p99_ms": 80}}}]
+    reports = [new_report(profile={"name": "a", "budgets": {"max_p99_ms": 100, "max_memory_mb": 512}}),
+               new_report(profile={"name": "b", "budgets": {"max_p99_ms": 80}})]
     budgets, sources = resolve_budgets({"max_map_drop": 0.01}, None, reports)
     assert budgets == Budgets(max_p99_ms=80, max_map_drop=0.01, max_memory_mb=512)
     assert sources["max_map_drop"] == "--max-map-drop"
@@ -125,7 +125,7 @@ def test_budgets_from_and_resolution_order():
     budgets, sources = resolve_budgets({"max_p99_ms": 50}, "x86-cpu", reports)
     assert budgets == Budgets(max_p99_ms=50, max_map_drop=0.02, max_memory_mb=512)
     assert sources["max_memory_mb"] == "profile x86-cpu"
-    assert resolve_budgets({}, None, [{"profile": {}}]) == (Budgets(), {})
+    assert resolve_budgets({}, None, [new_report(profile={})]) == (Budgets(), {})
 
 
 def test_run_attaches_checks_to_measured_rows(tmp_path, small_model, small_data):
@@ -139,11 +139,11 @@ def test_run_attaches_checks_to_measured_rows(tmp_path, small_model, small_data)
     report, _, md_path = run(RunOptions(profile=str(prof), model=str(small_model),
                                         data=str(small_data), out_dir=str(tmp_path / "runs"),
                                         accuracy=False))
-    (row,) = report["results"]
-    assert {c["name"]: c["status"] for c in row["budget_checks"]} == {
+    (row,) = report.results
+    assert {c.name: c.status for c in row.budget_checks} == {
         "p99": "pass", "memory": "fail", "map_drop": "unknown"}
-    assert row["reference_check"]["checked"] is False  # the profile has no host rules
-    assert "not the profile's device" in row["reference_check"]["reason"]
+    assert row.reference_check.checked is False  # the profile has no host rules
+    assert "not the profile's device" in row.reference_check.reason
     md = md_path.read_text()
     assert "ok; over budget: memory; unknown: mAP drop" in md
     assert "over memory:" in md and "reference FPS not checked" in md

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bench.cli import cli
 from bench.report.compare import CompareOptions, compare
 from bench.report.compare_render import render_compare_markdown
-from bench.report.writer import new_report, new_result, write_report
+from bench.report.writer import Report, ResultRow, new_report, new_result, write_report
 from runtimes.errors import ReportError
 from tests.conftest import assert_one_line_error, run_cli
 from tests.test_budgets import row
@@ -18,11 +18,11 @@ from tests.test_budgets import row
 BUDGETS = dict(max_p99_ms=100.0, max_map_drop=0.02, max_memory_mb=512.0)
 
 
-def report(*rows: dict, profile: dict | None = None) -> dict:
+def report(*rows: ResultRow, profile: dict | None = None) -> Report:
     return new_report(status="complete", profile=profile or {"name": "test"}, results=list(rows))
 
 
-def run(*reports: dict, **opts) -> dict:
+def run(*reports: Report, **opts) -> dict:
     named = [(f"r{i}.json", r) for i, r in enumerate(reports)]
     return compare(named, CompareOptions(**opts))
 
@@ -184,9 +184,9 @@ def test_same_file_names_and_duplicate_configurations_get_distinct_labels():
 
 def test_per_class_drops_beyond_the_threshold():
     base = row(p99=80.0, ap=0.40)
-    base["accuracy"]["per_class_ap"] = {"person": 0.50, "car": 0.40, "dog": 0.30, "cat": 0.20}
+    base.accuracy.per_class_ap = {"person": 0.50, "car": 0.40, "dog": 0.30, "cat": 0.20}
     int8 = row(precision="int8", p99=40.0, ap=0.36)
-    int8["accuracy"]["per_class_ap"] = {"person": 0.49, "car": 0.30, "dog": 0.25, "cat": 0.05}
+    int8.accuracy.per_class_ap = {"person": 0.49, "car": 0.30, "dog": 0.25, "cat": 0.05}
     result = run(report(base, int8), per_class_drop=0.05)
     drops = rows_by_label(result)["r0.json: onnxruntime/int8@640"]["per_class_drops"]
     assert [d["class"] for d in drops] == ["cat", "car"]  # dog drops exactly 0.05: not listed
@@ -210,7 +210,7 @@ def test_markdown_shows_deltas_parity_and_rejections():
 
 # --- the command line ------------------------------------------------------------------------
 
-def _write(tmp_path: Path, name: str, rep: dict) -> str:
+def _write(tmp_path: Path, name: str, rep: Report) -> str:
     json_path, _ = write_report(rep, tmp_path / name)
     return str(json_path)
 
@@ -243,7 +243,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert_one_line_error(run_cli("compare", str(not_report), cwd=tmp_path), "list.json",
                           "JSON object")
     wrong = tmp_path / "v9.json"
-    wrong.write_text(json.dumps({**report(row()), "schema_version": 9}))
+    wrong.write_text(json.dumps({**report(row()).to_dict(), "schema_version": 9}))
     assert_one_line_error(run_cli("compare", good, str(wrong), "--baseline", "x/y", cwd=tmp_path),
                           "v9.json", "schema_version is 9")
 

@@ -1,6 +1,7 @@
 """The HTML report and `compare --format html`: tables, inline SVG, offline, escaped, tolerant."""
 from __future__ import annotations
 
+import dataclasses
 from html.parser import HTMLParser
 
 import pytest
@@ -10,6 +11,8 @@ from bench.measure.runner import total_samples_ms
 from bench.report.compare import compare
 from bench.report.compare_html import render_compare_html
 from bench.report.html import DASH, NO_PLOTS, render_html, write_html_report
+from bench.report.rows import Parity, Report, Samples
+from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import write_report
 from tests.conftest import run_cli
 from tests.test_report import sample_report
@@ -53,15 +56,16 @@ class Page(HTMLParser):
         return sum(1 for t, _ in self.tags if t == tag)
 
 
-def rich_report() -> dict:
+def rich_report() -> Report:
     r = sample_report()
-    ok = r["results"][0]
-    ok["latency_samples_ms"] = {"total": [43.0 + 0.01 * i for i in range(200)]}
-    ok["accuracy"]["per_class_ap"] = {"person": 0.51, "car": 0.32}
-    int8 = dict(ok, precision="int8", precision_used="int8", fps=30.0,
-                accuracy={**ok["accuracy"], "AP": 0.35, "per_class_ap": {"person": 0.45, "car": 0.30}},
-                parity={"passed": False, "failures": ["boxes differ"], "box_max_abs": 2.5})
-    r["results"].insert(1, int8)
+    ok = r.results[0]
+    ok.latency_samples_ms = Samples(total=[43.0 + 0.01 * i for i in range(200)])
+    ok.accuracy.per_class_ap = {"person": 0.51, "car": 0.32}
+    int8 = dataclasses.replace(
+        ok, precision="int8", precision_used="int8", fps=30.0,
+        accuracy=dataclasses.replace(ok.accuracy, AP=0.35, per_class_ap={"person": 0.45, "car": 0.30}),
+        parity=Parity(passed=False, failures=["boxes differ"], box_max_abs=2.5))
+    r.results.insert(1, int8)
     return r
 
 
@@ -73,9 +77,9 @@ def test_summary_table_has_one_row_per_configuration_and_svg_plots():
     report = rich_report()
     page = Page(render_html(report))
     rows = summary_rows(page)
-    assert len(rows) == len(report["results"])
-    assert [r[0] for r in rows] == [x["backend"] for x in report["results"]]
-    assert rows[0][5] == f"{report['results'][0]['fps']:.1f}"
+    assert len(rows) == len(report.results)
+    assert [r[0] for r in rows] == [x.backend for x in report.results]
+    assert rows[0][5] == f"{report.results[0].fps:.1f}"
     assert rows[1][-1].startswith("FAIL")
     if html_plots.available():
         assert page.count("svg") >= 3  # latency, scatter, per-class AP
@@ -104,8 +108,8 @@ def test_failed_rows_show_their_error_and_dashes():
 
 def test_report_without_accuracy_or_samples_renders():
     report = sample_report()
-    for row in report["results"]:
-        row["accuracy"] = None
+    for row in report.results:
+        row.accuracy = None
     page = Page(render_html(report))
     assert all(r[11] == DASH for r in summary_rows(page))
     assert "no per-class AP" in "".join(page.text)
@@ -114,8 +118,8 @@ def test_report_without_accuracy_or_samples_renders():
 
 def test_text_is_escaped():
     report = sample_report()
-    report["results"][1]["error"] = "<script>alert(1)</script> & <b>bold</b>"
-    report["profile"]["name"] = "<i>x</i>"
+    report.results[1].error = "<script>alert(1)</script> & <b>bold</b>"
+    report.profile["name"] = "<i>x</i>"
     text = render_html(report)
     page = Page(text)
     assert page.count("script") == 0 and page.count("i") == 0
@@ -127,18 +131,19 @@ def test_text_is_escaped():
 def test_sustained_windows_plot_tolerates_missing_keys():
     report = sample_report()
     plots_without = Page(render_html(report)).count("svg")
-    report["sustained"] = {"status": "ok", "backend": "onnxruntime", "precision": "fp32",
-                           "verdict": "thermally throttled", "verdict_reason": "flag seen", "windows": [
-        {"t0_s": 0, "t_s": 5, "p50_ms": 40.0, "p99_ms": 50.0, "cpu_mhz": 3000, "temp_c": 55.0},
-        {"t_s": 10, "p50_ms": 41.0, "throttled": True}, {"p99_ms": 60.0}, "junk"]}
+    report.sustained = SustainedSection.from_dict({
+        "status": "ok", "backend": "onnxruntime", "precision": "fp32",
+        "verdict": "thermally throttled", "verdict_reason": "flag seen", "windows": [
+            {"t0_s": 0, "t_s": 5, "p50_ms": 40.0, "p99_ms": 50.0, "cpu_mhz": 3000, "temp_c": 55.0},
+            {"t_s": 10, "p50_ms": 41.0, "throttled": True}, {"p99_ms": 60.0}, "junk"]})
     page = Page(render_html(report))
     text = "".join(page.text)
     assert "Sustained run" in text and "thermally throttled (flag seen)" in text
     assert page.count("svg") == plots_without + 1
-    report["sustained"] = {"status": "failed", "error": "crashed: SIGSEGV <native>"}
+    report.sustained = SustainedSection.from_dict({"status": "failed", "error": "crashed: SIGSEGV <native>"})
     text = "".join(Page(render_html(report)).text)
     assert "failed: crashed: SIGSEGV <native>" in text
-    report["sustained"] = None
+    report.sustained = SustainedSection()  # a section with nothing in it still renders its heading
     assert "Sustained run" in "".join(Page(render_html(report)).text)
 
 
@@ -154,7 +159,7 @@ def test_compare_html_has_rows_scatter_and_recommendation():
     result = compare([("a/report.json", report)])
     page = Page(render_compare_html(result))
     rows = page.tables[0][1:]
-    assert len(rows) == len(report["results"])
+    assert len(rows) == len(report.results)
     assert any(r[-1] == "recommended" for r in rows)
     assert result["message"] in "".join(page.text)
     assert page.count("svg") == (1 if html_plots.available() else 0)

@@ -14,6 +14,7 @@ from bench.measure.environment import environment, sha256_of
 from bench.measure.timing import summarize
 from bench.report.writer import (
     SCHEMA_VERSION,
+    Report,
     load_report,
     new_report,
     new_result,
@@ -32,7 +33,7 @@ def _latency(base_ms: float) -> dict:
     return summarize(ns)
 
 
-def sample_report() -> dict:
+def sample_report() -> Report:
     ok = new_result(
         "onnxruntime", "fp32", precision_used="fp32", threads=2, imgsz=640,
         latency_ms={"preprocess": _latency(1.0), "inference": _latency(42.0),
@@ -71,28 +72,28 @@ def sample_report() -> dict:
 
 def test_new_report_fills_header_and_is_valid():
     r = new_report()
-    assert r["schema_version"] == SCHEMA_VERSION and r["tool"] == "edgebench"
-    assert r["tool_version"] and r["status"] == "partial"
-    datetime.fromisoformat(r["created_utc"])
+    assert r.schema_version == SCHEMA_VERSION and r.tool == "edgebench"
+    assert r.tool_version and r.status == "partial"
+    datetime.fromisoformat(r.created_utc)
     validate_report(r)
     validate_report(sample_report())
 
 
 def test_validate_rejects_wrong_schema_version_and_missing_keys():
     r = sample_report()
-    r["schema_version"] = 2
+    r.schema_version = 2
     with pytest.raises(ReportError, match="schema_version is 2"):
         validate_report(r)
-    r = sample_report()
-    del r["results"], r["environment"]
+    d = sample_report().to_dict()
+    del d["results"], d["environment"]
     with pytest.raises(ReportError, match="'environment', 'results'"):
-        validate_report(r)
-    r = sample_report()
-    del r["results"][1]["latency_ms"]
+        validate_report(d)
+    d = sample_report().to_dict()
+    del d["results"][1]["latency_ms"]
     with pytest.raises(ReportError, match=r"results\[1\] is missing 'latency_ms'"):
-        validate_report(r)
+        validate_report(d)
     r = sample_report()
-    r["results"][0]["status"] = "fine"
+    r.results[0].status = "fine"
     with pytest.raises(ReportError, match="status"):
         validate_report(r)
     with pytest.raises(ReportError, match="JSON object"):
@@ -136,11 +137,11 @@ def test_write_report_removes_markdown_when_json_write_fails(tmp_path, monkeypat
 
 def test_write_report_unserialisable_or_invalid_writes_nothing(tmp_path):
     r = sample_report()
-    r["model"]["meta"]["bad"] = object()
+    r.model.meta["bad"] = object()
     with pytest.raises(ReportError, match="serialisable"):
         write_report(r, tmp_path)
     r = sample_report()
-    r["schema_version"] = 0
+    r.schema_version = 0
     with pytest.raises(ReportError):
         write_report(r, tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -148,14 +149,14 @@ def test_write_report_unserialisable_or_invalid_writes_nothing(tmp_path):
 
 def test_write_report_converts_numpy_and_non_finite(tmp_path):
     r = sample_report()
-    r["results"][0]["fps"] = np.float32(25.5)
-    r["results"][0]["threads"] = np.int64(2)
-    r["results"][0]["accuracy"]["APs"] = float("nan")
-    r["model"]["path"] = Path("m.onnx")
+    r.results[0].fps = np.float32(25.5)
+    r.results[0].threads = np.int64(2)
+    r.results[0].accuracy.APs = float("nan")
+    r.model.path = Path("m.onnx")
     json_path, _ = write_report(r, tmp_path)
     back = load_report(json_path)
-    assert back["results"][0]["fps"] == 25.5 and back["results"][0]["threads"] == 2
-    assert back["results"][0]["accuracy"]["APs"] is None and back["model"]["path"] == "m.onnx"
+    assert back.results[0].fps == 25.5 and back.results[0].threads == 2
+    assert back.results[0].accuracy.APs is None and back.model.path == "m.onnx"
     assert "NaN" not in json_path.read_text()
 
 
@@ -171,9 +172,49 @@ def test_load_report_errors_are_one_line_and_name_the_file(tmp_path):
         load_report(truncated)
     assert "truncated.json" in str(e.value) and "\n" not in str(e.value)
     wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps({**sample_report(), "schema_version": 9}))
+    wrong.write_text(json.dumps({**sample_report().to_dict(), "schema_version": 9}))
     with pytest.raises(ReportError, match="wrong.json: report schema_version is 9"):
         load_report(wrong)
+
+
+def test_typed_report_round_trips_key_for_key_and_keeps_unknown_keys(tmp_path):
+    d = sample_report().to_dict()
+    d["results"][0]["from_a_newer_version"] = {"x": 1}
+    d["results"][0]["memory"]["future_mb"] = 2.0
+    d["results"][0]["parity"] = {"passed": True, "note": None}  # partial, a null kept as null
+    d["future"] = [1, 2]
+    back = Report.from_dict(d).to_dict()
+    assert back == d and list(back) == list(d) and list(back["results"][0]) == list(d["results"][0])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(d))
+    r = load_report(path)
+    assert isinstance(r, Report) and r.results[0].memory.peak_rss_mb == 141.25
+    assert r.results[0].memory.extra == {"future_mb": 2.0} and r.extra == {"future": [1, 2]}
+    assert r.results[0].parity.passed is True and r.results[0].parity.to_dict() == {"passed": True, "note": None}
+
+
+def test_report_written_before_the_optional_row_keys_loads_typed(tmp_path):
+    d = sample_report().to_dict()
+    for row in d["results"]:
+        for key in ("budget_checks", "reference_check", "parity", "agreement", "delegation"):
+            del row[key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(d))
+    r = load_report(path)
+    assert r.results[0].budget_checks is None and r.results[0].delegation is None
+    assert r.results[0].total.p99 == d["results"][0]["latency_ms"]["total"]["p99"]
+    assert render_markdown(r) == render_markdown(Report.from_dict(d))
+
+
+def test_sustained_section_keys_by_status():
+    from bench.report.sustained_rows import SustainedSection
+
+    assert list(SustainedSection(status="skipped", error="x", duration_s=3.0).to_dict()) == [
+        "status", "error", "duration_s"]
+    assert list(SustainedSection(status="failed", error="x", backend="b", precision="fp32", duration_s=3.0)
+                .to_dict()) == ["status", "error", "backend", "precision", "duration_s", "window_s"]
+    ok = SustainedSection(status="ok").to_dict()
+    assert list(ok)[:4] == ["status", "error", "backend", "precision"] and list(ok)[-1] == "thresholds"
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -181,11 +222,10 @@ def test_load_report_errors_are_one_line_and_name_the_file(tmp_path):
 def test_markdown_contains_the_numbers_and_reasons():
     r = sample_report()
     md = render_markdown(r)
-    ok = r["results"][0]
+    ok = r.results[0]
     assert md.startswith("# edgebench report: x86-cpu")
-    for stage in ("preprocess", "inference", "postprocess", "total"):
-        s = ok["latency_ms"][stage]
-        assert f"{s['p50']:.2f}/{s['p95']:.2f}/{s['p99']:.2f}" in md
+    for stage, s in ok.latency_ms.stages():
+        assert f"{s.p50:.2f}/{s.p95:.2f}/{s.p99:.2f}" in md, stage
     for text in ("23.0", "141.2", "12.26", "0.373", "0.525", "fp32/fp32", "bench-host-7",
                  "onnxruntime 1.31.1", "percentile method: linear",
                  "failed: calibration data set has no images: calib/",
@@ -197,14 +237,14 @@ def test_markdown_contains_the_numbers_and_reasons():
 
 def test_table_is_fixed_width_and_contains_the_numbers():
     r = sample_report()
-    r["results"][1]["error"] = "x" * 200  # long reasons are cut in the terminal table
+    r.results[1].error = "x" * 200  # long reasons are cut in the terminal table
     table = render_table(r)
     lines = table.splitlines()
     assert len(lines) == 2 + 3 + 1 and "p50/p95/p99 ms" in lines[-1]
     status_col = lines[0].index("status")
     assert [line[status_col:status_col + 4] for line in lines[2:5]] == ["ok", "fail", "skip"]
-    s = r["results"][0]["latency_ms"]["inference"]
-    assert f"{s['p50']:.2f}/{s['p95']:.2f}/{s['p99']:.2f}" in table
+    s = r.results[0].latency_ms.inference
+    assert f"{s.p50:.2f}/{s.p95:.2f}/{s.p99:.2f}" in table
     for text in ("23.0", "141.2", "0.373", "0.525", "skipped: backend 'openvino'"):
         assert text in table, text
     assert "x" * 57 + "..." in table and "x" * 58 not in table
@@ -213,9 +253,9 @@ def test_table_is_fixed_width_and_contains_the_numbers():
 
 def test_notes_flag_partial_runs_and_precision_changes():
     r = sample_report()
-    r["status"] = "partial"
-    r["host_note"] = "host does not match profile rpi5"
-    r["results"][0]["precision_used"] = "bf16"
+    r.status = "partial"
+    r.host_note = "host does not match profile rpi5"
+    r.results[0].precision_used = "bf16"
     md = render_markdown(r)
     assert "partial" in md and "host does not match profile rpi5" in md
     assert "asked for fp32 but ran bf16" in md

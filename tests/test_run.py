@@ -18,19 +18,20 @@ def _opts(tmp_path: Path, model: Path, data: Path, **kw) -> RunOptions:
 
 def test_run_measures_and_scores(tmp_path, small_model, small_data):
     report, json_path, md_path = run(_opts(tmp_path, small_model, small_data))
-    assert load_report(json_path) == json.loads(json.dumps(report, default=str))
-    assert report["status"] == "complete" and report["host_matches_profile"]
-    rows = {r["precision"]: r for r in report["results"]}
+    assert load_report(json_path).to_dict() == json.loads(json.dumps(report.to_dict(), default=str))
+    assert report.status == "complete" and report.host_matches_profile
+    rows = {r.precision: r for r in report.results}
     ok, skipped = rows["fp32"], rows["int8"]
-    assert ok["status"] == "ok" and ok["precision_used"] == "fp32"
+    assert ok.status == "ok" and ok.precision_used == "fp32"
+    stages = dict(ok.latency_ms.stages())
     for stage in STAGES:
-        s = ok["latency_ms"][stage]
-        assert s["count"] >= 5 and 0 < s["min"] <= s["p50"] <= s["p99"] <= s["max"]
-    assert abs(ok["fps"] - 1000 / ok["latency_ms"]["total"]["mean"]) < 1e-6
-    assert ok["memory"]["peak_rss_mb"] >= ok["memory"]["rss_after_load_mb"] > 0
-    assert ok["accuracy"]["num_images"] == 4 and 0 <= ok["accuracy"]["AP"] <= 1
-    assert skipped["status"] == "skipped" and "int8" in skipped["error"]
-    assert report["model"]["sha256"] == report["environment"]["model_sha256"]
+        s = stages[stage]
+        assert s.count >= 5 and 0 < s.min <= s.p50 <= s.p99 <= s.max
+    assert abs(ok.fps - 1000 / ok.latency_ms.total.mean) < 1e-6
+    assert ok.memory.peak_rss_mb >= ok.memory.rss_after_load_mb > 0
+    assert ok.accuracy.num_images == 4 and 0 <= ok.accuracy.AP <= 1
+    assert skipped.status == "skipped" and "int8" in skipped.error
+    assert report.model.sha256 == report.environment["model_sha256"]
     md = md_path.read_text()
     assert "onnxruntime" in md and "skipped" in md
 
@@ -41,10 +42,10 @@ def test_run_without_accuracy_and_custom_profile(tmp_path, small_model, small_da
                     "input_size: 128\nthreads: 1\nbench: {warmup: 1, min_iterations: 3, min_duration_s: 0}\n")
     report, _, _ = run(RunOptions(profile=str(prof), model=str(small_model), data=str(small_data),
                                   out_dir=str(tmp_path / "runs"), accuracy=False))
-    (row,) = report["results"]
-    assert row["accuracy"] is None and row["threads"] == 1
-    assert row["latency_ms"]["total"]["count"] >= 3
-    assert report["host_matches_profile"] is False and "not on test box" in report["host_note"]
+    (row,) = report.results
+    assert row.accuracy is None and row.threads == 1
+    assert row.latency_ms.total.count >= 3
+    assert report.host_matches_profile is False and "not on test box" in report.host_note
 
 
 def test_run_cli_prints_table(tmp_path, small_model, small_data):
@@ -58,22 +59,16 @@ def test_run_cli_prints_table(tmp_path, small_model, small_data):
 
 def test_run_with_no_arguments_uses_the_bundled_model(tmp_path):
     """`edgebench run` alone: bundled model, its regenerated synthetic val set, this host's profile."""
-    import pytest
-
     from bench.sweep.defaults import default_model
-    from runtimes.errors import ModelLoadError
 
-    try:
-        model = default_model()
-    except ModelLoadError as exc:
-        pytest.skip(str(exc))
+    model = default_model()  # ships with the repo: missing, it is an error, not a skip
     proc = run_cli("run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (report_path,) = (tmp_path / "runs").glob("*/report.json")
     report = load_report(report_path)
-    assert report["model"]["path"] == str(model) and report["host_matches_profile"]
-    ok = [r for r in report["results"] if r["status"] == "ok"]
+    assert report.model.path == str(model) and report.host_matches_profile
+    ok = report.ok_rows
     recorded = json.loads(model.with_suffix(".json").read_text())["metrics"]
-    assert ok and ok[0]["accuracy"]["num_images"] == recorded["images"]
-    assert abs(ok[0]["accuracy"]["AP"] - recorded["AP50-95"]) < 0.005  # the figure shipped with the model
+    assert ok and ok[0].accuracy.num_images == recorded["images"]
+    assert abs(ok[0].accuracy.AP - recorded["AP50-95"]) < 0.005  # the figure shipped with the model
     assert "AP" in proc.stdout and str(report_path.relative_to(tmp_path)) in proc.stdout

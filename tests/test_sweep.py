@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import bench.sweep.sweep as sweep_mod
-from bench.report.writer import load_report
+from bench.report.writer import ResultRow, load_report
 from bench.sweep.sweep import ConfigJob, SweepOptions, run_job, sweep
 from runtimes.registry import is_installed
 from tests.conftest import assert_one_line_error, run_cli
@@ -37,16 +37,16 @@ def test_crash_and_hang_become_failed_rows(tmp_path, small_model, small_data, mo
     started = time.monotonic()
     report, json_path, _ = sweep(opts)
     assert time.monotonic() - started < 45
-    assert load_report(json_path)["status"] == report["status"] == "complete"
-    rows = {r["backend"]: r for r in report["results"]}
+    assert load_report(json_path).status == report.status == "complete"
+    rows = {r.backend: r for r in report.results}
     good, crashed, hung = rows["onnxruntime"], rows["openvino"], rows["ncnn"]
-    assert good["status"] == "ok", good["error"]
-    assert good["latency_ms"]["total"]["count"] >= 3
-    assert good["accuracy"]["num_images"] == 4 and good["imgsz"] == [128, 128]
-    assert good["budget_checks"] is not None and good["parity"] is None
-    assert crashed["status"] == "failed" and crashed["error"].startswith("crashed:")
-    assert "SIGABRT" in crashed["error"]
-    assert hung["status"] == "failed" and hung["error"].startswith("timeout:")
+    assert good.status == "ok", good.error
+    assert good.latency_ms.total.count >= 3
+    assert good.accuracy.num_images == 4 and good.imgsz == [128, 128]
+    assert good.budget_checks is not None and good.parity is None
+    assert crashed.status == "failed" and crashed.error.startswith("crashed:")
+    assert "SIGABRT" in crashed.error
+    assert hung.status == "failed" and hung.error.startswith("timeout:")
 
 
 def test_skipped_rows_say_why(tmp_path, small_model, small_data, monkeypatch):
@@ -55,10 +55,10 @@ def test_skipped_rows_say_why(tmp_path, small_model, small_data, monkeypatch):
     opts = _opts(tmp_path, small_model, small_data, backends=("openvino",), precisions=("fp32",),
                  imgsz=(128, 320), accuracy=False)
     report, _, md_path = sweep(opts)
-    first, second = report["results"]
-    assert first["status"] == "skipped" and "edgebench[openvino]" in first["error"]
-    assert second["status"] == "skipped" and "fixed at 128x128" in second["error"]
-    assert second["imgsz"] == [320, 320] and "skipped" in md_path.read_text()
+    first, second = report.results
+    assert first.status == "skipped" and "edgebench[openvino]" in first.error
+    assert second.status == "skipped" and "fixed at 128x128" in second.error
+    assert second.imgsz == [320, 320] and "skipped" in md_path.read_text()
 
 
 @pytest.mark.parametrize("backend", ["openvino", "ncnn"])
@@ -68,24 +68,24 @@ def test_converted_backend_rows_carry_parity(tmp_path, small_model, small_data, 
     opts = _opts(tmp_path, small_model, small_data, backends=(backend,), precisions=("fp32", "int8"),
                  max_eval_images=2, timeout_s=120.0)
     report, _, _ = sweep(opts)
-    row, int8 = report["results"]
-    assert row["status"] == "ok", row["error"]
-    assert Path(row["artifact"]).parent == tmp_path / "sweep" / "artifacts" and Path(row["artifact"]).exists()
-    assert row["parity"]["passed"] is True and row["accuracy"]["num_images"] == 2
-    assert int8["status"] == "skipped" and "calibration" in int8["error"]
+    row, int8 = report.results
+    assert row.status == "ok", row.error
+    assert Path(row.artifact).parent == tmp_path / "sweep" / "artifacts" and Path(row.artifact).exists()
+    assert row.parity.passed is True and row.accuracy.num_images == 2
+    assert int8.status == "skipped" and "calibration" in int8.error
 
 
 def test_interrupted_sweep_keeps_a_partial_report(tmp_path, small_model, small_data):
     opts = _opts(tmp_path, small_model, small_data, precisions=("fp32", "fp16", "int8"), accuracy=False)
 
-    def stop(row: dict[str, Any]) -> None:
+    def stop(row: ResultRow) -> None:
         raise KeyboardInterrupt
 
     report, json_path, md_path = sweep(opts, on_row=stop)
     on_disk = load_report(json_path)
-    assert on_disk["status"] == "partial" and on_disk["sweep"]["interrupted"] is True
-    assert [r["precision"] for r in on_disk["results"]] == ["fp32"]
-    assert on_disk["results"][0]["status"] == "ok" and "interrupted after 1 of 3" in md_path.read_text()
+    assert on_disk.status == "partial" and on_disk.sweep.interrupted is True
+    assert [r.precision for r in on_disk.results] == ["fp32"]
+    assert on_disk.results[0].status == "ok" and "interrupted after 1 of 3" in md_path.read_text()
 
 
 def test_cli_happy_path_and_bad_input(tmp_path, small_model, small_data):
@@ -96,7 +96,7 @@ def test_cli_happy_path_and_bad_input(tmp_path, small_model, small_data):
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime" in proc.stdout and f"report: {out / 'report.json'}" in proc.stdout
     assert "onnxruntime/fp32@128x128:" in proc.stderr and "skipped" in proc.stderr
-    assert load_report(out / "report.json")["status"] == "complete"
+    assert load_report(out / "report.json").status == "complete"
     nothing_ran = run_cli("sweep", "--model", str(small_model), "--data", str(small_data), "--out",
                           str(tmp_path / "none"), "--precisions", "int8", cwd=tmp_path)
     assert nothing_ran.returncode == 1 and "skipped" in nothing_ran.stdout, nothing_ran.stderr

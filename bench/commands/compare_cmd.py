@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -54,7 +55,7 @@ def command(reports: tuple[str, ...], baseline: str | None, max_p99_ms: float | 
     click.echo(f"comparison: {output}", err=True)
 
 
-def _render(result: dict, fmt: str) -> str:
+def _render(result: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result, indent=2)
     if fmt == "html":

@@ -30,7 +30,7 @@ def _reference(p: DeviceProfile) -> str:
 def profile_rows() -> list[tuple[str, ...]]:
     """One row per built-in profile: name, device, backend, precisions, reference, match."""
     facts = host_facts()
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in list_profiles():
         p = load_profile(name)
         ok, why = host_matches(p, facts)

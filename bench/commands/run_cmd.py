@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from bench.report.rows import ResultRow
+from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import render_table
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.sweep.run import RunOptions, run
@@ -67,20 +69,20 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       window_s=window_s, rewrites=rewrites)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
-    if report.get("sustained"):
-        click.echo(_sustained_line(report["sustained"]))
+    if report.sustained:
+        click.echo(_sustained_line(report.sustained))
     click.echo(f"report: {json_path}\nsummary: {md_path}\nhtml: {json_path.with_suffix('.html')}")
-    if not any(r["status"] == "ok" for r in report["results"]):
+    if not report.ok_rows:
         raise click.exceptions.Exit(1)
 
 
-def _row_line(row: dict) -> str:
-    if row["status"] == "ok":
-        return f"  {row['backend']}/{row['precision']}: {row['fps']:.1f} FPS"
-    return f"  {row['backend']}/{row['precision']}: {row['status']}: {row['error']}"
+def _row_line(row: ResultRow) -> str:
+    if row.ok:
+        return f"  {row.backend}/{row.precision}: {row.fps:.1f} FPS"
+    return f"  {row.backend}/{row.precision}: {row.status}: {row.error}"
 
 
-def _sustained_line(section: dict) -> str:
-    if section.get("status") != "ok":
-        return f"sustained: {section.get('status')}: {section.get('error')}"
-    return f"sustained {section['measured_s']:.0f} s: {section['verdict']} ({section['verdict_reason']})"
+def _sustained_line(section: SustainedSection) -> str:
+    if not section.ok:
+        return f"sustained: {section.status}: {section.error}"
+    return f"sustained {section.measured_s:.0f} s: {section.verdict} ({section.verdict_reason})"

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from bench.report.rows import ResultRow
 from bench.report.writer import render_table
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.sweep.sweep import SweepOptions, sweep
@@ -76,7 +77,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
         bar["bar"] = click.progressbar(length=total, label="sweep", file=sys.stderr, show_pos=True)
         bar["bar"].__enter__()
 
-    def row_done(row: dict[str, Any]) -> None:
+    def row_done(row: ResultRow) -> None:
         click.echo(f"\r{row_line(row)}{' ' * 8}", err=True)
         bar["bar"].update(1)
 
@@ -87,17 +88,17 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
             bar["bar"].__exit__(None, None, None)
     click.echo(render_table(report))
     click.echo(f"report: {json_path}\nsummary: {md_path}\nhtml: {json_path.with_suffix('.html')}")
-    if report["sweep"]["interrupted"]:
+    if report.sweep and report.sweep.interrupted:
         click.echo("interrupted: the report is marked partial", err=True)
         raise click.exceptions.Exit(130)
-    if not any(r["status"] == "ok" for r in report["results"]):
+    if not report.ok_rows:
         raise click.exceptions.Exit(1)
 
 
-def row_line(row: dict[str, Any]) -> str:
+def row_line(row: ResultRow) -> str:
     """One line per finished configuration: backend/precision@size, then FPS or the reason."""
-    size = "x".join(str(v) for v in row.get("imgsz") or []) or "?"
-    name = f"{row['backend']}/{row['precision']}@{size}"
-    if row["status"] == "ok":
-        return f"  {name}: {row['fps']:.1f} FPS"
-    return f"  {name}: {row['status']}: {row['error']}"
+    size = "x".join(str(v) for v in row.imgsz) if isinstance(row.imgsz, list) else str(row.imgsz or "")
+    name = f"{row.backend}/{row.precision}@{size or '?'}"
+    if row.ok:
+        return f"  {name}: {row.fps:.1f} FPS"
+    return f"  {name}: {row.status}: {row.error}"

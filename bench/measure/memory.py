@@ -21,7 +21,8 @@ MIB = 2**20
 
 def rss_mb() -> float:
     """Resident set size of this process now, in MiB."""
-    return psutil.Process().memory_info().rss / MIB
+    rss: int = psutil.Process().memory_info().rss  # psutil is untyped (no stubs installed)
+    return rss / MIB
 
 
 def os_peak_rss_mb() -> float | None:

@@ -6,12 +6,14 @@ crashes belong to this configuration alone.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from bench.measure.memory import PeakRssSampler, file_size_mb, rss_mb
-from bench.measure.timing import BenchLoop, StageTimer
+from bench.measure.timing import BenchLoop, LoopResult, StageTimer
 from edge_sdk.decode import DecodeConfig
 from edge_sdk.detector import Detector
 from edge_sdk.frames import read_image
@@ -98,7 +100,7 @@ def open_detector(spec: MeasureSpec) -> Detector:
                     runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
 
 
-def detector_step(det: Detector, frames: list) -> Callable[[StageTimer], None]:
+def detector_step(det: Detector, frames: Sequence[np.ndarray]) -> Callable[[StageTimer], None]:
     """One timed iteration over `frames` in turn: preprocess, inference, postprocess, each lapped."""
     n = len(frames)
     state = {"i": 0}
@@ -116,7 +118,7 @@ def detector_step(det: Detector, frames: list) -> Callable[[StageTimer], None]:
     return one
 
 
-def _time_detector(det: Detector, frames: list, spec: MeasureSpec):
+def _time_detector(det: Detector, frames: Sequence[np.ndarray], spec: MeasureSpec) -> LoopResult:
     """Warm up, then time preprocess / inference / postprocess until both minimums are met."""
     bench = BenchLoop(spec.warmup, spec.min_iterations, spec.min_duration_s,
                       max_duration_s=spec.max_duration_s)
@@ -137,7 +139,7 @@ def _detect_all(det: Detector, spec: MeasureSpec) -> list[dict[str, Any]]:
     return results
 
 
-def _progress_printer(label: str, stage: str, total: int):
+def _progress_printer(label: str, stage: str, total: int) -> Callable[[int, float], None]:
     """A progress callback printing one updating line on stderr (only when it is a terminal)."""
     tty = sys.stderr.isatty()
 

@@ -8,16 +8,16 @@ a child process (bench.sweep.isolate); `sustained_section` is the parent side th
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from bench.measure.early_stop import early_stopping
 from bench.measure.runner import MAX_TIMING_FRAMES, MeasureSpec, detector_step, open_detector
-from bench.measure.thermal import SensorProbe
+from bench.measure.thermal import SensorProbe, SensorReading
 from bench.measure.timing import BenchLoop, summarize
+from bench.report.records import LatencyStats
 from bench.report.sustained import THRESHOLDS, analyse, default_window_s
+from bench.report.sustained_rows import EarlyStopping, SensorSource, SustainedSection
 from bench.sweep.isolate import run_isolated
 from edge_sdk.frames import read_image
 
@@ -34,22 +34,22 @@ class WindowTracker:
                  show: Callable[[int, float, int], None] | None = None) -> None:
         self.probe, self.duration_s, self.window_s, self.show = probe, duration_s, window_s, show
         self.boundaries: list[tuple[int, float]] = []
-        self.readings: list[dict[str, Any]] = []
+        self.readings: list[SensorReading] = []
         self._next_end, self._next_read = window_s, window_s / READS_PER_WINDOW
 
     def start(self) -> None:
         """The reading at t = 0 (before warm-up), which also primes steal-time accounting."""
-        self.readings.append(dataclasses.asdict(self.probe.read(0.0, slow=True)))
+        self.readings.append(self.probe.read(0.0, slow=True))
 
     def __call__(self, n: int, elapsed_s: float) -> None:
         if elapsed_s >= self._next_end or elapsed_s >= self.duration_s:
             self.boundaries.append((n, elapsed_s))
-            self.readings.append(dataclasses.asdict(self.probe.read(elapsed_s, slow=True)))
+            self.readings.append(self.probe.read(elapsed_s, slow=True))
             while self._next_end <= elapsed_s:
                 self._next_end += self.window_s
             self._next_read = elapsed_s + self.window_s / READS_PER_WINDOW
         elif elapsed_s >= self._next_read:
-            self.readings.append(dataclasses.asdict(self.probe.read(elapsed_s, slow=False)))
+            self.readings.append(self.probe.read(elapsed_s, slow=False))
             self._next_read = elapsed_s + self.window_s / READS_PER_WINDOW
         if self.show:
             self.show(n, elapsed_s, len(self.boundaries))
@@ -58,10 +58,10 @@ class WindowTracker:
         """Close the last window if the loop stopped between window ends."""
         if not self.boundaries or self.boundaries[-1][0] != iterations:
             self.boundaries.append((iterations, duration_s))
-            self.readings.append(dataclasses.asdict(self.probe.read(duration_s, slow=True)))
+            self.readings.append(self.probe.read(duration_s, slow=True))
 
 
-def run_sustained(spec: MeasureSpec, duration_s: float, window_s: float | None = None) -> dict[str, Any]:
+def run_sustained(spec: MeasureSpec, duration_s: float, window_s: float | None = None) -> SustainedSection:
     """Time `spec` single-stream for `duration_s` seconds; the report's "sustained" section."""
     window_s = window_s or default_window_s(duration_s)
     probe = SensorProbe()
@@ -73,31 +73,34 @@ def run_sustained(spec: MeasureSpec, duration_s: float, window_s: float | None =
                      progress_interval_s=min(0.1, window_s / 10))
     result = loop.run(detector_step(det, frames), progress=tracker)
     tracker.finish(result.iterations, result.duration_s)
-    totals_ms = [v / 1e6 for v in result.timer.samples()["total"]]
-    return {
-        "status": "ok", "error": None, "backend": spec.backend, "precision": spec.precision,
-        "precision_used": det.runtime.precision_used,
-        "duration_s": duration_s, "measured_s": result.duration_s, "window_s": window_s,
-        "iterations": result.iterations, "latency_ms": summarize(result.timer.samples()["total"], fps=True),
-        **analyse(totals_ms, tracker.boundaries, tracker.readings),
-        "early_stopping": early_stopping(totals_ms),
-        "sensors": probe.sources(), "thresholds": dict(THRESHOLDS),
-    }
+    samples_ns = result.timer.samples()["total"]
+    totals_ms = [v / 1e6 for v in samples_ns]
+    found = analyse(totals_ms, tracker.boundaries, tracker.readings)
+    return SustainedSection(
+        status="ok", error=None, backend=spec.backend, precision=spec.precision,
+        precision_used=det.runtime.precision_used,
+        duration_s=duration_s, measured_s=result.duration_s, window_s=window_s,
+        iterations=result.iterations, latency_ms=LatencyStats.from_dict(summarize(samples_ns, fps=True)),
+        windows=found.windows, drift=found.drift, verdict=found.verdict, verdict_reason=found.verdict_reason,
+        early_stopping=EarlyStopping.from_dict(early_stopping(totals_ms)),
+        sensors={k: SensorSource.from_dict(v) for k, v in probe.sources().items()}, thresholds=dict(THRESHOLDS),
+    )
 
 
 def sustained_section(spec: MeasureSpec, duration_s: float, window_s: float | None,
-                      timeout_s: float) -> dict[str, Any]:
+                      timeout_s: float) -> SustainedSection:
     """Run `run_sustained` in a child; a crash, hang or error becomes a section with its error."""
     outcome = run_isolated(run_sustained, spec, duration_s, window_s, timeout_s=duration_s + timeout_s)
     if outcome.status == "ok":
-        return outcome.value
-    return {"status": "failed", "error": f"{outcome.status}: {outcome.error}", "backend": spec.backend,
-            "precision": spec.precision, "duration_s": duration_s, "window_s": window_s}
+        section: SustainedSection = outcome.value
+        return section
+    return SustainedSection(status="failed", error=f"{outcome.status}: {outcome.error}", backend=spec.backend,
+                            precision=spec.precision, duration_s=duration_s, window_s=window_s)
 
 
-def skipped_section(duration_s: float, reason: str) -> dict[str, Any]:
+def skipped_section(duration_s: float, reason: str) -> SustainedSection:
     """The section of a sustained run that could not start (e.g. no precision ran)."""
-    return {"status": "skipped", "error": reason, "duration_s": duration_s}
+    return SustainedSection(status="skipped", error=reason, duration_s=duration_s)
 
 
 def _bar_printer(label: str, duration_s: float) -> Callable[[int, float, int], None] | None:

@@ -247,11 +247,13 @@ def _one_tegrastats_line(binary: str) -> str:
 
     proc = subprocess.Popen([binary, "--interval", "100"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], _SUBPROCESS_TIMEOUT_S)
+        ready, _, _ = select.select([stdout], [], [], _SUBPROCESS_TIMEOUT_S)
         if not ready:
             raise subprocess.TimeoutExpired(binary, _SUBPROCESS_TIMEOUT_S)
-        return proc.stdout.readline()
+        return stdout.readline()
     finally:
         proc.terminate()
         try:

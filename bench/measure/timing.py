@@ -18,12 +18,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 import numpy as np
 
 #: How percentiles are computed: numpy's default linear interpolation between closest ranks
 #: (`np.percentile(a, q, method="linear")`, the same as Excel's PERCENTILE.INC / R type 7).
-PERCENTILE_METHOD = "linear"
+PERCENTILE_METHOD: Final[Literal["linear"]] = "linear"
 
 #: Standard deviation is the sample standard deviation (divides by n - 1); 0.0 for one sample.
 STDEV_DDOF = 1

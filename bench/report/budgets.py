@@ -8,14 +8,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from bench.report.rows import Accuracy, BudgetCheck, ReferenceCheck, Report, ResultRow
 from edge_sdk.profiles import Budgets, Reference, load_profile
 
 __all__ = ["BudgetCheck", "CHECK_LABELS", "check_row", "reference_check", "attach_checks",
            "fp32_baseline", "budgets_from", "resolve_budgets", "budget_text", "BUDGET_FLAGS",
-           "verdict", "row_p99", "row_memory", "row_ap", "as_float"]
+           "verdict", "row_p99", "row_memory", "row_ap", "ap_of", "as_float"]
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 #: check name -> short label used in verdicts ("ok; over budget: p99")
@@ -25,40 +25,34 @@ BUDGET_FLAGS = {"max_p99_ms": "--max-p99-ms", "max_map_drop": "--max-map-drop",
                 "max_memory_mb": "--max-memory-mb"}
 
 
-@dataclass(frozen=True)
-class BudgetCheck:
-    """One budget against one row: status is "pass", "fail" or "unknown"; message is one line."""
-
-    name: str
-    limit: float
-    value: float | None
-    status: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for a report row."""
-        return dataclasses.asdict(self)
-
-
-def row_p99(row: Mapping[str, Any]) -> float | None:
+def row_p99(row: ResultRow) -> float | None:
     """p99 of the total latency in ms, or None."""
-    return as_float(((row.get("latency_ms") or {}).get("total") or {}).get("p99"))
+    total = row.total
+    return as_float(total.p99) if total else None
 
 
-def row_memory(row: Mapping[str, Any]) -> float | None:
+def row_memory(row: ResultRow) -> float | None:
     """Peak RSS in MiB (sampled, else as reported by the OS), or None."""
-    memory = row.get("memory") or {}
-    value = as_float(memory.get("peak_rss_mb"))
-    return value if value is not None else as_float(memory.get("peak_rss_os_mb"))
+    memory = row.memory
+    if memory is None:
+        return None
+    value = as_float(memory.peak_rss_mb)
+    return value if value is not None else as_float(memory.peak_rss_os_mb)
 
 
-def row_ap(row: Mapping[str, Any], key: str = "AP") -> float | None:
-    """COCO AP50-95 (or another accuracy key) of a row, or None."""
-    return as_float((row.get("accuracy") or {}).get(key))
+def ap_of(accuracy: Accuracy | None, ap50: bool = False) -> float | None:
+    """AP50-95 (or AP50) of an accuracy record, or None."""
+    if accuracy is None:
+        return None
+    return as_float(accuracy.AP50 if ap50 else accuracy.AP)
 
 
-def check_row(row: Mapping[str, Any], budgets: Budgets,
-              baseline_row: Mapping[str, Any] | None = None) -> list[BudgetCheck]:
+def row_ap(row: ResultRow, ap50: bool = False) -> float | None:
+    """COCO AP50-95 (or AP50) of a row's labelled accuracy, or None."""
+    return ap_of(row.accuracy, ap50)
+
+
+def check_row(row: ResultRow, budgets: Budgets, baseline_row: ResultRow | None = None) -> list[BudgetCheck]:
     """One check per budget that is set; mAP drop is the baseline's AP50-95 minus the row's."""
     checks = []
     if budgets.max_p99_ms is not None:
@@ -83,8 +77,7 @@ def _limit_check(name: str, value: float | None, limit: float, unit: str,
     return BudgetCheck(name, limit, value, PASS, f"{label} {value:.2f} {unit} <= {limit:g} {unit}")
 
 
-def _map_drop_check(row: Mapping[str, Any], baseline: Mapping[str, Any] | None,
-                    limit: float) -> BudgetCheck:
+def _map_drop_check(row: ResultRow, baseline: ResultRow | None, limit: float) -> BudgetCheck:
     def unknown(why: str) -> BudgetCheck:
         return BudgetCheck("map_drop", limit, None, UNKNOWN, f"missing mAP: {why}")
 
@@ -104,13 +97,13 @@ def _map_drop_check(row: Mapping[str, Any], baseline: Mapping[str, Any] | None,
     return BudgetCheck("map_drop", limit, drop, PASS, f"mAP drop {drop:.3f} <= {limit:g} {vs}")
 
 
-def verdict(checks: list[Mapping[str, Any]] | None) -> str:
+def verdict(checks: Sequence[BudgetCheck] | None) -> str:
     """A compact verdict of stored checks: "" (no budgets), "within budget",
     "over budget: p99, memory", "budget unknown: mAP drop", or both joined by "; "."""
     if not checks:
         return ""
-    failed = [CHECK_LABELS.get(c["name"], c["name"]) for c in checks if c["status"] == FAIL]
-    unknown = [CHECK_LABELS.get(c["name"], c["name"]) for c in checks if c["status"] == UNKNOWN]
+    failed = [CHECK_LABELS.get(c.name, c.name) for c in checks if c.status == FAIL]
+    unknown = [CHECK_LABELS.get(c.name, c.name) for c in checks if c.status == UNKNOWN]
     parts = []
     if failed:
         parts.append("over budget: " + ", ".join(failed))
@@ -119,66 +112,63 @@ def verdict(checks: list[Mapping[str, Any]] | None) -> str:
     return "; ".join(parts) or "within budget"
 
 
-def reference_check(row: Mapping[str, Any], reference: Reference | Mapping[str, Any] | None,
-                    host_matches: bool) -> dict[str, Any] | None:
+def reference_check(row: ResultRow, reference: Reference | Mapping[str, Any] | None,
+                    host_matches: bool) -> ReferenceCheck | None:
     """Is the row's FPS inside the profile's reference range? None when there is no reference.
 
-    Returns {"checked", "status" ("inside"|"below"|"above"|"not checked"), "fps", "range",
-    "precision", "reason"}; only checked on the profile's own hardware at the reference's
-    precision and input size.
+    The check's status is "inside" | "below" | "above" | "not checked"; it is only checked on the
+    profile's own hardware at the reference's precision and input size.
     """
     ref = _reference_dict(reference)
     if ref is None:
         return None
     lo, hi = (float(v) for v in ref["fps"])
-    out = {"checked": False, "status": "not checked", "fps": as_float(row.get("fps")),
-           "range": [lo, hi], "precision": ref.get("precision"), "reason": ""}
+    fps = as_float(row.fps)
+    out = ReferenceCheck(checked=False, status="not checked", fps=fps, range=[lo, hi],
+                         precision=ref.get("precision"), reason="")
     why = _why_not_checked(row, ref, host_matches)
-    if why:
-        return {**out, "reason": why}
-    fps = out["fps"]
+    if why or fps is None:
+        return dataclasses.replace(out, reason=why)
     status = "below" if fps < lo else "above" if fps > hi else "inside"
     reason = (f"{fps:.1f} FPS is {status} the reference range {lo:g}-{hi:g} FPS "
               f"({ref.get('precision')}, {ref.get('model', '?')}@{ref.get('imgsz', '?')})")
-    return {**out, "checked": True, "status": status, "reason": reason}
+    return dataclasses.replace(out, checked=True, status=status, reason=reason)
 
 
-def _why_not_checked(row: Mapping[str, Any], ref: Mapping[str, Any], host_matches: bool) -> str:
-    precision = row.get("precision_used") or row.get("precision")
-    if row.get("status") != "ok" or as_float(row.get("fps")) is None:
+def _why_not_checked(row: ResultRow, ref: Mapping[str, Any], host_matches: bool) -> str:
+    precision = row.precision_used or row.precision
+    if not row.ok or as_float(row.fps) is None:
         return "not checked: the row has no measured FPS"
     if not host_matches:
         return "not checked: this host is not the profile's device"
     if precision != ref.get("precision"):
         return (f"not checked: the reference is for {ref.get('precision')}, "
                 f"this row ran {precision}")
-    size = _max_side(row.get("imgsz"))
+    size = _max_side(row.imgsz)
     if size is not None and ref.get("imgsz") is not None and size != int(ref["imgsz"]):
         return f"not checked: the reference is at {ref['imgsz']} px, this row ran at {size} px"
     return ""
 
 
-def fp32_baseline(rows: list[Mapping[str, Any]], row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def fp32_baseline(rows: Sequence[ResultRow], row: ResultRow) -> ResultRow | None:
     """The first ok fp32 row with the row's backend (the row itself when it is one), or None."""
-    if row.get("status") == "ok" and row.get("precision") == "fp32":
+    if row.ok and row.precision == "fp32":
         return row
     for other in rows:
-        if (other.get("status") == "ok" and other.get("precision") == "fp32"
-                and other.get("backend") == row.get("backend")):
+        if other.ok and other.precision == "fp32" and other.backend == row.backend:
             return other
     return None
 
 
-def attach_checks(rows: list[dict[str, Any]], budgets: Budgets,
+def attach_checks(rows: Sequence[ResultRow], budgets: Budgets,
                   reference: Reference | Mapping[str, Any] | None, host_matches: bool) -> None:
     """Set `budget_checks` and `reference_check` on every ok row (None on the others)."""
     for row in rows:
-        if row.get("status") != "ok":
-            row["budget_checks"], row["reference_check"] = None, None
+        if not row.ok:
+            row.budget_checks, row.reference_check = None, None
             continue
-        checks = check_row(row, budgets, fp32_baseline(rows, row))
-        row["budget_checks"] = [c.to_dict() for c in checks]
-        row["reference_check"] = reference_check(row, reference, host_matches)
+        row.budget_checks = check_row(row, budgets, fp32_baseline(rows, row))
+        row.reference_check = reference_check(row, reference, host_matches)
 
 
 def budgets_from(data: Budgets | Mapping[str, Any] | None) -> Budgets:
@@ -190,7 +180,7 @@ def budgets_from(data: Budgets | Mapping[str, Any] | None) -> Budgets:
 
 
 def resolve_budgets(flags: Mapping[str, float | None], profile_name: str | None,
-                    reports: Sequence[Mapping[str, Any]]) -> tuple[Budgets, dict[str, str]]:
+                    reports: Sequence[Report]) -> tuple[Budgets, dict[str, str]]:
     """Each budget from `flags` (keys of BUDGET_FLAGS), else the named profile's budgets, else
     the reports' own profiles (the strictest when they differ); also says where each came from."""
     values: dict[str, float | None] = {}
@@ -207,13 +197,12 @@ def resolve_budgets(flags: Mapping[str, float | None], profile_name: str | None,
     return Budgets(**values), {k: v for k, v in sources.items() if values[k] is not None}
 
 
-def _report_budget(key: str, reports: Sequence[Mapping[str, Any]]) -> tuple[float | None, str]:
+def _report_budget(key: str, reports: Sequence[Report]) -> tuple[float | None, str]:
     found: list[tuple[str, float]] = []
     for r in reports:
-        profile = r.get("profile") or {}
-        value = getattr(budgets_from(profile.get("budgets")), key)
+        value = getattr(budgets_from((r.profile or {}).get("budgets")), key)
         if value is not None:
-            found.append((str(profile.get("name") or "?"), value))
+            found.append((r.profile_name or "?", value))
     if not found:
         return None, ""
     names = ", ".join(dict.fromkeys(name for name, _ in found))
@@ -243,8 +232,8 @@ def _reference_dict(reference: Reference | Mapping[str, Any] | None) -> dict[str
     return dict(reference) if reference.get("fps") else None
 
 
-def _name(row: Mapping[str, Any]) -> str:
-    return f"{row.get('backend', '?')}/{row.get('precision', '?')}"
+def _name(row: ResultRow) -> str:
+    return f"{row.backend}/{row.precision}"
 
 
 def _max_side(imgsz: Any) -> int | None:

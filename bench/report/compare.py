@@ -11,6 +11,7 @@ from each other; a row holding only the other kind gets no AP and a note saying 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 from bench.report.budgets import (
     BUDGET_FLAGS,
+    ap_of,
     as_float,
     budget_text,
     check_row,
@@ -28,11 +30,12 @@ from bench.report.budgets import (
     row_memory,
     row_p99,
 )
+from bench.report.rows import Accuracy, BudgetCheck, Report, ResultRow
 from bench.report.writer import load_report
 from edge_sdk.profiles import Budgets
 from runtimes.errors import ReportError
 
-__all__ = ["CompareOptions", "compare", "compare_files", "METRICS"]
+__all__ = ["CompareOptions", "Metrics", "AccuracyBasis", "compare", "compare_files", "accuracy_basis", "METRICS"]
 
 #: metric -> (how a delta is shown: "rel" in % or "abs", higher is better?)
 METRICS = {"p50": ("rel", False), "p95": ("rel", False), "p99": ("rel", False),
@@ -56,18 +59,63 @@ class CompareOptions:
     per_class_drop: float = 0.05
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """The figures a row is compared on (keys of METRICS); AP/AP50 are of the accuracy basis."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    fps: float | None = None
+    peak_rss_mb: float | None = None
+    model_size_mb: float | None = None
+    AP: float | None = None
+    AP50: float | None = None
+
+    @classmethod
+    def of(cls, row: ResultRow) -> Metrics:
+        """The metrics of a row (its `accuracy` being the accuracy of the basis kind)."""
+        total = row.total
+        return cls(p50=as_float(total.p50) if total else None, p95=as_float(total.p95) if total else None,
+                   p99=row_p99(row), fps=as_float(row.fps), peak_rss_mb=row_memory(row),
+                   model_size_mb=as_float(row.memory.model_size_mb) if row.memory else None,
+                   AP=row_ap(row), AP50=row_ap(row, ap50=True))
+
+
+@dataclass(frozen=True)
+class AccuracyBasis:
+    """What the AP columns compare: "labelled" mAP, or "agreement" mAP against one reference."""
+
+    kind: str
+    reference: str | None = None
+
+    @property
+    def agreement(self) -> bool:
+        """Whether the comparison scores agreement with a reference, not labels."""
+        return self.kind == "agreement"
+
+
 @dataclass(eq=False)
 class _Entry:
     label: str
     report: int
-    row: dict[str, Any]
+    row: ResultRow
     baseline: _Entry | None = None
     note: str = ""
+    metrics: Metrics = field(default_factory=Metrics)
+    checks: list[BudgetCheck] = field(default_factory=list)
+    pareto: bool | None = None
+    rejected: list[dict[str, str]] = field(default_factory=list)
     out: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.row.get("status") == "ok"
+        return self.row.ok
+
+    @property
+    def placed(self) -> bool:
+        """On the AP vs p99 plane: an ok row with both figures."""
+        return self.ok and self.metrics.AP is not None and self.metrics.p99 is not None
 
 
 def compare_files(paths: Sequence[str | Path], opts: CompareOptions | None = None) -> dict[str, Any]:
@@ -77,8 +125,7 @@ def compare_files(paths: Sequence[str | Path], opts: CompareOptions | None = Non
     return compare([(str(p), load_report(p)) for p in paths], opts)
 
 
-def compare(reports: Sequence[tuple[str, dict[str, Any]]],
-            opts: CompareOptions | None = None) -> dict[str, Any]:
+def compare(reports: Sequence[tuple[str, Report]], opts: CompareOptions | None = None) -> dict[str, Any]:
     """Compare (name, report) pairs; returns {"reports", "budgets", "per_class_drop", "rows",
     "pareto_front", "recommendation", "message"} as plain JSON-able data."""
     opts = opts or CompareOptions()
@@ -92,30 +139,30 @@ def compare(reports: Sequence[tuple[str, dict[str, Any]]],
     _mark_pareto(entries)
     pick = _choose(entries)
     message = _message(pick, entries, budgets)
-    if basis and basis["kind"] == "agreement":
-        message = _agreement_words(message)
-        for e in entries:
-            e.out["rejected"] = [{**r, "message": _agreement_words(r["message"])} for r in e.out["rejected"]]
+    agreement = basis is not None and basis.agreement
+    for e in entries:
+        reasons = [{**r, "message": _agreement_words(r["message"])} for r in e.rejected] if agreement else e.rejected
+        e.out.update(pareto=e.pareto, recommended=e is pick, rejected=reasons)
     return {
-        "reports": [{"path": name, "profile": (r.get("profile") or {}).get("name"),
-                     "status": r.get("status"), "rows": len(r["results"])} for name, r in reports],
+        "reports": [{"path": name, "profile": r.profile_name, "status": r.status, "rows": len(r.results)}
+                    for name, r in reports],
         "budgets": {k: {"value": getattr(budgets, k), "source": sources.get(k)} for k in BUDGET_FLAGS},
         "per_class_drop": opts.per_class_drop,
-        "accuracy_basis": basis,
+        "accuracy_basis": dataclasses.asdict(basis) if basis else None,
         "rows": [e.out for e in entries],
-        "pareto_front": [e.label for e in entries if e.out["pareto"]],
+        "pareto_front": [e.label for e in entries if e.pareto],
         "recommendation": pick.label if pick else None,
-        "message": message,
+        "message": _agreement_words(message) if agreement else message,
     }
 
 
-def _entries(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[_Entry]:
+def _entries(reports: Sequence[tuple[str, Report]]) -> list[_Entry]:
     names = _short_names([n for n, _ in reports])
     entries = []
     for i, (_, report) in enumerate(reports):
-        for row in report["results"]:
-            entries.append(_Entry(f"{names[i]}: {_config(row)}", i, row))
-    seen, counts = Counter(e.label for e in entries), Counter()
+        for row in report.results:
+            entries.append(_Entry(f"{names[i]}: {row.config}", i, row))
+    seen, counts = Counter(e.label for e in entries), Counter[str]()
     for e in entries:
         if seen[e.label] > 1:
             counts[e.label] += 1
@@ -135,35 +182,22 @@ def _short_names(paths: list[str]) -> list[str]:
     return list(paths)
 
 
-def _config(row: dict[str, Any]) -> str:
-    size = _size(row.get("imgsz"))
-    return f"{row.get('backend', '?')}/{row.get('precision', '?')}" + (f"@{size}" if size else "")
-
-
-def _size(imgsz: Any) -> str:
-    if isinstance(imgsz, (list, tuple)) and imgsz:
-        return str(imgsz[0]) if len(set(imgsz)) == 1 else "x".join(str(v) for v in imgsz)
-    return "" if imgsz is None else str(imgsz)
-
-
 def _assign_baselines(entries: list[_Entry], spec: str | None) -> None:
     want = _parse_baseline(spec) if spec else None
     for e in entries:
         if not e.ok:
             continue
-        backend, precision, size = want or (e.row.get("backend"), "fp32", None)
-        pool = [c for c in entries if c.ok and c.row.get("backend") == backend
-                and c.row.get("precision") == precision
-                and (size is None or _size(c.row.get("imgsz")) == size)]
+        backend, precision, size = want or (e.row.backend, "fp32", None)
+        pool = [c for c in entries if c.ok and c.row.backend == backend and c.row.precision == precision
+                and (size is None or c.row.size_text == size)]
         if want and not pool:
             raise ReportError(f"--baseline {spec}: no ok row has that backend/precision"
                               f"{'/size' if size else ''} (rows: "
-                              f"{', '.join(sorted({_config(x.row) for x in entries}))})")
+                              f"{', '.join(sorted({x.row.config for x in entries}))})")
         if e in pool:
             e.baseline = e
         elif pool:
-            e.baseline = min(pool, key=lambda c: (c.report != e.report,
-                                                  _size(c.row.get("imgsz")) != _size(e.row.get("imgsz"))))
+            e.baseline = min(pool, key=lambda c: (c.report != e.report, c.row.size_text != e.row.size_text))
         rule = f"--baseline {spec}" if want else "fp32 row of the same backend"
         e.note = rule if e.baseline else f"no baseline: no ok fp32 row of backend {backend}"
 
@@ -177,40 +211,31 @@ def _parse_baseline(spec: str) -> tuple[str, str, str | None]:
     return backend, precision, size or None
 
 
-def _metrics(row: dict[str, Any]) -> dict[str, float | None]:
-    total = (row.get("latency_ms") or {}).get("total") or {}
-    return {"p50": as_float(total.get("p50")), "p95": as_float(total.get("p95")),
-            "p99": row_p99(row), "fps": as_float(row.get("fps")), "peak_rss_mb": row_memory(row),
-            "model_size_mb": as_float((row.get("memory") or {}).get("model_size_mb")),
-            "AP": row_ap(row), "AP50": row_ap(row, "AP50")}
-
-
-def accuracy_basis(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """{"kind": "labelled"} or {"kind": "agreement", "reference": ref}, or None (no accuracy to
-    compare, or agreement against several references)."""
+def accuracy_basis(rows: Sequence[ResultRow]) -> AccuracyBasis | None:
+    """Labelled mAP when any row has it, else agreement mAP against the one reference of the rows
+    that have it; None (no accuracy to compare, or agreement against several references)."""
     if any(row_ap(r) is not None for r in rows):
-        return {"kind": "labelled", "reference": None}
-    refs = {str(r["agreement"].get("reference")) for r in rows if isinstance(r.get("agreement"), dict)}
-    return {"kind": "agreement", "reference": refs.pop()} if len(refs) == 1 else None
+        return AccuracyBasis("labelled")
+    refs = {str(r.agreement.reference) for r in rows if r.agreement is not None}
+    return AccuracyBasis("agreement", refs.pop()) if len(refs) == 1 else None
 
 
-def _view(row: dict[str, Any], basis: dict[str, Any] | None) -> dict[str, Any]:
-    """The row with "accuracy" set to its accuracy of the basis kind (None when it has none)."""
-    if basis is None or basis["kind"] == "labelled":
-        return row if basis else {**row, "accuracy": None}
-    agree = row.get("agreement")
-    same = isinstance(agree, dict) and str(agree.get("reference")) == basis["reference"]
-    return {**row, "accuracy": agree if same else None}
+def _view(row: ResultRow, basis: AccuracyBasis | None) -> ResultRow:
+    """The row with `accuracy` set to its accuracy of the basis kind (None when it has none)."""
+    if basis is None or not basis.agreement:
+        return row if basis else dataclasses.replace(row, accuracy=None)
+    agree = row.agreement
+    same = agree is not None and str(agree.reference) == basis.reference
+    return dataclasses.replace(row, accuracy=agree if same else None)
 
 
-def _accuracy_note(row: dict[str, Any], basis: dict[str, Any] | None) -> str:
+def _accuracy_note(row: ResultRow, basis: AccuracyBasis | None) -> str:
     """Why a row's accuracy is not compared, or ''."""
-    agree = row.get("agreement") if isinstance(row.get("agreement"), dict) else None
-    if row_ap(row) is None and agree and (basis or {}).get("kind") == "labelled":
-        return (f"has agreement mAP vs {agree.get('reference')} only (no labels): not compared "
-                "with labelled mAP")
-    if agree and basis and basis["kind"] == "agreement" and str(agree.get("reference")) != basis["reference"]:
-        return f"agreement mAP vs {agree.get('reference')}: a different reference, not compared"
+    agree = row.agreement
+    if row_ap(row) is None and agree and basis and not basis.agreement:
+        return f"has agreement mAP vs {agree.reference} only (no labels): not compared with labelled mAP"
+    if agree and basis and basis.agreement and str(agree.reference) != basis.reference:
+        return f"agreement mAP vs {agree.reference}: a different reference, not compared"
     if agree and basis is None:
         return "agreement mAP against different references across reports: not compared"
     return ""
@@ -224,110 +249,109 @@ def _agreement_words(text: str) -> str:
     return text
 
 
-def _agreement_check(check: dict[str, Any], basis: dict[str, Any] | None) -> dict[str, Any]:
-    """A mAP-drop check message reworded when the basis is agreement mAP."""
-    if check["name"] != "map_drop" or (basis or {}).get("kind") != "agreement":
-        return check
-    return {**check, "message": _agreement_words(check["message"])}
+def _check_out(check: BudgetCheck, basis: AccuracyBasis | None) -> dict[str, Any]:
+    """A check as plain data, its mAP-drop message reworded when the basis is agreement mAP."""
+    out = check.to_dict()
+    if check.name == "map_drop" and basis and basis.agreement:
+        out["message"] = _agreement_words(check.message)
+    return out
+
+
+def _agreement_out(agree: Accuracy | None) -> dict[str, Any] | None:
+    if agree is None:
+        return None
+    return {"reference": agree.reference, "AP": ap_of(agree), "AP50": ap_of(agree, ap50=True)}
 
 
 def _row_out(e: _Entry, budgets: Budgets, per_class_drop: float,
-             basis: dict[str, Any] | None = None) -> dict[str, Any]:
+             basis: AccuracyBasis | None = None) -> dict[str, Any]:
     row, base = _view(e.row, basis), _view(e.baseline.row, basis) if e.baseline else None
-    metrics = _metrics(row)
-    checks = check_row(row, budgets, base) if e.ok else []
-    agree = e.row.get("agreement") if isinstance(e.row.get("agreement"), dict) else None
+    e.metrics = Metrics.of(row)
+    e.checks = check_row(row, budgets, base) if e.ok else []
     return {
-        "label": e.label, "report": e.report, "backend": row.get("backend"),
-        "precision": row.get("precision"), "precision_used": row.get("precision_used"),
-        "imgsz": row.get("imgsz"), "threads": row.get("threads"), "status": row.get("status"),
-        "error": row.get("error"), "baseline": e.baseline.label if e.baseline else None,
-        "baseline_note": e.note, "metrics": metrics,
-        "deltas": _deltas(metrics, _metrics(base)) if base and e.baseline is not e else {},
+        "label": e.label, "report": e.report, "backend": row.backend,
+        "precision": row.precision, "precision_used": row.precision_used,
+        "imgsz": row.imgsz, "threads": row.threads, "status": row.status,
+        "error": row.error, "baseline": e.baseline.label if e.baseline else None,
+        "baseline_note": e.note, "metrics": dataclasses.asdict(e.metrics),
+        "deltas": _deltas(e.metrics, Metrics.of(base)) if base and e.baseline is not e else {},
         "per_class_drops": _class_drops(row, base, per_class_drop) if base else [],
-        "agreement": ({"reference": agree.get("reference"), "AP": row_ap({"accuracy": agree}),
-                       "AP50": row_ap({"accuracy": agree}, "AP50")} if agree else None),
+        "agreement": _agreement_out(e.row.agreement),
         "accuracy_note": _accuracy_note(e.row, basis),
-        "parity": row.get("parity"), "pareto": None, "dominated_by": None,
-        "budget_checks": [_agreement_check(c.to_dict(), basis) for c in checks],
+        "parity": row.parity.to_dict() if row.parity else None, "pareto": None, "dominated_by": None,
+        "budget_checks": [_check_out(c, basis) for c in e.checks],
         "recommended": False, "rejected": [],
     }
 
 
-def _deltas(m: dict[str, float | None], b: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+def _deltas(m: Metrics, b: Metrics) -> dict[str, dict[str, Any]]:
     out = {}
     for key in METRICS:
-        if m[key] is not None and b[key] is not None:
-            rel = (m[key] - b[key]) / b[key] if b[key] else None
-            out[key] = {"abs": m[key] - b[key], "rel": rel}
+        mine, base = getattr(m, key), getattr(b, key)
+        if mine is not None and base is not None:
+            out[key] = {"abs": mine - base, "rel": (mine - base) / base if base else None}
     return out
 
 
-def _class_drops(row: dict[str, Any], base: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
-    mine = (row.get("accuracy") or {}).get("per_class_ap") or {}
-    theirs = (base.get("accuracy") or {}).get("per_class_ap") or {}
+def _class_drops(row: ResultRow, base: ResultRow, threshold: float) -> list[dict[str, Any]]:
+    mine = (row.accuracy.per_class_ap if row.accuracy else None) or {}
+    theirs = (base.accuracy.per_class_ap if base.accuracy else None) or {}
     drops = []
     for name, b in theirs.items():
         v = mine.get(name)
-        if as_float(v) is not None and as_float(b) is not None and b - v > threshold:
+        if v is not None and as_float(v) is not None and as_float(b) is not None and b - v > threshold:
             drops.append({"class": name, "baseline": b, "value": v, "drop": b - v})
     return sorted(drops, key=lambda d: -d["drop"])
 
 
 def _mark_pareto(entries: list[_Entry]) -> None:
     """On the front: an ok row with AP and p99 that no other row matches or beats on both."""
-    placed = [e for e in entries if _placed(e)]
+    placed = [e for e in entries if e.placed]
     for e in placed:
         by = _dominator(e, placed)
-        e.out["pareto"] = by is None
+        e.pareto = by is None
         e.out["dominated_by"] = by.label if by else None
-
-
-def _placed(e: _Entry) -> bool:
-    return e.ok and e.out["metrics"]["AP"] is not None and e.out["metrics"]["p99"] is not None
 
 
 def _dominator(e: _Entry, others: list[_Entry]) -> _Entry | None:
     """The first of `others` at least as accurate and as fast as `e`, and better in one."""
-    if not _placed(e):
+    ap, p99 = e.metrics.AP, e.metrics.p99
+    if not e.placed or ap is None or p99 is None:
         return None
-    ap, p99 = e.out["metrics"]["AP"], e.out["metrics"]["p99"]
     for o in others:
-        m = o.out["metrics"]
-        if (o is not e and _placed(o) and m["AP"] >= ap and m["p99"] <= p99
-                and (m["AP"] > ap or m["p99"] < p99)):
+        o_ap, o_p99 = o.metrics.AP, o.metrics.p99
+        if (o is not e and o.placed and o_ap is not None and o_p99 is not None and o_ap >= ap and o_p99 <= p99
+                and (o_ap > ap or o_p99 < p99)):
             return o
     return None
 
 
 def _rank(e: _Entry) -> tuple[float, float, float]:
-    m = e.out["metrics"]
-    return (_or(m["p99"], math.inf), -_or(m["AP"], -math.inf), _or(m["peak_rss_mb"], math.inf))
+    m = e.metrics
+    return (_or(m.p99, math.inf), -_or(m.AP, -math.inf), _or(m.peak_rss_mb, math.inf))
 
 
 def _choose(entries: list[_Entry]) -> _Entry | None:
     """The fastest (p99) row meeting every budget; ties: higher AP, then less memory."""
     for e in entries:
-        e.out["rejected"] = _budget_reasons(e)
-    passing = [e for e in entries if not e.out["rejected"]]
+        e.rejected = _budget_reasons(e)
+    passing = [e for e in entries if not e.rejected]
     pick = min(passing, key=_rank) if passing else None
     for e in passing:
-        if e is pick:
-            e.out["recommended"] = True
-        else:
-            e.out["rejected"] = _ranking_reasons(e, pick, _dominator(e, passing))
+        if pick is not None and e is not pick:
+            e.rejected = _ranking_reasons(e, pick, _dominator(e, passing))
     return pick
 
 
 def _budget_reasons(e: _Entry) -> list[dict[str, str]]:
     if not e.ok:
-        status = str(e.row.get("status"))
-        return [{"code": status, "message": f"{status}: {e.row.get('error') or 'no reason recorded'}"}]
-    reasons = [{"code": _CHECK_CODES.get((c["name"], c["status"]), c["name"]), "message": c["message"]}
-               for c in e.out["budget_checks"] if c["status"] != "pass"]
-    parity = e.row.get("parity") or {}
-    if parity and not parity.get("passed", True):
-        why = "; ".join(parity.get("failures") or []) or "outputs drift from the source model"
+        status = str(e.row.status)
+        return [{"code": status, "message": f"{status}: {e.row.error or 'no reason recorded'}"}]
+    reasons = [{"code": _CHECK_CODES.get((c.name, c.status), c.name), "message": c.message}
+               for c in e.checks if c.status != "pass"]
+    parity = e.row.parity
+    if parity and parity.passed is False:
+        why = "; ".join(parity.failures or []) or "outputs drift from the source model"
         reasons.append({"code": "parity_fail", "message": f"parity FAIL against the source model ({why})"})
     return reasons
 
@@ -335,22 +359,22 @@ def _budget_reasons(e: _Entry) -> list[dict[str, str]]:
 def _ranking_reasons(e: _Entry, pick: _Entry, by: _Entry | None) -> list[dict[str, str]]:
     """Why a row that meets every budget lost: dominated by another such row, then how it
     compares with the pick (slower, or the tie-breaks)."""
-    m, p = e.out["metrics"], pick.out["metrics"]
+    m, p = e.metrics, pick.metrics
     reasons = []
     if by is not None:
         reasons.append({"code": "dominated", "message": f"dominated by {by.label}, which also meets "
                         "the budgets (AP50-95 as high or higher, p99 as low or lower)"})
-    if m["p99"] is None:
+    if m.p99 is None:
         reasons.append({"code": "missing_p99", "message": "no p99 latency to rank it by"})
-    elif m["p99"] != p["p99"]:
+    elif m.p99 != p.p99:
         reasons.append({"code": "slower", "message": f"meets the budgets but is slower: p99 "
-                                                     f"{m['p99']:.2f} ms vs {p['p99']:.2f} ms"})
-    elif _or(m["AP"], -math.inf) != _or(p["AP"], -math.inf):
+                                                     f"{m.p99:.2f} ms vs {_f(p.p99, 2)} ms"})
+    elif _or(m.AP, -math.inf) != _or(p.AP, -math.inf):
         reasons.append({"code": "lower_ap", "message": f"same p99 as the pick, lower AP50-95 "
-                                                       f"({_f(m['AP'], 3)} vs {_f(p['AP'], 3)})"})
-    elif _or(m["peak_rss_mb"], math.inf) != _or(p["peak_rss_mb"], math.inf):
+                                                       f"({_f(m.AP, 3)} vs {_f(p.AP, 3)})"})
+    elif _or(m.peak_rss_mb, math.inf) != _or(p.peak_rss_mb, math.inf):
         reasons.append({"code": "more_memory", "message": f"same p99 and AP50-95 as the pick, more "
-                        f"memory ({_f(m['peak_rss_mb'], 1)} vs {_f(p['peak_rss_mb'], 1)} MiB)"})
+                        f"memory ({_f(m.peak_rss_mb, 1)} vs {_f(p.peak_rss_mb, 1)} MiB)"})
     else:
         reasons.append({"code": "tie", "message": "ties the pick on p99, AP50-95 and memory; "
                                                   "the pick is listed first"})
@@ -364,9 +388,9 @@ def _message(pick: _Entry | None, entries: list[_Entry], budgets: Budgets) -> st
             return "no configuration ran (every row failed or was skipped); nothing is recommended"
         return f"no configuration meets the budgets ({limits}); nothing is recommended"
     n = sum(1 for e in entries if not _budget_reasons(e))
-    m = pick.out["metrics"]
-    head = (f"recommended: {pick.label} (p99 {_f(m['p99'], 2)} ms, AP50-95 {_f(m['AP'], 3)}, "
-            f"peak {_f(m['peak_rss_mb'], 1)} MiB)")
+    m = pick.metrics
+    head = (f"recommended: {pick.label} (p99 {_f(m.p99, 2)} ms, AP50-95 {_f(m.AP, 3)}, "
+            f"peak {_f(m.peak_rss_mb, 1)} MiB)")
     if limits == "no budgets":
         return (f"{head}: the fastest by p99 of {n} rows; no budgets were set, so accuracy was "
                 "not weighed (pass --max-map-drop or --profile)")

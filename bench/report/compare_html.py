@@ -60,8 +60,11 @@ def _metric(row: Mapping[str, Any], key: str) -> tuple[str, str]:
     return (f"{text} ({delta['rel']:+.0%})" if delta.get("rel") is not None else text), css
 
 
+_PARETO: dict[object, str] = {True: "front", False: "dominated"}
+
+
 def _pareto(row: Mapping[str, Any]) -> str:
-    return {True: "front", False: "dominated"}.get(row.get("pareto"), DASH)
+    return _PARETO.get(row.get("pareto"), DASH)
 
 
 def _verdict(row: Mapping[str, Any]) -> tuple[str, str]:

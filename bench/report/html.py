@@ -18,7 +18,9 @@ from bench.report.budgets import verdict
 from bench.report.compare import compare
 from bench.report.compare_render import parity_text
 from bench.report.markdown import _environment_lines, _notes  # shared wording with report.md
+from bench.report.rows import Parity, Report, ResultRow
 from bench.report.sustained import markdown_lines
+from bench.report.sustained_rows import SustainedSection
 from edge_sdk.atomic import write_text_atomic
 from runtimes.errors import ReportError
 
@@ -91,13 +93,13 @@ def plot(svg: str | None, missing: str) -> str:
     return f"<p class=\"note\">{esc(NO_PLOTS if not html_plots.available() else missing)}</p>"
 
 
-def render_html(report: Mapping[str, Any]) -> str:
+def render_html(report: Report) -> str:
     """The whole report as one offline HTML page (see the module docstring)."""
-    rows = list(report.get("results") or [])
-    name = (report.get("profile") or {}).get("name") or "no profile"
+    rows = report.results
+    name = report.profile_name or "no profile"
     body = [f"<h1>edgebench report: {esc(name)}</h1>",
-            f"<p class=\"meta\">Created {esc(report.get('created_utc'))} by edgebench "
-            f"{esc(report.get('tool_version'))}; status: <b>{esc(report.get('status'))}</b>; "
+            f"<p class=\"meta\">Created {esc(report.created_utc)} by edgebench "
+            f"{esc(report.tool_version)}; status: <b>{esc(report.status)}</b>; "
             f"{len(rows)} configuration(s).</p>"]
     if not html_plots.available():
         body.append(f"<p class=\"note\">{esc(NO_PLOTS)}</p>")
@@ -106,14 +108,14 @@ def render_html(report: Mapping[str, Any]) -> str:
     body += _latency_section(rows)
     body += _tradeoff_section(chosen)
     body += _class_ap_section(rows)
-    if "sustained" in report:
-        body += _sustained_section(report.get("sustained"))
-    body += ["<h2>Notes</h2>", _list(_notes(dict(report)))]
+    if report.sustained is not None:
+        body += _sustained_section(report.sustained)
+    body += ["<h2>Notes</h2>", _list(_notes(report))]
     body += ["<h2>Environment</h2>", _environment(report, rows)]
     return page(f"edgebench report: {name}", body)
 
 
-def write_html_report(report: Mapping[str, Any], out_dir: str | Path, stem: str = "report") -> Path:
+def write_html_report(report: Report, out_dir: str | Path, stem: str = "report") -> Path:
     """Render and write `<stem>.html` into `out_dir` atomically; returns its path."""
     text = render_html(report)
     path = Path(out_dir) / f"{stem}.html"
@@ -123,19 +125,16 @@ def write_html_report(report: Mapping[str, Any], out_dir: str | Path, stem: str 
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def config_label(row: Mapping[str, Any]) -> str:
+def config_label(row: ResultRow) -> str:
     """backend/precision@size of a row."""
-    size = row.get("imgsz")
-    if isinstance(size, (list, tuple)) and size:
-        size = size[0] if len(set(size)) == 1 else "x".join(str(v) for v in size)
-    return f"{row.get('backend', '?')}/{row.get('precision', '?')}" + (f"@{size}" if size else "")
+    return row.config
 
 
-def _compare_self(report: Mapping[str, Any]) -> dict[str, Any] | None:
+def _compare_self(report: Report) -> dict[str, Any] | None:
     """bench.report.compare on this report alone (Pareto front, budgets, pick), labels without the file
     name; None (and the page says so) if the report cannot be compared."""
     try:
-        result = compare([(_SELF, dict(report))])
+        result = compare([(_SELF, report)])
     except (ReportError, KeyError, TypeError, ValueError) as exc:
         return {"error": f"no recommendation: {exc}", "rows": []}
     strip = f"{_SELF}: "
@@ -147,7 +146,7 @@ def _compare_self(report: Mapping[str, Any]) -> dict[str, Any] | None:
     return result
 
 
-def _summary_table(rows: list[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> str:
+def _summary_table(rows: list[ResultRow], chosen: Mapping[str, Any] | None) -> str:
     if not rows:
         return "<p>(no results)</p>"
     picked = [bool(r.get("recommended")) for r in (chosen or {}).get("rows") or ()]
@@ -156,50 +155,47 @@ def _summary_table(rows: list[Mapping[str, Any]], chosen: Mapping[str, Any] | No
                  ["pick" if p else "" for p in picked])
 
 
-def _summary_cells(row: Mapping[str, Any]) -> list[Any]:
-    total = (row.get("latency_ms") or {}).get("total") or {}
-    memory, acc = row.get("memory") or {}, row.get("accuracy") or {}
-    used = row.get("precision_used")
-    precision = row.get("precision") if not used or used == row.get("precision") \
-        else f"{row.get('precision')} (ran {used})"
-    size = row.get("imgsz")
-    return [row.get("backend"), precision,
+def _summary_cells(row: ResultRow) -> list[Any]:
+    total, memory, acc = row.total, row.memory, row.accuracy
+    used = row.precision_used
+    precision = row.precision if not used or used == row.precision else f"{row.precision} (ran {used})"
+    size = row.imgsz
+    return [row.backend, precision,
             "x".join(map(str, size)) if isinstance(size, (list, tuple)) else size,
-            num(row.get("threads"), 0), _status_cell(row), num(row.get("fps"), 1),
-            *(num(total.get(k), 2) for k in ("p50", "p95", "p99")),
-            num(memory.get("peak_rss_mb"), 1), num(memory.get("model_size_mb"), 2),
-            num(acc.get("AP"), 3), num(acc.get("AP50"), 3), _parity_cell(row.get("parity"))]
+            num(row.threads, 0), _status_cell(row), num(row.fps, 1),
+            *(num(v, 2) for v in ((total.p50, total.p95, total.p99) if total else (None,) * 3)),
+            num(memory.peak_rss_mb if memory else None, 1), num(memory.model_size_mb if memory else None, 2),
+            num(acc.AP if acc else None, 3), num(acc.AP50 if acc else None, 3), _parity_cell(row.parity)]
 
 
-def _status_cell(row: Mapping[str, Any]) -> tuple[str, str]:
-    status = str(row.get("status") or "?")
+def _status_cell(row: ResultRow) -> tuple[str, str]:
+    status = str(row.status or "?")
     if status != "ok":
-        return f"{status}: {row.get('error') or 'no reason recorded'}", "err"
-    budget = verdict(row.get("budget_checks"))
+        return f"{status}: {row.error or 'no reason recorded'}", "err"
+    budget = verdict(row.budget_checks)
     return (f"ok; {budget}" if budget else "ok"), ("warn" if "over" in budget else "ok")
 
 
-def _parity_cell(parity: Any) -> tuple[str, str] | str:
+def _parity_cell(parity: Parity | None) -> tuple[str, str] | str:
     """PASS / FAIL (the figures are in the parity table under the summary)."""
-    if not isinstance(parity, Mapping):
+    if parity is None:
         return DASH
-    if "passed" not in parity:
+    if parity.passed is None:
         return "recorded"
-    return ("PASS", "ok") if parity["passed"] else ("FAIL", "err")
+    return ("PASS", "ok") if parity.passed else ("FAIL", "err")
 
 
-def _parity_table(rows: list[Mapping[str, Any]]) -> list[str]:
-    shown = [(config_label(r), parity_text(dict(r["parity"]))) for r in rows
-             if isinstance(r.get("parity"), Mapping)]
+def _parity_table(rows: list[ResultRow]) -> list[str]:
+    shown = [(config_label(r), parity_text(r.parity.to_dict())) for r in rows if r.parity is not None]
     if not shown:
         return []
     return ["<h3>Parity of converted artifacts vs the source model</h3>",
             table(("configuration", "parity"), shown)]
 
 
-def _latency_section(rows: list[Mapping[str, Any]]) -> list[str]:
-    samples = {config_label(r): (r.get("latency_samples_ms") or {}).get("total") or []
-               for r in rows if r.get("status") == "ok"}
+def _latency_section(rows: list[ResultRow]) -> list[str]:
+    samples = {config_label(r): (r.latency_samples_ms.total if r.latency_samples_ms else None) or []
+               for r in rows if r.ok}
     svg = html_plots.latency_svg(samples)
     missing = ("no per-iteration latencies stored in this report (written by an older edgebench, "
                "or no configuration ran): see the percentiles in the summary")
@@ -228,13 +224,13 @@ def recommendation_blocks(result: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _class_ap_section(rows: list[Mapping[str, Any]]) -> list[str]:
+def _class_ap_section(rows: list[ResultRow]) -> list[str]:
     groups: dict[str, dict[str, Mapping[str, float]]] = {}
     for r in rows:
-        aps = (r.get("accuracy") or {}).get("per_class_ap") if r.get("status") == "ok" else None
+        aps = r.accuracy.per_class_ap if r.ok and r.accuracy else None
         if isinstance(aps, Mapping) and aps:
             label = config_label(r).split("/", 1)[1]
-            groups.setdefault(str(r.get("backend")), {})[label] = aps
+            groups.setdefault(str(r.backend), {})[label] = aps
     out = ["<h2>Per-class AP50-95 before / after quantization</h2>"]
     if not groups:
         return out + [f"<p>{DASH} no per-class AP in this report (accuracy not measured)</p>"]
@@ -248,38 +244,33 @@ def _class_ap_section(rows: list[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def _sustained_section(sustained: Any) -> list[str]:
+def _sustained_section(sustained: SustainedSection) -> list[str]:
     out = ["<h2>Sustained run</h2>"]
-    if not isinstance(sustained, Mapping):
-        return out + [f"<p>{DASH} (no sustained data)</p>"]
-    windows = sustained.get("windows") or []
-    windows = windows if isinstance(windows, list) else []
     lines = [ln.removeprefix("- ").replace("**", "") for ln in _sustained_lines(sustained)
              if ln.startswith("- ")]
     if lines:
         out.append(_list(lines))
-    if sustained.get("status") in (None, "ok"):
-        out.append(plot(html_plots.sustained_svg(windows), "no windows recorded"))
+    if sustained.status in (None, "ok"):
+        out.append(plot(html_plots.sustained_svg(sustained.windows), "no windows recorded"))
     return out
 
 
-def _sustained_lines(sustained: Mapping[str, Any]) -> list[str]:
+def _sustained_lines(sustained: SustainedSection) -> list[str]:
     """report.md's sustained lines (bench.report.sustained), or the section's plain scalars."""
     try:
-        return markdown_lines(dict(sustained))
-    except (KeyError, TypeError, ValueError):  # a section written by another version
-        return [f"- {k}: {v}" for k, v in sustained.items() if not isinstance(v, (dict, list))]
+        return markdown_lines(sustained)
+    except (TypeError, ValueError):  # a section written by another version
+        return [f"- {k}: {v}" for k, v in sustained.to_dict().items() if not isinstance(v, (dict, list))]
 
 
-def _environment(report: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
-    items = [line.removeprefix("- ").split(": ", 1) for line in _environment_lines(dict(report))]
-    items = [(k, v) for k, v in (i if len(i) == 2 else ("Software", i[0]) for i in items)]
+def _environment(report: Report, rows: list[ResultRow]) -> str:
+    parts = [line.removeprefix("- ").split(": ", 1) for line in _environment_lines(report)]
+    items = [(p[0], p[1]) if len(p) == 2 else ("Software", p[0]) for p in parts]
     for r in rows:
-        if r.get("engine_versions"):
-            items.append((f"engines of {config_label(r)}",
-                          ", ".join(f"{k} {v}" for k, v in r["engine_versions"].items())))
-    if report.get("command"):
-        items.append(("Command", " ".join(map(str, report["command"]))))
+        if r.engine_versions:
+            items.append((f"engines of {config_label(r)}", ", ".join(f"{k} {v}" for k, v in r.engine_versions.items())))
+    if report.command:
+        items.append(("Command", " ".join(map(str, report.command))))
     return _deflist(items)
 
 

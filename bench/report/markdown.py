@@ -1,12 +1,13 @@
 """Human-readable views of a report: a Markdown summary and a fixed-width terminal table."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bench.report.budgets import verdict
+from bench.report.rows import STAGES, LatencyStats, Parity, Report, ResultRow
 from bench.report.sustained import markdown_lines as sustained_lines
 
-STAGES = ("preprocess", "inference", "postprocess", "total")
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
 HEADERS = (
     "backend", "precision asked/used", "threads", "imgsz", "FPS",
@@ -27,24 +28,24 @@ _NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_t
 _TABLE_REASON_CHARS = 60
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: Report) -> str:
     """Markdown summary: title, environment, settings, results table, notes."""
-    lines = [f"# edgebench report: {_profile_name(report)}", ""]
-    lines += [f"Created {report.get('created_utc', '?')} by edgebench "
-              f"{report.get('tool_version', '?')}; status: **{report.get('status', '?')}**.", ""]
+    lines = [f"# edgebench report: {report.profile_name or 'no profile'}", ""]
+    lines += [f"Created {report.created_utc} by edgebench "
+              f"{report.tool_version}; status: **{report.status}**.", ""]
     lines += ["## Environment", "", *_environment_lines(report), ""]
-    lines += ["## Results", "", *_markdown_table(report.get("results", [])), ""]
-    lines += sustained_lines(report.get("sustained"))
+    lines += ["## Results", "", *_markdown_table(report.results), ""]
+    lines += sustained_lines(report.sustained)
     notes = _notes(report)
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines)
 
 
-def render_table(report: dict[str, Any]) -> str:
+def render_table(report: Report) -> str:
     """The results as a fixed-width table for a terminal (same columns as Markdown), with a
     footer line explaining the cells."""
-    results = report.get("results", [])
+    results = report.results
     keep = _columns(results)
     headers = [TABLE_HEADERS[i] for i in keep]
     rows = [_pick(result_cells(r, reason_chars=_TABLE_REASON_CHARS), keep) for r in results]
@@ -64,28 +65,27 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def result_cells(row: dict[str, Any], reason_chars: int | None = None) -> list[str]:
+def result_cells(row: ResultRow, reason_chars: int | None = None) -> list[str]:
     """One result row as display strings, in HEADERS order."""
-    latency = row.get("latency_ms") or {}
-    memory = row.get("memory") or {}
-    accuracy = row.get("accuracy") or {}
+    stages = dict(row.latency_ms.stages()) if row.latency_ms else {}
+    memory, accuracy, agreement = row.memory, row.accuracy, row.agreement
     return [
-        str(row.get("backend", "?")),
-        _precision(row),
-        _fmt(row.get("threads"), 0),
-        _imgsz(row.get("imgsz")),
-        _fmt(row.get("fps"), 1),
-        *(_stage(latency.get(s)) for s in STAGES),
-        _fmt(memory.get("peak_rss_mb"), 1),
-        _fmt(memory.get("model_size_mb"), 2),
-        _fmt(accuracy.get("AP"), 3),
-        _fmt(accuracy.get("AP50"), 3),
-        _fmt((row.get("agreement") or {}).get("AP"), 3),
+        str(row.backend),
+        row.precision_text,
+        _fmt(row.threads, 0),
+        row.size_text or "-",
+        _fmt(row.fps, 1),
+        *(_stage(stages.get(s)) for s in STAGES),
+        _fmt(memory.peak_rss_mb if memory else None, 1),
+        _fmt(memory.model_size_mb if memory else None, 2),
+        _fmt(accuracy.AP if accuracy else None, 3),
+        _fmt(accuracy.AP50 if accuracy else None, 3),
+        _fmt(agreement.AP if agreement else None, 3),
         _status(row, reason_chars),
     ]
 
 
-def _markdown_table(results: list[dict[str, Any]]) -> list[str]:
+def _markdown_table(results: list[ResultRow]) -> list[str]:
     if not results:
         return ["(no results)"]
     keep = _columns(results)
@@ -101,9 +101,9 @@ def _markdown_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _columns(results: list[dict[str, Any]]) -> list[int]:
+def _columns(results: list[ResultRow]) -> list[int]:
     """Indices of the columns to show: the agreement column only when a row has agreement."""
-    has = any(isinstance(r.get("agreement"), dict) for r in results)
+    has = any(r.agreement is not None for r in results)
     return [i for i in range(len(HEADERS)) if has or i != AGREEMENT_COLUMN]
 
 
@@ -111,27 +111,18 @@ def _pick(cells: list[str], keep: list[int]) -> list[str]:
     return [cells[i] for i in keep]
 
 
-def _references(results: list[dict[str, Any]]) -> list[str]:
+def _references(results: Sequence[ResultRow]) -> list[str]:
     """The distinct references of the rows' agreement mAP, in order of appearance."""
-    refs = [str(r["agreement"].get("reference") or "?") for r in results
-            if isinstance(r.get("agreement"), dict)]
+    refs = [str(r.agreement.reference or "?") for r in results if r.agreement is not None]
     return list(dict.fromkeys(refs))
 
 
-def _imgsz(value: Any) -> str:
-    if isinstance(value, (list, tuple)) and value:
-        return str(value[0]) if len(set(value)) == 1 else "x".join(str(v) for v in value)
-    return _v(value)
-
-
-def _environment_lines(report: dict[str, Any]) -> list[str]:
-    env = report.get("environment") or {}
-    model = report.get("model") or {}
-    data = report.get("data") or {}
-    settings = report.get("settings") or {}
+def _environment_lines(report: Report) -> list[str]:
+    env = report.environment or {}
+    model, data, settings = report.model, report.data, report.settings
     versions = env.get("versions") or {}
     flags = [f for f in _NOTABLE_FLAGS if f in set(env.get("cpu_flags") or ())]
-    sha = model.get("sha256") or env.get("model_sha256") or ""
+    sha = model.sha256 or env.get("model_sha256") or ""
     freq = env.get("cpu_freq_mhz") or {}
     return [
         f"- Host: {env.get('hostname', '?')} ({env.get('os_release') or env.get('os', '?')}, "
@@ -144,96 +135,93 @@ def _environment_lines(report: dict[str, Any]) -> list[str]:
         f"temperature {_max_temp(env.get('temperatures_c'))}",
         f"- Python {env.get('python', '?')}; "
         + (", ".join(f"{k} {v}" for k, v in versions.items()) or "no versions recorded"),
-        f"- Model: {_v(model.get('path'))} (sha256 {sha[:12] or '-'}, "
-        f"{_fmt(model.get('size_mb'), 2)} MiB)",
-        f"- Data: {data.get('path') or '-'}, {data.get('images', 0)} images, "
-        f"{len(data.get('label_issues') or ())} label issues",
-        f"- Settings: warm-up {_v(settings.get('warmup'))}, at least "
-        f"{_v(settings.get('min_iterations'))} iterations and "
-        f"{_v(settings.get('min_duration_s'))} s "
-        f"per configuration; percentiles: {_v(settings.get('percentile_method'))}",
+        f"- Model: {_v(model.path)} (sha256 {sha[:12] or '-'}, "
+        f"{_fmt(model.size_mb, 2)} MiB)",
+        f"- Data: {data.path or '-'}, {data.images} images, "
+        f"{len(data.label_issues or ())} label issues",
+        f"- Settings: warm-up {_v(settings.warmup)}, at least "
+        f"{_v(settings.min_iterations)} iterations and "
+        f"{_v(settings.min_duration_s)} s "
+        f"per configuration; percentiles: {_v(settings.percentile_method)}",
     ]
 
 
-def _notes(report: dict[str, Any]) -> list[str]:
+def _notes(report: Report) -> list[str]:
     notes = []
-    if report.get("host_note"):
-        notes.append(str(report["host_note"]))
-    if report.get("status") == "partial":
+    if report.host_note:
+        notes.append(str(report.host_note))
+    if report.status == "partial":
         notes.append("The run did not finish: this report is partial.")
-    notes += [str(n) for n in report.get("notes") or []]
-    for row in report.get("results", []):
-        if row.get("status") in ("skipped", "failed"):
-            notes.append(f"{row.get('backend')} {_precision(row)}: {row['status']}: "
-                         f"{row.get('error') or 'no reason recorded'}")
-            continue
-        if row.get("precision_used") and row.get("precision_used") != row.get("precision"):
-            notes.append(f"{row.get('backend')} asked for {row.get('precision')} but ran "
-                         f"{row.get('precision_used')}.")
-        notes += _check_notes(row)
-        if row.get("parity"):
-            notes.append(f"{row.get('backend')} {_precision(row)}: {_parity_line(row['parity'])}")
-        if (row.get("delegation") or {}).get("summary"):
-            notes.append(f"{row.get('backend')} {_precision(row)}: {row['delegation']['summary']}")
-    for ref in _references(report.get("results", [])):
+    notes += [str(n) for n in report.notes or []]
+    for row in report.results:
+        notes += _row_notes(row)
+    for ref in _references(report.results):
         notes.append(f"agreement mAP vs {ref}: COCO AP50-95 of each configuration scored against "
                      "the reference configuration's own detections (score >= conf) on the same "
                      "images; it measures agreement with the reference, not accuracy against labels.")
-    method = (report.get("settings") or {}).get("percentile_method", "?")
+    method = report.settings.percentile_method or "?"
     notes.append(f"Latencies in ms (percentile method: {method}); FPS = 1000 / mean total "
                  "latency, single stream; memory in MiB.")
     return notes
 
 
-def _parity_line(parity: dict[str, Any]) -> str:
+def _row_notes(row: ResultRow) -> list[str]:
+    """Why a row did not run; else its precision change, checks, parity and delegation."""
+    who = f"{row.backend} {row.precision_text}"
+    if row.status in ("skipped", "failed"):
+        return [f"{who}: {row.status}: {row.error or 'no reason recorded'}"]
+    notes = []
+    if row.precision_used and row.precision_used != row.precision:
+        notes.append(f"{row.backend} asked for {row.precision} but ran {row.precision_used}.")
+    notes += _check_notes(row)
+    if row.parity:
+        notes.append(f"{who}: {_parity_line(row.parity)}")
+    if row.delegation and row.delegation.summary:
+        notes.append(f"{who}: {row.delegation.summary}")
+    return notes
+
+
+def _parity_line(parity: Parity) -> str:
     """'parity PASS/FAIL (why) vs the source model: boxes max|d| .., scores cos ..'."""
-    verdict = "PASS" if parity.get("passed") else "FAIL (" + "; ".join(parity.get("failures") or []) + ")"
-    return (f"parity {verdict} vs the source model: boxes max|d| {_num(parity.get('box_max_abs'), 3)} px, "
-            f"scores cos {_num(parity.get('score_cosine'), 5)}, detections {parity.get('matched', '?')}/"
-            f"{parity.get('ref_detections', '?')} matched")
+    verdict = "PASS" if parity.passed else "FAIL (" + "; ".join(parity.failures or []) + ")"
+    return (f"parity {verdict} vs the source model: boxes max|d| {_num(parity.box_max_abs, 3)} px, "
+            f"scores cos {_num(parity.score_cosine, 5)}, detections {_q(parity.matched)}/"
+            f"{_q(parity.ref_detections)} matched")
+
+
+def _q(value: Any) -> str:
+    return "?" if value is None else str(value)
 
 
 def _num(value: Any, digits: int) -> str:
     return f"{value:.{digits}g}" if isinstance(value, (int, float)) else "?"
 
 
-def _check_notes(row: dict[str, Any]) -> list[str]:
+def _check_notes(row: ResultRow) -> list[str]:
     """Budget checks that did not pass, and the reference-FPS check, of an ok row."""
-    who = f"{row.get('backend')} {_precision(row)}"
-    out = [f"{who}: {c['message']}" for c in row.get("budget_checks") or ()
-           if c.get("status") != "pass"]
-    ref = row.get("reference_check")
-    if ref and ref.get("reason"):
-        out.append(f"{who}: {ref['reason']}" if ref.get("checked")
-                   else f"{who}: reference FPS {ref['reason']}")
+    who = f"{row.backend} {row.precision_text}"
+    out = [f"{who}: {c.message}" for c in row.budget_checks or () if c.status != "pass"]
+    ref = row.reference_check
+    if ref and ref.reason:
+        out.append(f"{who}: {ref.reason}" if ref.checked else f"{who}: reference FPS {ref.reason}")
     return out
 
 
-def _profile_name(report: dict[str, Any]) -> str:
-    profile = report.get("profile") or {}
-    return str(profile.get("name") or "no profile")
-
-
-def _precision(row: dict[str, Any]) -> str:
-    asked, used = row.get("precision") or "?", row.get("precision_used")
-    return f"{asked}/{used}" if used else str(asked)
-
-
-def _status(row: dict[str, Any], reason_chars: int | None) -> str:
-    status = str(row.get("status", "?"))
+def _status(row: ResultRow, reason_chars: int | None) -> str:
+    status = str(row.status)
     if status == "ok":
-        budget = verdict(row.get("budget_checks"))
+        budget = verdict(row.budget_checks)
         return f"ok; {budget}" if budget else status
-    reason = str(row.get("error") or "no reason recorded")
+    reason = str(row.error or "no reason recorded")
     if reason_chars is not None and len(reason) > reason_chars:
         reason = reason[: reason_chars - 3] + "..."
     return f"{status}: {reason}"
 
 
-def _stage(summary: dict[str, Any] | None) -> str:
-    if not summary:
+def _stage(summary: LatencyStats | None) -> str:
+    if summary is None or not summary.to_dict():
         return "-"
-    return "/".join(_fmt(summary.get(k), 2) for k in ("p50", "p95", "p99"))
+    return "/".join(_fmt(v, 2) for v in (summary.p50, summary.p95, summary.p99))
 
 
 def _fmt(value: Any, digits: int) -> str:

@@ -10,7 +10,13 @@ import importlib.util
 import io
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from bench.report.sustained_rows import Window
+
+if TYPE_CHECKING:  # matplotlib is optional (the `report` extra): imported at run time only inside the functions
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["available", "latency_svg", "scatter_svg", "class_ap_svg", "sustained_svg"]
 
@@ -23,17 +29,20 @@ def available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
+def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1) -> tuple[Figure, list[list[Axes]]]:
+    """A figure and its axes as rows of columns (axes[row][col]), every axes gridded."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat:
-        ax.grid(True, alpha=0.3)
+    # squeeze=False: always a 2-D numpy object array of Axes (typed only as np.ndarray by matplotlib)
+    axes: list[list[Axes]] = [list(row) for row in fig.subplots(nrows, ncols, squeeze=False)]
+    for row in axes:
+        for ax in row:
+            ax.grid(True, alpha=0.3)
     return fig, axes
 
 
-def _svg(fig) -> str:
+def _svg(fig: Figure) -> str:
     import matplotlib
 
     buf = io.StringIO()
@@ -53,7 +62,8 @@ def latency_svg(samples: Mapping[str, Sequence[float]]) -> str | None:
     cdf, hist = axes[0]
     lo = min(v[0] for v in series.values())
     hi = max(v[-1] for v in series.values())
-    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 60)
+    # a list: matplotlib's stubs type `bins` as Sequence[float] (same edges, hist converts them back)
+    bins: list[float] = np.linspace(lo, hi if hi > lo else lo + 1e-3, 60).tolist()
     for label, vals in series.items():
         y = np.arange(1, len(vals) + 1) / len(vals)
         cdf.step(vals, y, where="post", label=label)
@@ -116,36 +126,36 @@ def class_ap_svg(title: str, bars: Mapping[str, Mapping[str, float]]) -> str | N
     return _svg(fig)
 
 
-def sustained_svg(windows: Sequence[Mapping[str, Any]]) -> str | None:
+def sustained_svg(windows: Sequence[Window]) -> str | None:
     """Per-window p50/p99 over time (top) and CPU clock / temperature (bottom), throttled
-    windows shaded; x is each window's end (t_s). Missing keys are skipped."""
-    pts = [w for w in windows if isinstance(w, Mapping)]
+    windows shaded; x is each window's end (t_s). Missing figures are skipped."""
+    pts = list(windows)
     if not pts or not available():
         return None
-    t = [_num(w.get("t_s"), i) for i, w in enumerate(pts)]
+    t = [_num(w.t_s, i) for i, w in enumerate(pts)]
     fig, axes = _figure(11, 5.2, nrows=2)
     lat, env = axes[0][0], axes[1][0]
-    for key, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
-        _line(lat, t, [_num(w.get(key)) for w in pts], name)
+    _line(lat, t, [_num(w.p50_ms) for w in pts], "p50")
+    _line(lat, t, [_num(w.p99_ms) for w in pts], "p99")
     lat.set(ylabel="latency per window (ms)", title="sustained run")
-    _line(env, t, [_num(w.get("cpu_mhz")) for w in pts], "CPU MHz", color="#3066be")
+    _line(env, t, [_num(w.cpu_mhz) for w in pts], "CPU MHz", color="#3066be")
     env.set(xlabel="time (s)", ylabel="CPU clock (MHz)")
-    temps = [_num(w.get("temp_c")) for w in pts]
+    temps = [_num(w.temp_c) for w in pts]
     if any(v == v for v in temps):
         twin = _line(env.twinx(), t, temps, "temperature °C", color="#d1495b")
         twin.set_ylabel("temperature (°C)")
         env.plot([], [], marker=".", color="#d1495b", label="temperature °C")  # legend entry
     for ax in (lat, env):
         for i, w in enumerate(pts):
-            if w.get("throttled"):  # a window spans (t0_s, t_s]; without t0_s, from the previous end
-                left = _num(w.get("t0_s"), t[i - 1] if i else t[i] - 1)
+            if w.throttled:  # a window spans (t0_s, t_s]; without t0_s, from the previous end
+                left = _num(w.t0_s, t[i - 1] if i else t[i] - 1)
                 ax.axvspan(left, t[i], color="orange", alpha=0.15, linewidth=0)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="upper left")
     return _svg(fig)
 
 
-def _line(ax, x: Sequence[float], y: Sequence[float], label: str, color: str | None = None):
+def _line(ax: Axes, x: Sequence[float], y: Sequence[float], label: str, color: str | None = None) -> Axes:
     if any(v == v for v in y):  # at least one value that is not NaN
         ax.plot(x, y, marker=".", label=label, color=color)
     return ax

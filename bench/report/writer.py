@@ -1,6 +1,7 @@
 """Benchmark reports: a JSON document with a schema version, plus a Markdown summary.
 
-Shape (schema_version 1; extra fields are allowed anywhere)::
+The report and its rows are typed (bench.report.rows: `Report`, `ResultRow` and their records);
+`Report.to_dict()` is the JSON written. Shape (schema_version 1; extra fields are allowed anywhere)::
 
     {"schema_version", "tool", "tool_version", "created_utc", "command", "status",
      "profile", "host_matches_profile", "host_note", "environment", "model", "data",
@@ -28,66 +29,50 @@ from typing import Any
 from bench.measure.environment import utc_now
 from bench.measure.timing import PERCENTILE_METHOD
 from bench.report.markdown import render_markdown, render_table
+from bench.report.rows import (
+    OPTIONAL_RESULT_KEYS,
+    REPORT_KEYS,
+    REPORT_STATUSES,
+    RESULT_KEYS,
+    ROW_STATUSES,
+    SCHEMA_VERSION,
+    TOOL,
+    Report,
+    ResultRow,
+)
 from edge_sdk.atomic import write_text_atomic
 from runtimes.errors import ReportError
 
 __all__ = [
     "SCHEMA_VERSION", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "ROW_STATUSES",
-    "new_report", "new_result",
+    "Report", "ResultRow", "new_report", "new_result",
     "validate_report", "write_report", "load_report", "render_markdown", "render_table",
 ]
 
-SCHEMA_VERSION = 1
-TOOL = "edgebench"
-REPORT_KEYS = (
-    "schema_version", "tool", "tool_version", "created_utc", "command", "status", "profile",
-    "host_matches_profile", "host_note", "environment", "model", "data", "settings", "results",
-)
-RESULT_KEYS = (
-    "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
-    "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check", "parity",
-    "agreement", "delegation",
-)
-#: Row keys added after schema 1 was first written: filled by new_result, not required to load.
-OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement", "delegation")
 _REQUIRED_RESULT_KEYS = tuple(k for k in RESULT_KEYS if k not in OPTIONAL_RESULT_KEYS)
-REPORT_STATUSES = ("complete", "partial")
-ROW_STATUSES = ("ok", "skipped", "failed")
 
 
-def new_report(**fields: Any) -> dict[str, Any]:
+def new_report(**fields: Any) -> Report:
     """A report with every top-level key: schema_version/tool/tool_version/created_utc/command
-    filled in, `status` "partial", the rest empty; `fields` override or add keys."""
-    report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": TOOL,
+    filled in, `status` "partial", the rest empty; `fields` (records or plain data) override or add keys."""
+    data: dict[str, Any] = {
         "tool_version": tool_version(),
         "created_utc": utc_now(),
         "command": list(sys.argv),
-        "status": "partial",
-        "profile": {},
-        "host_matches_profile": False,
-        "host_note": None,
-        "environment": {},
-        "model": {"path": None, "sha256": None, "size_mb": None, "meta": {}},
-        "data": {"path": None, "images": 0, "label_issues": []},
         "settings": {"warmup": None, "min_iterations": None, "min_duration_s": None,
                      "percentile_method": PERCENTILE_METHOD, "deploy": {}, "accuracy": {}},
-        "results": [],
     }
-    report.update(fields)
-    return report
+    data.update(fields)
+    return Report.from_dict(data, "report")
 
 
-def new_result(backend: str, precision: str, **fields: Any) -> dict[str, Any]:
-    """A result row with every key (status "ok", the rest None unless given in `fields`).
+def new_result(backend: str, precision: str, **fields: Any) -> ResultRow:
+    """A result row with every key (status "ok", the rest None unless given in `fields`, as
+    records or plain data).
 
     For a row that did not run: `new_result(b, p, status="failed", error="one line")`.
     """
-    row: dict[str, Any] = {key: None for key in RESULT_KEYS}
-    row.update(backend=backend, precision=precision, status="ok")
-    row.update(fields)
-    return row
+    return ResultRow.from_dict({"backend": backend, "precision": precision, **fields}, f"row {backend}/{precision}")
 
 
 def tool_version() -> str:
@@ -99,7 +84,10 @@ def tool_version() -> str:
 
 
 def validate_report(d: Any) -> None:
-    """Raise ReportError naming the first missing key or wrong value in a report."""
+    """Raise ReportError naming the first missing key or wrong value in a report (a typed
+    Report is checked as the JSON it writes)."""
+    if isinstance(d, Report):
+        d = d.to_dict()
     if not isinstance(d, dict):
         raise ReportError(f"report must be a JSON object, got {type(d).__name__}")
     if "schema_version" not in d:
@@ -125,9 +113,7 @@ def validate_report(d: Any) -> None:
             )
 
 
-def write_report(
-    report: dict[str, Any], out_dir: str | Path, stem: str = "report"
-) -> tuple[Path, Path]:
+def write_report(report: Report, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:
     """Validate, then write `<stem>.json` and `<stem>.md` into `out_dir`; returns both paths.
 
     Both texts are rendered before anything touches the disk; each file is written atomically
@@ -135,9 +121,10 @@ def write_report(
     the JSON cannot be written: a reader never finds a report.json without its summary, nor a
     half-written file.
     """
-    validate_report(report)
+    data = report.to_dict()
+    validate_report(data)
     md_text = render_markdown(report)
-    json_text = _dumps(report)
+    json_text = _dumps(data)
     out = Path(out_dir)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     try:
@@ -149,8 +136,8 @@ def write_report(
     return json_path, md_path
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read and validate a report JSON; ReportError (one line naming the file) if unusable."""
+def load_report(path: str | Path) -> Report:
+    """Read and validate a report JSON into a Report; ReportError (one line naming the file) if unusable."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -164,9 +151,9 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise ReportError(f"report {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     try:
         validate_report(data)
+        return Report.from_dict(data, "report")
     except ReportError as exc:
         raise ReportError(f"{p}: {exc}") from None
-    return data
 
 
 def _require_keys(d: dict[str, Any], keys: tuple[str, ...], where: str) -> None:

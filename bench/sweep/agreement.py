@@ -12,8 +12,9 @@ from typing import Any
 from bench.sweep.artifacts import ConfigSkipped, resolve_artifact
 from edge_sdk.coco_eval import restrict_to_images
 from edge_sdk.datasets import Dataset
+from runtimes.capabilities import BACKENDS
 from runtimes.errors import InputError
-from runtimes.registry import BACKENDS
+from runtimes.precision import Precision, PrecisionError
 
 #: Default pseudo-ground-truth confidence: reference detections below it are not ground truth.
 DEFAULT_REFERENCE_CONF = 0.25
@@ -49,7 +50,10 @@ def parse_reference(spec: str) -> tuple[str | None, str]:
     if backend and backend not in BACKENDS:
         raise InputError(f"--reference {spec}: unknown backend '{backend}' "
                          f"(known: {', '.join(sorted(BACKENDS))})")
-    return backend or None, precision
+    try:
+        return backend or None, Precision.parse(precision).value
+    except PrecisionError as exc:
+        raise InputError(f"--reference {spec}: {exc}") from None
 
 
 def resolve_reference(spec: str, conf: float, model: Any, backend: str,

@@ -74,6 +74,8 @@ def convert_job(job: ConfigJob) -> dict[str, Any] | None:
     """Child side: convert `job.source` to `job.target` at `job.spec.model`; returns the parity dict."""
     from converters.export import export
 
+    if job.source is None or job.target is None:  # run_config converts only planned jobs
+        raise ValueError(f"nothing to convert for {job.spec.model}: the job has no source and target")
     result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
                     threads=job.spec.threads, rewrites=job.rewrites)
     return result.parity.to_dict() if result.parity else None
@@ -84,8 +86,8 @@ def run_job(job: ConfigJob) -> dict[str, Any]:
     return measure(job.spec)
 
 
-def run_config(job: ConfigJob, timeout_s: float | None,
-               measure_fn: Callable[[ConfigJob], dict[str, Any]] = run_job) -> tuple[ChildOutcome, dict | None]:
+def run_config(job: ConfigJob, timeout_s: float | None, measure_fn: Callable[[ConfigJob], dict[str, Any]] = run_job
+               ) -> tuple[ChildOutcome, dict[str, Any] | None]:
     """Convert (when planned) in one child, then measure in another; (outcome, parity dict or None).
     A conversion that fails, crashes or hangs is the outcome, prefixed with what was being done."""
     parity = None

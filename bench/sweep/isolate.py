@@ -6,7 +6,7 @@ import signal
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from runtimes.errors import EdgebenchError
 from runtimes.precision import PrecisionUnsupportedError
@@ -22,7 +22,19 @@ class ChildOutcome:
     error: str | None = None
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+#: What a child sends back: (status, fn's return value or None, error text or None).
+_Message = tuple[str, Any, str | None]
+
+
+class _Sender(Protocol):
+    """The child's end of the pipe (a multiprocessing Connection): send one message, then close."""
+
+    def send(self, obj: _Message, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _child(conn: _Sender, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
         conn.send(("ok", fn(*args, **kwargs), None))
     except PrecisionUnsupportedError as exc:

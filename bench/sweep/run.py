@@ -14,6 +14,8 @@ from bench.measure.runner import MeasureSpec, measure
 from bench.measure.sustained import skipped_section, sustained_section
 from bench.report.budgets import attach_checks
 from bench.report.html import write_html_report
+from bench.report.rows import Accuracy, DataInfo, ModelInfo, Report, ResultRow, Settings
+from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import new_report, new_result, write_report
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
@@ -25,6 +27,7 @@ from edge_sdk.detector import Detector
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
 from runtimes.errors import InputError
+from runtimes.precision import parse_precisions
 from runtimes.registry import backend_for_path
 from runtimes.threads import resolve_threads
 
@@ -71,6 +74,7 @@ class RunContext:
 
 def prepare(opts: RunOptions) -> RunContext:
     """Resolve and validate profile, model and data; raises typed errors, writes nothing."""
+    parse_precisions(opts.precisions or ())  # an unknown name fails before anything runs
     if opts.rewrites:  # a typo fails before anything runs
         from converters.export import rewrite_names
 
@@ -117,7 +121,7 @@ def _label_notes(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> li
     return []
 
 
-def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
+def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> tuple[Report, Path, Path]:
     """Measure every precision of the profile; write report.json, .md and .html; return the
     report and the first two paths."""
     ctx = prepare(opts)
@@ -126,29 +130,29 @@ def run(opts: RunOptions, on_row: Callable[[dict[str, Any]], None] | None = None
     out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
     for precision in opts.precisions or profile.precisions:
         row = _run_one(ctx, opts, precision, out)
-        report["results"].append(row)
+        report.results.append(row)
         if on_row:
             on_row(row)
     duration = opts.duration_s if opts.duration_s is not None else profile.bench.sustained_duration_s
     if duration:
-        report["sustained"] = _sustained(ctx, opts, report["results"], duration)
-    attach_checks(report["results"], profile.budgets, profile.reference, matches)
-    report["status"] = "complete"
+        report.sustained = _sustained(ctx, opts, report.results, duration)
+    attach_checks(report.results, profile.budgets, profile.reference, matches)
+    report.status = "complete"
     json_path, md_path = write_report(report, out)
     write_html_report(report, out)
     return report, json_path, md_path
 
 
-def _sustained(ctx: RunContext, opts: RunOptions, rows: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+def _sustained(ctx: RunContext, opts: RunOptions, rows: list[ResultRow], duration: float) -> SustainedSection:
     """The sustained run of the first precision that measured ok (see bench.measure.sustained)."""
-    row = next((r for r in rows if r["status"] == "ok" and r.get("artifact")), None)
-    if row is None:
+    row = next((r for r in rows if r.ok and r.artifact), None)
+    if row is None or row.artifact is None:
         return skipped_section(duration, "no precision measured ok, so there is nothing to sustain")
-    spec = measure_spec(ctx, opts, Path(row["artifact"]), row["precision"])
+    spec = measure_spec(ctx, opts, Path(row.artifact), row.precision)
     return sustained_section(spec, duration, opts.window_s, opts.timeout_s)
 
 
-def start_report(ctx: RunContext, opts: RunOptions) -> tuple[dict[str, Any], bool]:
+def start_report(ctx: RunContext, opts: RunOptions) -> tuple[Report, bool]:
     """A new "partial" report for a run or sweep of `ctx`, and whether this host matches the profile."""
     profile, dataset = ctx.profile, ctx.dataset
     matches, why = host_matches(profile)
@@ -157,22 +161,20 @@ def start_report(ctx: RunContext, opts: RunOptions) -> tuple[dict[str, Any], boo
     report = new_report(
         command=opts.command, profile=profile.to_dict(), host_matches_profile=matches, host_note=host_note,
         environment=environment(resolve_threads(_threads(opts, profile)), ctx.engine_versions, ctx.model),
-        model={"path": str(ctx.model), "sha256": sha256_of(ctx.model), "size_mb": file_size_mb(ctx.model),
-               "meta": ctx.model_meta},
-        data={"path": str(dataset.source), "images": len(dataset), "label_issues": [str(i) for i in dataset.issues]},
+        model=ModelInfo(path=str(ctx.model), sha256=sha256_of(ctx.model), size_mb=file_size_mb(ctx.model),
+                        meta=ctx.model_meta),
+        data=DataInfo(path=str(dataset.source), images=len(dataset), label_issues=[str(i) for i in dataset.issues]),
         settings=_settings(opts, profile), notes=list(ctx.notes),
     )
     if ctx.reference and opts.accuracy:
-        ctx.reference_gt = _reference_gt(ctx, opts)
-        report["settings"]["reference"] = {**ctx.reference.to_dict(),
-                                           "boxes": len(ctx.reference_gt["annotations"])}
+        ctx.reference_gt = _reference_gt(ctx, ctx.reference, opts)
+        report.settings.reference = {**ctx.reference.to_dict(), "boxes": len(ctx.reference_gt["annotations"])}
     return report, matches
 
 
-def _reference_gt(ctx: RunContext, opts: RunOptions) -> dict[str, Any]:
-    """Run the reference configuration (detections only, one timed frame) in its own child and
+def _reference_gt(ctx: RunContext, ref: Reference, opts: RunOptions) -> dict[str, Any]:
+    """Run the reference configuration `ref` (detections only, one timed frame) in its own child and
     turn its detections into COCO ground truth."""
-    ref = ctx.reference
     spec = measure_spec(ctx, opts, Path(ref.artifact), ref.precision, ref.backend)
     spec = dataclasses.replace(spec, warmup=0, min_iterations=1, min_duration_s=0.0,
                                timing_images=spec.timing_images[:1], label=f"reference {ref.label}")
@@ -187,20 +189,20 @@ def _threads(opts: RunOptions, profile: DeviceProfile) -> int | None:
     return opts.threads if opts.threads is not None else profile.threads
 
 
-def _settings(opts: RunOptions, profile: DeviceProfile) -> dict[str, Any]:
+def _settings(opts: RunOptions, profile: DeviceProfile) -> Settings:
     b = profile.bench
-    return {
-        "warmup": opts.warmup if opts.warmup is not None else b.warmup,
-        "min_iterations": opts.min_iterations or b.min_iterations,
-        "min_duration_s": opts.min_duration_s if opts.min_duration_s is not None else b.min_duration_s,
-        "percentile_method": "linear",
-        "deploy": dataclasses.asdict(profile.deploy),
-        "accuracy": dataclasses.asdict(profile.accuracy) if opts.accuracy else None,
-        "max_eval_images": opts.max_eval_images,
-    }
+    return Settings(
+        warmup=opts.warmup if opts.warmup is not None else b.warmup,
+        min_iterations=opts.min_iterations or b.min_iterations,
+        min_duration_s=opts.min_duration_s if opts.min_duration_s is not None else b.min_duration_s,
+        percentile_method="linear",
+        deploy=dataclasses.asdict(profile.deploy),
+        accuracy=dataclasses.asdict(profile.accuracy) if opts.accuracy else None,
+        max_eval_images=opts.max_eval_images,
+    )
 
 
-def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> dict[str, Any]:
+def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> ResultRow:
     """One result row: skipped (with the reason), failed (with the error) or measured. An ONNX
     model is converted to the profile's backend first (in the child, parity into the row)."""
     backend = ctx.backend
@@ -215,21 +217,26 @@ def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> di
     return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity)
 
 
-def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, **extra: Any) -> dict[str, Any]:
-    """The row of `spec` from its child's outcome: failed with `status: error`, or ok with accuracy
-    scored here (against the ground truth of the evaluated images only)."""
+def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, **extra: Any) -> ResultRow:
+    """The typed row of `spec` from its child's outcome (`measure`'s plain dict): failed with
+    `status: error`, or ok with accuracy scored here (against the ground truth of the evaluated
+    images only)."""
     backend, precision = spec.backend, spec.precision
+    if outcome.status == "skipped":  # the configuration asks what this host cannot run (runtimes.precision)
+        return new_result(backend, precision, status="skipped", error=outcome.error, **extra)
     if outcome.status != "ok":
         return new_result(backend, precision, status="failed", error=f"{outcome.status}: {outcome.error}", **extra)
     fields = dict(outcome.value)
     detections = fields.pop("detections")
+    row = new_result(backend, precision, **{**extra, **fields})
+    if detections is None:
+        return row
     scored = {image_id for image_id, _ in spec.eval_images}
-    labelled = detections is not None and ctx.dataset.labelled
-    fields["accuracy"] = _accuracy(ctx, detections, scored) if labelled else None
-    if detections is not None and ctx.reference_gt is not None:
-        fields["agreement"] = {**_accuracy(ctx, detections, scored, ctx.reference_gt),
-                               "kind": "agreement", "reference": ctx.reference.label}
-    return new_result(backend, precision, **{**extra, **fields})
+    row.accuracy = _accuracy(ctx, detections, scored) if ctx.dataset.labelled else None
+    if ctx.reference_gt is not None and ctx.reference is not None:
+        row.agreement = dataclasses.replace(_accuracy(ctx, detections, scored, ctx.reference_gt),
+                                            kind="agreement", reference=ctx.reference.label)
+    return row
 
 
 def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: str,
@@ -241,10 +248,10 @@ def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: s
     evals = samples[: opts.max_eval_images] if opts.max_eval_images else samples
     return MeasureSpec(
         model=str(artifact), backend=backend, precision=precision,
-        threads=_threads(opts, ctx.profile), warmup=settings["warmup"],
-        min_iterations=settings["min_iterations"], min_duration_s=settings["min_duration_s"],
-        deploy=settings["deploy"],
-        accuracy=settings["accuracy"] if ctx.dataset.labelled or ctx.reference else None,
+        threads=_threads(opts, ctx.profile), warmup=settings.warmup or 0,
+        min_iterations=settings.min_iterations or 0, min_duration_s=settings.min_duration_s or 0.0,
+        deploy=settings.deploy,
+        accuracy=settings.accuracy if ctx.dataset.labelled or ctx.reference else None,
         timing_images=[str(s.image_path) for s in samples[:16]],
         eval_images=[(s.image_id, str(s.image_path)) for s in evals],
         category_ids=dict(ctx.dataset.category_ids), label=f"{backend}/{precision}",
@@ -252,11 +259,12 @@ def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: s
 
 
 def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[int],
-              gt: dict[str, Any] | None = None) -> dict[str, Any]:
+              gt: dict[str, Any] | None = None) -> Accuracy:
     """COCO stats of `detections` against the labels (or against `gt`, e.g. a reference's)."""
     gt = gt if gt is not None else restrict_to_images(ctx.dataset.to_coco(), image_ids)
     names = {ctx.dataset.category_ids[k]: v for k, v in ctx.dataset.names.items()}
     result = evaluate(gt, detections, deploy_conf=ctx.profile.deploy.conf, names=names)
-    return {**result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,
-            "conf": result.deploy_conf, "per_class_ap": result.per_class_ap, "engine": result.engine,
-            "num_detections": result.num_detections, "num_images": result.num_images}
+    return Accuracy.from_dict({
+        **result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,
+        "conf": result.deploy_conf, "per_class_ap": result.per_class_ap, "engine": result.engine,
+        "num_detections": result.num_detections, "num_images": result.num_images})

@@ -18,12 +18,15 @@ from typing import Any
 
 from bench.report.budgets import attach_checks
 from bench.report.html import write_html_report
+from bench.report.rows import Report, ResultRow, SweepInfo
 from bench.report.writer import new_result, write_report
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
 from bench.sweep.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
 from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
+from runtimes.capabilities import get as capability
 from runtimes.errors import InputError, ModelLoadError
-from runtimes.registry import BACKENDS, availability, get_spec
+from runtimes.precision import parse_precisions
+from runtimes.registry import availability
 
 __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
 
@@ -38,8 +41,8 @@ class SweepOptions(RunOptions):
     job_fn: Callable[[ConfigJob], dict[str, Any]] | None = None
 
 
-def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = None,
-          on_start: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
+def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
+          on_start: Callable[[int], None] | None = None) -> tuple[Report, Path, Path]:
     """Measure every configuration; write report.json + report.md (after each row) and
     report.html (at the end) into opts.out_dir; return the report and the first two paths.
 
@@ -50,7 +53,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = 
     ctx, sources = _prepare(opts)
     grid = configurations(ctx, opts)
     report, matches = start_report(ctx, opts)
-    report["sweep"] = {"configurations": len(grid), "interrupted": False}
+    report.sweep = info = SweepInfo(configurations=len(grid), interrupted=False)
     out = Path(opts.out_dir)
     json_path, md_path = write_report(report, out)
     if on_start:
@@ -58,18 +61,18 @@ def sweep(opts: SweepOptions, on_row: Callable[[dict[str, Any]], None] | None = 
     try:
         for backend, precision, size in grid:
             row = _run_config(ctx, opts, backend, precision, size, sources)
-            report["results"].append(row)
+            report.results.append(row)
             write_report(report, out)
             if on_row:
                 on_row(row)
     except KeyboardInterrupt:
-        report["sweep"]["interrupted"] = True
-        report["notes"].append(f"interrupted after {len(report['results'])} of {len(grid)} configurations")
+        info.interrupted = True
+        report.notes = [*(report.notes or []), f"interrupted after {len(report.results)} of {len(grid)} configurations"]
         write_report(report, out)
         write_html_report(report, out)
         return report, json_path, md_path
-    attach_checks(report["results"], ctx.profile.budgets, ctx.profile.reference, matches)
-    report["status"] = "complete"
+    attach_checks(report.results, ctx.profile.budgets, ctx.profile.reference, matches)
+    report.status = "complete"
     write_report(report, out)
     write_html_report(report, out)  # once at the end: plotting every row would slow the sweep
     return report, json_path, md_path
@@ -103,11 +106,8 @@ def configurations(ctx: RunContext, opts: SweepOptions) -> list[tuple[str, str, 
 def _check_options(opts: SweepOptions) -> None:
     """One-line typed errors for bad lists, before anything is loaded or written."""
     for name in opts.backends or ():
-        get_spec(name)
-    known = sorted({p for spec in BACKENDS.values() for p in spec.precisions})
-    for p in opts.precisions or ():
-        if p not in known:
-            raise InputError(f"unknown precision '{p}' (known: {', '.join(known)})")
+        capability(name)
+    parse_precisions(opts.precisions or ())
     for s in opts.imgsz or ():
         if s <= 0 or s % 32:
             raise InputError(f"--imgsz {s}: an input size must be a positive multiple of 32")
@@ -116,7 +116,7 @@ def _check_options(opts: SweepOptions) -> None:
 
 
 def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,
-                sources: SizeSources) -> dict[str, Any]:
+                sources: SizeSources) -> ResultRow:
     """One row: skipped (with the reason), failed (with the error) or measured."""
     hw = list(_model_size(ctx))
     imgsz = hw if size == max(hw) else [size, size]
@@ -140,7 +140,7 @@ def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, siz
     ok, why = availability(backend)
     if not ok:
         raise ConfigSkipped(f"{backend}: {why}")
-    if precision not in get_spec(backend).precisions:
+    if precision not in capability(backend).runs:
         raise ConfigSkipped(f"{backend} does not run {precision}")
     plan = plan_artifact(sources.onnx[size], backend, precision, ctx.model_meta.get("precision", "fp32"),
                          Path(opts.out_dir))

@@ -1,0 +1,328 @@
+"""Typed result rows and reports (schema_version 1), with their one serializer (bench.report.records).
+
+`Report.to_dict()` gives the JSON document `bench.report.writer` writes, key for key what the
+dict-based version wrote; `Report.from_dict()` reads it back (also reports written before the
+optional row keys existed). Keys these classes do not know are kept in each record's `extra`.
+
+Precision fields (`precision`, `precision_used`) stay strings in JSON; runtimes.precision.Precision
+values (a str Enum) may be stored in them as they are.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.report.records import LatencyStats, Record
+from bench.report.sustained_rows import SustainedSection
+
+__all__ = [
+    "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
+    "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
+    "BudgetCheck", "ReferenceCheck", "Samples", "ResultRow", "ModelInfo", "DataInfo", "Settings",
+    "SweepInfo", "Report",
+]
+
+SCHEMA_VERSION = 1
+TOOL = "edgebench"
+REPORT_KEYS = (
+    "schema_version", "tool", "tool_version", "created_utc", "command", "status", "profile",
+    "host_matches_profile", "host_note", "environment", "model", "data", "settings", "results",
+)
+RESULT_KEYS = (
+    "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
+    "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check", "parity",
+    "agreement", "delegation",
+)
+#: Row keys added after schema 1 was first written: always written, not required to load.
+OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement", "delegation")
+REPORT_STATUSES = ("complete", "partial")
+ROW_STATUSES = ("ok", "skipped", "failed")
+#: Latency stages of a row, in order ("total" spans the whole iteration).
+STAGES = ("preprocess", "inference", "postprocess", "total")
+
+
+@dataclass
+class Latency(Record):
+    """Per-stage latency of a row (a stage that was not recorded is left out)."""
+
+    preprocess: LatencyStats | None = None
+    inference: LatencyStats | None = None
+    postprocess: LatencyStats | None = None
+    total: LatencyStats | None = None
+
+    OMIT_IF_NONE = frozenset(STAGES)
+    NESTED = {s: LatencyStats for s in STAGES}
+
+    def stages(self) -> Iterator[tuple[str, LatencyStats | None]]:
+        """(stage name, stats or None) in STAGES order."""
+        yield from zip(STAGES, (self.preprocess, self.inference, self.postprocess, self.total), strict=True)
+
+
+@dataclass
+class Memory(Record):
+    """Memory of a configuration in MiB (RSS after load, sampled and OS peaks, model size)."""
+
+    rss_after_load_mb: float | None = None
+    peak_rss_mb: float | None = None
+    peak_rss_os_mb: float | None = None
+    model_size_mb: float | None = None
+
+
+@dataclass
+class Accuracy(Record):
+    """COCO stats, P/R/F1 at the deploy confidence and per-class AP50-95 of a row. As a row's
+    `agreement` it also has kind "agreement" and the reference's label."""
+
+    AP: float | None = None
+    AP50: float | None = None
+    AP75: float | None = None
+    APs: float | None = None
+    APm: float | None = None
+    APl: float | None = None
+    AR1: float | None = None
+    AR10: float | None = None
+    AR100: float | None = None
+    ARs: float | None = None
+    ARm: float | None = None
+    ARl: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    conf: float | None = None
+    per_class_ap: dict[str, float] | None = None
+    engine: str | None = None
+    num_detections: int | None = None
+    num_images: int | None = None
+    kind: str | None = None
+    reference: str | None = None
+
+    OMIT_IF_NONE = frozenset({"kind", "reference"})
+
+
+@dataclass
+class Parity(Record):
+    """converters.parity.ParityResult.to_dict of a converted artifact (missing keys stay missing)."""
+
+    layout: str | None = None
+    images: int | None = None
+    box_max_abs: float | None = None
+    box_mean_abs: float | None = None
+    box_cosine: float | None = None
+    score_max_abs: float | None = None
+    score_mean_abs: float | None = None
+    score_cosine: float | None = None
+    ref_detections: int | None = None
+    cand_detections: int | None = None
+    matched: int | None = None
+    match_rate: float | None = None
+    mean_iou: float | None = None
+    class_agreement: float | None = None
+    count_diff: int | None = None
+    input_size: list[int] | None = None
+    tolerance: dict[str, Any] | None = None
+    precision_used: str | None = None
+    failures: list[str] | None = None
+    note: str | None = None
+    passed: bool | None = None
+
+    OMIT_IF_NONE = frozenset({
+        "layout", "images", "box_max_abs", "box_mean_abs", "box_cosine", "score_max_abs", "score_mean_abs",
+        "score_cosine", "ref_detections", "cand_detections", "matched", "match_rate", "mean_iou",
+        "class_agreement", "count_diff", "input_size", "tolerance", "precision_used", "failures", "note", "passed"})
+
+
+@dataclass
+class Delegation(Record):
+    """A backend's delegate report (TFLite/XNNPACK): ops it took, op types left on CPU kernels."""
+
+    total_ops: int | None = None
+    delegated_ops: int | None = None
+    partitions: int | None = None
+    cpu_ops: dict[str, int] = field(default_factory=dict)
+    summary: str | None = None
+
+
+@dataclass
+class BudgetCheck(Record):
+    """One budget against one row: status is "pass", "fail" or "unknown"; message is one line."""
+
+    name: str
+    limit: float
+    value: float | None
+    status: str
+    message: str
+
+
+@dataclass
+class ReferenceCheck(Record):
+    """Is the row's FPS inside the profile's reference range? (see bench.report.budgets)"""
+
+    checked: bool = False
+    status: str = "not checked"
+    fps: float | None = None
+    range: list[float] = field(default_factory=list)
+    precision: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class Samples(Record):
+    """Per-iteration latencies of a row in ms (the total only), thinned for the HTML plots."""
+
+    total: list[float] | None = None
+
+    OMIT_IF_NONE = frozenset({"total"})
+
+
+_ROW_ONLY_WHEN_SET = ("artifact", "latency_samples_ms", "iterations", "duration_s", "stopped_by",
+                      "engine_versions")
+
+
+@dataclass
+class ResultRow(Record):
+    """One configuration (backend x precision x input size): status "ok" | "skipped" | "failed"."""
+
+    backend: str
+    precision: str
+    precision_used: str | None = None
+    threads: int | None = None
+    imgsz: list[int] | int | None = None
+    status: str = "ok"
+    error: str | None = None
+    latency_ms: Latency | None = None
+    fps: float | None = None
+    memory: Memory | None = None
+    accuracy: Accuracy | None = None
+    budget_checks: list[BudgetCheck] | None = None
+    reference_check: ReferenceCheck | None = None
+    parity: Parity | None = None
+    agreement: Accuracy | None = None
+    delegation: Delegation | None = None
+    # measured rows only (written after the keys above, and only when set)
+    artifact: str | None = None
+    latency_samples_ms: Samples | None = None
+    iterations: int | None = None
+    duration_s: float | None = None
+    stopped_by: str | None = None
+    engine_versions: dict[str, str] | None = None
+
+    OMIT_IF_NONE = frozenset(_ROW_ONLY_WHEN_SET)
+    NESTED = {"latency_ms": Latency, "memory": Memory, "accuracy": Accuracy, "budget_checks": BudgetCheck,
+              "reference_check": ReferenceCheck, "parity": Parity, "agreement": Accuracy,
+              "delegation": Delegation, "latency_samples_ms": Samples}
+
+    @property
+    def ok(self) -> bool:
+        """Whether the configuration was measured."""
+        return self.status == "ok"
+
+    @property
+    def total(self) -> LatencyStats | None:
+        """Latency stats of the whole iteration, or None."""
+        return self.latency_ms.total if self.latency_ms else None
+
+    @property
+    def precision_text(self) -> str:
+        """'asked/used' ('asked' alone when the used precision is unknown)."""
+        asked = self.precision or "?"
+        return f"{asked}/{self.precision_used}" if self.precision_used else str(asked)
+
+    @property
+    def size_text(self) -> str:
+        """The input size: '640' for a square [640, 640], '480x640' otherwise, '' when unknown."""
+        size = self.imgsz
+        if isinstance(size, (list, tuple)):
+            if not size:
+                return ""
+            return str(size[0]) if len(set(size)) == 1 else "x".join(str(v) for v in size)
+        return "" if size is None else str(size)
+
+    @property
+    def config(self) -> str:
+        """backend/precision@size (without '@size' when the size is unknown)."""
+        size = self.size_text
+        return f"{self.backend}/{self.precision}" + (f"@{size}" if size else "")
+
+
+@dataclass
+class ModelInfo(Record):
+    """The measured model: path, sha256, size in MiB and its metadata."""
+
+    path: str | None = None
+    sha256: str | None = None
+    size_mb: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataInfo(Record):
+    """The evaluation data set: path, number of images and the label issues skipped."""
+
+    path: str | None = None
+    images: int = 0
+    label_issues: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Settings(Record):
+    """How every configuration was measured and scored."""
+
+    warmup: int | None = None
+    min_iterations: int | None = None
+    min_duration_s: float | None = None
+    percentile_method: str | None = None
+    deploy: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] | None = field(default_factory=dict)
+    max_eval_images: int | None = None
+    reference: dict[str, Any] | None = None  # bench.sweep.agreement.Reference.to_dict + "boxes"
+
+    OMIT_IF_NONE = frozenset({"reference"})
+
+
+@dataclass
+class SweepInfo(Record):
+    """What a sweep planned, and whether Ctrl-C stopped it."""
+
+    configurations: int = 0
+    interrupted: bool = False
+
+
+@dataclass
+class Report(Record):
+    """A benchmark report: header, environment, model, data, settings and one row per configuration.
+    `profile` and `environment` stay plain mappings (snapshots of edge_sdk.profiles and
+    bench.measure.environment)."""
+
+    schema_version: int = SCHEMA_VERSION
+    tool: str = TOOL
+    tool_version: str = "0+unknown"
+    created_utc: str = ""
+    command: list[str] = field(default_factory=list)
+    status: str = "partial"
+    profile: dict[str, Any] = field(default_factory=dict)
+    host_matches_profile: bool = False
+    host_note: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    model: ModelInfo = field(default_factory=ModelInfo)
+    data: DataInfo = field(default_factory=DataInfo)
+    settings: Settings = field(default_factory=Settings)
+    results: list[ResultRow] = field(default_factory=list)
+    notes: list[str] | None = None
+    sweep: SweepInfo | None = None
+    sustained: SustainedSection | None = None
+
+    OMIT_IF_NONE = frozenset({"notes", "sweep", "sustained"})
+    NESTED = {"model": ModelInfo, "data": DataInfo, "settings": Settings, "results": ResultRow,
+              "sweep": SweepInfo, "sustained": SustainedSection}
+
+    @property
+    def profile_name(self) -> str | None:
+        """The profile's name, or None."""
+        name = self.profile.get("name") if isinstance(self.profile, Mapping) else None
+        return str(name) if name else None
+
+    @property
+    def ok_rows(self) -> list[ResultRow]:
+        """The rows that measured."""
+        return [r for r in self.results if r.ok]

@@ -60,3 +60,17 @@ print(type(d).__name__)
     proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "Detections"
+
+
+def test_public_names_are_the_functions_not_their_modules():
+    """`from edge_sdk import stream` once gave the module edge_sdk.stream ("'module' object is not callable")."""
+    import inspect
+
+    import numpy as np
+
+    from edge_sdk import Detections, Detector, Letterbox, preprocess, read_image, stream
+
+    assert all(inspect.isfunction(f) for f in (preprocess, read_image, stream))
+    assert all(inspect.isclass(c) for c in (Detector, Detections, Letterbox))
+    x, _ = preprocess(np.zeros((48, 64, 3), np.uint8), (32, 32))
+    assert x.shape == (1, 3, 32, 32)

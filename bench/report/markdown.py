@@ -208,14 +208,18 @@ def _check_notes(row: ResultRow) -> list[str]:
 
 
 def _status(row: ResultRow, reason_chars: int | None) -> str:
-    status = str(row.status)
-    if status == "ok":
-        budget = verdict(row.budget_checks)
-        return f"ok; {budget}" if budget else status
-    reason = str(row.error or "no reason recorded")
-    if reason_chars is not None and len(reason) > reason_chars:
-        reason = reason[: reason_chars - 3] + "..."
-    return f"{status}: {reason}"
+    """ok (with its flags and budget verdict), suspect (its flags, suspect first), or skipped/failed: why."""
+    if row.status == "ok":
+        parts = ["ok", *row.flag_texts(), verdict(row.budget_checks)]
+    elif row.status == "suspect":
+        parts = [*row.flag_texts("suspect"), *row.flag_texts("noisy"), *row.flag_texts("proxy")]
+    else:
+        parts = [f"{row.status}: {row.error or 'no reason recorded'}"]
+    return _clip("; ".join(p for p in parts if p) or str(row.status), reason_chars)
+
+
+def _clip(text: str, chars: int | None) -> str:
+    return text[: chars - 3] + "..." if chars is not None and len(text) > chars else text
 
 
 def _stage(summary: LatencyStats | None) -> str:

@@ -19,7 +19,7 @@ from bench.report.sustained_rows import SustainedSection
 __all__ = [
     "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
     "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
-    "BudgetCheck", "ReferenceCheck", "Samples", "ResultRow", "ModelInfo", "DataInfo", "Settings",
+    "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "ResultRow", "ModelInfo", "DataInfo", "Settings",
     "SweepInfo", "Report",
 ]
 
@@ -37,7 +37,10 @@ RESULT_KEYS = (
 #: Row keys added after schema 1 was first written: always written, not required to load.
 OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement", "delegation")
 REPORT_STATUSES = ("complete", "partial")
-ROW_STATUSES = ("ok", "skipped", "failed")
+#: "suspect": measured, but a sanity gate says the numbers must not be trusted (see ResultRow.flags)
+ROW_STATUSES = ("ok", "suspect", "skipped", "failed")
+#: kinds of row flags: suspect makes the row's status "suspect"; noisy and proxy qualify an ok row
+FLAG_KINDS = ("suspect", "noisy", "proxy")
 #: Latency stages of a row, in order ("total" spans the whole iteration).
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
@@ -176,7 +179,20 @@ class Samples(Record):
 
 
 _ROW_ONLY_WHEN_SET = ("artifact", "latency_samples_ms", "iterations", "duration_s", "stopped_by",
-                      "engine_versions")
+                      "engine_versions", "flags")
+
+
+@dataclass
+class Flag(Record):
+    """Why a measured row's numbers need care: kind (FLAG_KINDS) and a one-line reason with its figures."""
+
+    kind: str
+    reason: str
+
+    @property
+    def text(self) -> str:
+        """'kind: reason'."""
+        return f"{self.kind}: {self.reason}"
 
 
 @dataclass
@@ -206,16 +222,34 @@ class ResultRow(Record):
     duration_s: float | None = None
     stopped_by: str | None = None
     engine_versions: dict[str, str] | None = None
+    flags: list[Flag] | None = None
 
     OMIT_IF_NONE = frozenset(_ROW_ONLY_WHEN_SET)
     NESTED = {"latency_ms": Latency, "memory": Memory, "accuracy": Accuracy, "budget_checks": BudgetCheck,
               "reference_check": ReferenceCheck, "parity": Parity, "agreement": Accuracy,
-              "delegation": Delegation, "latency_samples_ms": Samples}
+              "delegation": Delegation, "latency_samples_ms": Samples, "flags": Flag}
 
     @property
     def ok(self) -> bool:
-        """Whether the configuration was measured."""
+        """Measured and trusted: the only rows compare may recommend."""
         return self.status == "ok"
+
+    @property
+    def measured(self) -> bool:
+        """Measured, trusted or not (ok or suspect): its numbers can be shown."""
+        return self.status in ("ok", "suspect")
+
+    def add_flag(self, kind: str, reason: str) -> None:
+        """Attach a flag; a suspect flag turns an ok row into a suspect one."""
+        if kind not in FLAG_KINDS:
+            raise ValueError(f"unknown flag kind '{kind}' (known: {', '.join(FLAG_KINDS)})")
+        self.flags = [*(self.flags or []), Flag(kind, reason)]
+        if kind == "suspect" and self.status == "ok":
+            self.status = "suspect"
+
+    def flag_texts(self, kind: str | None = None) -> list[str]:
+        """'kind: reason' of the row's flags (of one kind when given)."""
+        return [f.text for f in self.flags or () if kind is None or f.kind == kind]
 
     @property
     def total(self) -> LatencyStats | None:

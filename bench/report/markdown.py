@@ -214,7 +214,7 @@ def _status(row: ResultRow, reason_chars: int | None) -> str:
     elif row.status == "suspect":
         parts = [*row.flag_texts("suspect"), *row.flag_texts("noisy"), *row.flag_texts("proxy")]
     else:
-        parts = [f"{row.status}: {row.error or 'no reason recorded'}"]
+        return f"{row.status}: {_clip(str(row.error or 'no reason recorded'), reason_chars)}"
     return _clip("; ".join(p for p in parts if p) or str(row.status), reason_chars)
 
 

@@ -46,7 +46,7 @@ json.dump({"seconds": seconds, "best": str(best), "onnx": str(onnx_path),
 def run_ours(data: Path, work: Path, a: argparse.Namespace) -> dict:
     """Train with `edgebench train`, export the best checkpoint; wall time and paths."""
     out = work / "ours"
-    cmd = [sys.executable, "-m", "bench", "train", "--data", str(data / "data.yaml"), "--model", "n",
+    cmd = [sys.executable, "-m", "bench", "train", "--data", str(data / "data.yaml"), "--arch", "n",
            "--imgsz", str(a.imgsz), "--epochs", str(a.epochs), "--batch", str(a.batch), "--workers", str(a.workers),
            "--close-mosaic", str(a.close_mosaic), "--cache", "--seed", "0", "--out", str(out), "--quiet",
            "--accelerator", "cpu", "--patience", str(a.epochs + 1)]
@@ -57,7 +57,7 @@ def run_ours(data: Path, work: Path, a: argparse.Namespace) -> dict:
     seconds = float(re.search(r"trained \d+ epochs in (\d+) s", proc.stdout).group(1))  # the fit() call
     onnx_path = out / "best.onnx"
     subprocess.run([sys.executable, "-m", "bench", "export", "--model", str(out / "weights" / "best.ckpt"),
-                    "--out", str(onnx_path)], check=True, capture_output=True)
+                    "-o", str(onnx_path)], check=True, capture_output=True)
     return {"seconds": seconds, "onnx": str(onnx_path), "map": float(own.group(1)) if own else float("nan")}
 
 

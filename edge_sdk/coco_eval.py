@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.coco_io import engine_api, load_dt, load_gt, make_coco, quiet, resolve_engine, results_coco
+from edge_sdk.curves import views as curve_views
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -33,10 +34,20 @@ class AccuracyResult:
     num_images: int
     num_detections: int
     engine: str
+    # the validation views of edge_sdk.curves.views (None when not computed)
+    best_f1_conf: float | None = None
+    best_f1: float | None = None
+    curves: dict[str, Any] | None = None
+    confusion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return dataclasses.asdict(self)
+
+    def views(self) -> dict[str, Any]:
+        """best_f1_conf, best_f1, curves and confusion (the keys of a report's accuracy record)."""
+        return {"best_f1_conf": self.best_f1_conf, "best_f1": self.best_f1, "curves": self.curves,
+                "confusion": self.confusion}
 
 
 def restrict_to_images(gt: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
@@ -54,7 +65,7 @@ def coco_stats(gt: dict[str, Any] | str | Path, dt: list[dict[str, Any]] | str |
 
 
 def evaluate(gt: dict[str, Any] | str | Path, dt: list[dict[str, Any]] | str | Path, deploy_conf: float = 0.25,
-             names: dict[int, str] | None = None, engine: str = "auto") -> AccuracyResult:
+             names: dict[int, str] | None = None, engine: str = "auto", views: bool = True) -> AccuracyResult:
     """COCO stats, per-class AP and P/R/F1 at `deploy_conf` for one set of detections.
 
     - `stats`: the 12 COCO bbox stats from the chosen engine (all detections, COCO's 100 cap).
@@ -67,17 +78,21 @@ def evaluate(gt: dict[str, Any] | str | Path, dt: list[dict[str, Any]] | str | P
       detections; FP = unmatched, non-ignored detections (a detection matched to a crowd box is
       ignored); FN = non-crowd GT boxes left unmatched. precision = TP / (TP + FP),
       recall = TP / (TP + FN), f1 = their harmonic mean; each is 0 when its denominator is 0.
+    - best_f1_conf, best_f1, curves, confusion (when `views`): edge_sdk.curves.views at IoU 0.5 (PR and
+      F1-vs-confidence curves per class and pooled, the confusion matrix at `deploy_conf`).
     """
     gt_data = load_gt(gt)
     dets = load_dt(dt, {img["id"] for img in gt_data["images"]})
     run = _run_coco(gt_data, dets, engine)
     tp, fp, fn = match_counts(gt_data, [d for d in dets if d["score"] >= deploy_conf])
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    labels = _labels(gt_data, names)
+    extra = curve_views(gt_data, dets, labels, deploy_conf) if views else {}
     return AccuracyResult(
-        stats=run.stats, per_class_ap=per_class_ap(run.precision, run.cat_ids, _labels(gt_data, names)),
+        stats=run.stats, per_class_ap=per_class_ap(run.precision, run.cat_ids, labels),
         precision=precision, recall=recall, f1=_ratio(2 * precision * recall, precision + recall),
         tp=tp, fp=fp, fn=fn, deploy_conf=float(deploy_conf), num_images=len(gt_data["images"]),
-        num_detections=len(dets), engine=run.engine)
+        num_detections=len(dets), engine=run.engine, **extra)
 
 
 @dataclass(frozen=True)

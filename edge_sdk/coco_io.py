@@ -180,8 +180,11 @@ def _gt_ann(ann: Any, n: int, src: str, img_ids: set[int], cat_ids: set[int]) ->
     return out
 
 
-def load_dt(dt: list[dict[str, Any]] | str | Path, image_ids: set[int]) -> list[dict[str, Any]]:
-    """Checked COCO-results detections (never mutated); every image_id must be in `image_ids`."""
+def load_dt(dt: list[dict[str, Any]] | str | Path, image_ids: set[int],
+            category_ids: set[int] | None = None) -> list[dict[str, Any]]:
+    """Checked COCO-results detections (never mutated); every image_id must be in `image_ids`, and
+    every category_id in `category_ids` when given (a detection of an unknown category scores nothing,
+    so a whole file of them would read as AP -1 instead of an error)."""
     src, data = _read(dt, ReportError, "detections")
     if not isinstance(data, list):
         raise ReportError(f"{src}: expected a JSON list of detections (COCO results), got a JSON {_kind(data)}")
@@ -191,7 +194,25 @@ def load_dt(dt: list[dict[str, Any]] | str | Path, image_ids: set[int]) -> list[
         count = sum(d["image_id"] in unknown for d in dets)
         raise ReportError(f"{src}: {count} detection(s) have an image_id not in the ground truth "
                           f"(e.g. {min(unknown)})")
+    if category_ids is not None:
+        check_categories(dets, category_ids, src)
     return dets
+
+
+def check_categories(dets: list[dict[str, Any]], category_ids: set[int], src: str = "<detections>") -> None:
+    """ReportError naming the category ids of `dets` that are not in `category_ids` (the ground truth's)."""
+    unknown = sorted({d["category_id"] for d in dets} - category_ids)
+    if not unknown:
+        return
+    count = sum(d["category_id"] not in category_ids for d in dets)
+    raise ReportError(f"{src}: {count} detection(s) have category ids not in the ground truth: "
+                      f"{_ids(unknown)} (ground-truth categories: {_ids(sorted(category_ids))})")
+
+
+def _ids(ids: list[int], limit: int = 10) -> str:
+    """Up to `limit` ids, comma-separated, then how many more."""
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ", ".join(str(i) for i in ids[:limit]) + more if ids else "none"
 
 
 def _plain(det: dict[str, Any]) -> bool:

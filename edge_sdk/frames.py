@@ -7,11 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtimes.errors import ImageReadError
+from runtimes.errors import ImageReadError, InputError
 
 
 def stream(source: str | int | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield BGR frames from a video path/URL or a camera index ("0" counts as camera 0)."""
+    if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
+        raise InputError(f"max_frames must be an integer >= 1, got {max_frames!r}")
     src: str | int | Path = int(source) if isinstance(source, str) and source.isdigit() else source
     if isinstance(src, Path):
         src = str(src)

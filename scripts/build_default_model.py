@@ -28,7 +28,7 @@ SYNTH = {"seed": 0, "imgsz": 320, "train": 2000, "val": 200}
 
 def train_command(data: Path, out: Path, epochs: int) -> list[str]:
     """The `edgebench train` command line used for the default model."""
-    return ["edgebench", "train", "--data", str(data / "data.yaml"), "--model", "n", "--imgsz", str(SYNTH["imgsz"]),
+    return ["edgebench", "train", "--data", str(data / "data.yaml"), "--arch", "n", "--imgsz", str(SYNTH["imgsz"]),
             "--epochs", str(epochs), "--batch", "16", "--workers", "2", "--cache", "--seed", "0", "--out", str(out)]
 
 

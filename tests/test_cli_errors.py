@@ -1,8 +1,10 @@
 """Bad input gets one clear line, exit code 2, no traceback and no partial report."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -64,12 +66,76 @@ def test_unknown_suffix(tmp_path, small_data):
 def test_unreadable_image(tmp_path, small_model):
     img = tmp_path / "broken.jpg"
     img.write_bytes(b"not a jpeg at all")
-    proc = run_cli("predict", str(small_model), str(img), "--out", str(tmp_path / "pred"), cwd=tmp_path)
+    proc = run_cli("predict", "--model", str(small_model), "--source", str(img), "--out", str(tmp_path / "pred"),
+                   cwd=tmp_path)
     assert_one_line_error(proc, "cannot decode image", "broken.jpg")
 
 
+def test_predict_goes_on_past_an_unreadable_image(tmp_path, small_model):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("a.jpg", "c.jpg"):
+        cv2.imwrite(str(folder / name), np.full((64, 80, 3), 127, np.uint8))
+    (folder / "b.jpg").write_bytes(b"not a jpeg at all")
+    proc = run_cli("predict", "-m", str(small_model), "-s", str(folder), "--out", str(tmp_path / "pred"),
+                   "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert [json.loads(ln)["source"] for ln in proc.stdout.splitlines()] == ["a.jpg", "c.jpg"]
+    err = proc.stderr.strip().splitlines()
+    assert err[0].startswith("b.jpg: skipped: cannot decode image"), err
+    assert err[-1] == "error: 1 of 3 images could not be read: b.jpg", err
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["a.jpg", "c.jpg"]
+
+
+def test_predict_positional_form_still_works_with_a_notice(tmp_path, small_model):
+    img = tmp_path / "ok.jpg"
+    cv2.imwrite(str(img), np.full((64, 80, 3), 127, np.uint8))
+    proc = run_cli("predict", str(small_model), str(img), "--out", "", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "note: predict MODEL SOURCE is deprecated; use predict --model MODEL --source SOURCE"]
+    assert proc.stdout.startswith("ok.jpg: ")
+
+
+def _corrupt_sidecar_artifact(tmp_path: Path, suffix: str) -> Path:
+    """An artifact whose sidecar JSON is invalid (the artifact itself need not be read first)."""
+    artifact = tmp_path / f"model{suffix}"
+    artifact.write_bytes(b"7767517\n")
+    artifact.with_name(artifact.name + ".json").write_text('{"imgsz": [128, 128],')
+    return artifact
+
+
+@pytest.mark.parametrize("suffix", [".param", ".tflite"])
+def test_corrupt_sidecar_predict(tmp_path, suffix):
+    pytest.importorskip("ncnn" if suffix == ".param" else "ai_edge_litert")
+    model = _corrupt_sidecar_artifact(tmp_path, suffix)
+    img = tmp_path / "ok.jpg"
+    cv2.imwrite(str(img), np.full((64, 80, 3), 127, np.uint8))
+    proc = run_cli("predict", "-m", str(model), "-s", str(img), "--out", str(tmp_path / "pred"), cwd=tmp_path)
+    assert_one_line_error(proc, "sidecar", f"model{suffix}.json")
+    assert not (tmp_path / "pred").exists()
+
+
+@pytest.mark.parametrize("suffix", [".param", ".tflite"])
+def test_corrupt_sidecar_run(tmp_path, small_data, suffix):
+    pytest.importorskip("ncnn" if suffix == ".param" else "ai_edge_litert")
+    model = _corrupt_sidecar_artifact(tmp_path, suffix)
+    proc = _run(tmp_path, "--model", str(model), "--data", str(small_data))
+    assert_one_line_error(proc, "sidecar", f"model{suffix}.json")
+
+
+def test_export_replaces_a_stale_corrupt_sidecar(tmp_path, small_model):
+    pytest.importorskip("openvino")
+    out = tmp_path / "m.xml"
+    (tmp_path / "m.xml.json").write_text("{not json")
+    proc = run_cli("export", "-m", str(small_model), "--to", "openvino", "-o", str(out), "--threads", "1",
+                   "--parity-images", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "parity" in json.loads((tmp_path / "m.xml.json").read_text())
+
+
 def test_missing_image(tmp_path, small_model):
-    proc = run_cli("predict", str(small_model), str(tmp_path / "none.jpg"), cwd=tmp_path)
+    proc = run_cli("predict", "--model", str(small_model), "--source", str(tmp_path / "none.jpg"), cwd=tmp_path)
     assert_one_line_error(proc, "not found", "none.jpg")
 
 
@@ -105,6 +171,10 @@ def test_missing_backend(tmp_path, small_model, small_data):
 
 @pytest.mark.parametrize("args, needle", [
     (("run", "--duration", "-1"), "--duration"),
+    (("run", "--threads", "0"), "--threads"),
+    (("run", "--threads", "-2"), "--threads"),
+    (("run", "--max-eval-images", "-3"), "--max-eval-images"),
+    (("run", "--min-iterations", "-5"), "--min-iterations"),
     (("run", "--no-such-option"), "No such option"),
     (("compare", "--max-p99-ms", "-5", "x.json"), "--max-p99-ms"),
 ])

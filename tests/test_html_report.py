@@ -10,7 +10,7 @@ import bench.report.plots as html_plots
 from bench.measure.runner import total_samples_ms
 from bench.report.compare import compare
 from bench.report.compare_html import render_compare_html
-from bench.report.html import DASH, NO_PLOTS, render_html, write_html_report
+from bench.report.html import DASH, NO_PLOTS, SUMMARY_HEADERS, render_html, write_html_report
 from bench.report.rows import Parity, Report, Samples
 from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import write_report
@@ -111,7 +111,8 @@ def test_report_without_accuracy_or_samples_renders():
     for row in report.results:
         row.accuracy = None
     page = Page(render_html(report))
-    assert all(r[11] == DASH for r in summary_rows(page))
+    ap = SUMMARY_HEADERS.index("AP50-95")
+    assert all(r[ap] == DASH for r in summary_rows(page))
     assert "no per-class AP" in "".join(page.text)
     assert page.count("svg") == 0  # no samples, no (AP, p99) point, no per-class AP
 
@@ -184,3 +185,71 @@ def test_total_samples_are_capped_and_kept_in_order():
     ms = total_samples_ms(ns, cap=5000)
     assert len(ms) <= 5000 and ms == sorted(ms) and ms[0] == 1.0
     assert total_samples_ms([1_500_000]) == [1.5]
+
+
+# --- the validation views (PR / F1 curves, confusion matrix: bench.report.html_curves) --------------------
+
+def report_with_curves() -> Report:
+    from edge_sdk.coco_eval import evaluate
+    from tests.coco_cases import random_case
+
+    report = rich_report()
+    gt, dets = random_case(1)
+    views = evaluate(gt, dets, deploy_conf=0.25, names={1: "person", 5: "car", 90: "dog"}).views()
+    for row in report.results:
+        if row.accuracy is not None:
+            row.accuracy = dataclasses.replace(row.accuracy, **views)
+    return report
+
+
+def test_curves_section_has_one_block_per_measured_row_with_tables():
+    from bench.report.html_curves import HEADING
+
+    report = report_with_curves()
+    page = Page(render_html(report))
+    text = "".join(page.text)
+    assert HEADING in text
+    measured = [r for r in report.results if r.measured and r.accuracy is not None]
+    for row in measured:
+        assert row.config in text
+    best = [t for t in page.tables if t and t[0][:4] == ["classes", "AP50 (curve)", "best F1", "best-F1 conf"]]
+    assert len(best) == len(measured)
+    curves = measured[0].accuracy.curves
+    assert best[0][1][0] == "all classes (pooled)" and best[0][1][2] == f"{curves['all']['best_f1']:.3f}"
+    assert [r[0] for r in best[0][2:]] == list(curves["classes"])
+    matrix = [t for t in page.tables if t and t[0][0] == "predicted \\ true"]
+    assert len(matrix) == len(measured)
+    assert matrix[0][0][1:] == ["person", "car", "dog", "background"] and matrix[0][-1][0] == "background"
+    if html_plots.available():
+        plain = Page(render_html(rich_report())).count("svg")
+        assert page.count("svg") == plain + 3 * len(measured)  # PR, F1, confusion per row
+
+
+def test_curves_section_without_curves_or_matplotlib(monkeypatch):
+    from bench.report.html_curves import HEADING
+
+    text = "".join(Page(render_html(rich_report())).text)
+    assert HEADING in text and "no PR / F1 curves in this report" in text
+    monkeypatch.setattr(html_plots, "available", lambda: False)
+    page = Page(render_html(report_with_curves()))
+    assert page.count("svg") == 0
+    assert any(t and t[0][0] == "predicted \\ true" for t in page.tables)
+
+
+@needs_mpl
+def test_curve_plots_keep_unit_axes():
+    from bench.report.curve_plots import f1_figure, pr_figure
+
+    curves = report_with_curves().results[0].accuracy.curves
+    for fig in (pr_figure(curves), f1_figure(curves, 0.25)):
+        ax = fig.axes[0]
+        assert ax.get_xlim() == (0.0, 1.0) and ax.get_ylim() == (0.0, 1.0)
+
+
+def test_accuracy_record_round_trips_the_views():
+    from bench.report.rows import Accuracy
+
+    acc = report_with_curves().results[0].accuracy
+    back = Accuracy.from_dict(acc.to_dict())
+    assert back.curves == acc.curves and back.confusion == acc.confusion and back.best_f1_conf == acc.best_f1_conf
+    assert "curves" not in Accuracy(AP=0.5).to_dict()  # rows without views keep their old keys

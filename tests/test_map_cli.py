@@ -72,7 +72,25 @@ def _bad_cases(tmp_path: Path, gt: Path, dt: Path) -> dict[str, tuple[list[str],
                                "--pred", str(dt)], "noimg.json"),
         "unknown image id": (["--gt", str(gt), "--pred", write("stray.json", json.dumps(
             [{**good_dt[0], "image_id": 424242}]))], "stray.json"),
+        "unknown category id": (["--gt", str(gt), "--pred", write("cats.json", json.dumps(
+            [{**good_dt[0], "category_id": 777}, *good_dt]))], "cats.json"),
     }
+
+
+def test_unknown_category_ids_are_named(files, tmp_path: Path, capfd) -> None:
+    """Category ids the ground truth lacks (e.g. 0-based class indices against 1-based COCO ids) are an
+    error naming them, not AP -1.0 everywhere."""
+    gt, dt = files
+    gt_cats = sorted(c["id"] for c in json.loads(gt.read_text())["categories"])
+    shifted = [{**d, "category_id": d["category_id"] + 1000} for d in json.loads(dt.read_text())[:3]]
+    (tmp_path / "shifted.json").write_text(json.dumps(shifted))
+    with pytest.raises(SystemExit) as exc:
+        main(["map", "--gt", str(gt), "--pred", str(tmp_path / "shifted.json")])
+    err = capfd.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err
+    ids = sorted({d["category_id"] for d in shifted})
+    assert f"3 detection(s) have category ids not in the ground truth: {', '.join(map(str, ids))}" in err
+    assert f"ground-truth categories: {gt_cats[0]}, " in err
 
 
 def test_bad_input_one_line_exit_2(files, tmp_path: Path, capfd) -> None:

@@ -282,7 +282,7 @@ def test_missing_pnnx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_export_cli_writes_param_bin_and_sidecar_with_parity(small_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.param"
-    proc = run_cli("export", "--model", str(small_model), "--to", "ncnn", "--out", str(out),
+    proc = run_cli("export", "--model", str(small_model), "--to", "ncnn", "-o", str(out),
                    "--threads", "1", "--parity-images", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "parity PASS" in proc.stdout
@@ -296,7 +296,7 @@ def test_export_cli_writes_param_bin_and_sidecar_with_parity(small_model: Path, 
 
 def test_export_cli_missing_input_is_one_line_error(tmp_path: Path) -> None:
     proc = run_cli("export", "--model", str(tmp_path / "missing.onnx"), "--to", "ncnn",
-                   "--out", str(tmp_path / "y.param"), cwd=tmp_path)
+                   "-o", str(tmp_path / "y.param"), cwd=tmp_path)
     assert_one_line_error(proc, "missing.onnx")
     assert not (tmp_path / "y.param").exists()
 

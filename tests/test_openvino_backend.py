@@ -125,7 +125,7 @@ def test_ir_without_its_bin_and_corrupt_onnx_give_typed_errors(ir_model: Path, t
 
 def test_export_cli_writes_ir_bin_and_sidecar_with_parity(small_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.xml"
-    proc = run_cli("export", "--model", str(small_model), "--to", "openvino", "--out", str(out),
+    proc = run_cli("export", "--model", str(small_model), "--to", "openvino", "-o", str(out),
                    "--threads", "1", "--parity-images", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "parity PASS" in proc.stdout and out.is_file() and out.with_suffix(".bin").is_file()
@@ -138,6 +138,6 @@ def test_export_cli_writes_ir_bin_and_sidecar_with_parity(small_model: Path, tmp
 
 def test_export_cli_missing_input_is_one_line_error(tmp_path: Path) -> None:
     proc = run_cli("export", "--model", str(tmp_path / "missing.onnx"), "--to", "openvino",
-                   "--out", str(tmp_path / "y.xml"), cwd=tmp_path)
+                   "-o", str(tmp_path / "y.xml"), cwd=tmp_path)
     assert_one_line_error(proc, "missing.onnx")
     assert not (tmp_path / "y.xml").exists()

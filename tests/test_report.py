@@ -12,6 +12,7 @@ import pytest
 import bench.report.writer as report_mod
 from bench.measure.environment import environment, sha256_of
 from bench.measure.timing import summarize
+from bench.report.markdown import P99_FOOTNOTE
 from bench.report.writer import (
     SCHEMA_VERSION,
     Report,
@@ -240,7 +241,9 @@ def test_table_is_fixed_width_and_contains_the_numbers():
     r.results[1].error = "x" * 200  # long reasons are cut in the terminal table
     table = render_table(r)
     lines = table.splitlines()
-    assert len(lines) == 2 + 3 + 1 and "p50/p95/p99 ms" in lines[-1]
+    assert len(lines) == 2 + 3 + 2 and "p50/p95/p99 ms" in lines[-2]  # footer, then the p99 footnote
+    assert lines[-1] == P99_FOOTNOTE  # 100 samples: p99 is an estimate, marked
+    assert lines[0].split()[5] == "n" and lines[2].split()[5] == "100"
     status_col = lines[0].index("status")
     assert [line[status_col:status_col + 4] for line in lines[2:5]] == ["ok", "fail", "skip"]
     s = r.results[0].latency_ms.inference

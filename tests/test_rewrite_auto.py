@@ -42,7 +42,7 @@ def test_auto_keeps_upsample_d2s_for_tflite(small_model: Path, tmp_path: Path) -
     if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None:
         pytest.skip("needs litert-torch and ai-edge-litert (edgebench[tflite,tflite-export])")
     out = tmp_path / "m.tflite"
-    proc = run_cli("export", "--model", str(small_model), "--to", "tflite", "--out", str(out), "--rewrite", "auto",
+    proc = run_cli("export", "--model", str(small_model), "--to", "tflite", "-o", str(out), "--rewrite", "auto",
                    "--threads", "1", "--parity-images", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     trial = next(line for line in proc.stdout.splitlines() if line.startswith("rewrite upsample_d2s ("))

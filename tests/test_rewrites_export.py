@@ -30,7 +30,7 @@ def test_exact_rewrites_are_recorded_and_keep_parity(small_model: Path, tmp_path
 
 def test_cli_prints_each_rewrite_and_a_function_change_fails_parity(small_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "hs.xml"
-    proc = run_cli("export", "--model", str(small_model), "--to", "openvino", "--out", str(out),
+    proc = run_cli("export", "--model", str(small_model), "--to", "openvino", "-o", str(out),
                    "--rewrite", "silu_hardswish", "--parity-images", "2")
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
@@ -41,7 +41,7 @@ def test_cli_prints_each_rewrite_and_a_function_change_fails_parity(small_model:
 
 
 def test_unknown_rewrite_is_one_line_error_before_any_work(small_model: Path, tmp_path: Path) -> None:
-    proc = run_cli("export", "--model", str(small_model), "--to", "openvino", "--out", str(tmp_path / "m.xml"),
+    proc = run_cli("export", "--model", str(small_model), "--to", "openvino", "-o", str(tmp_path / "m.xml"),
                    "--rewrite", "dfl_4d,bogus")
     assert_one_line_error(proc, "bogus", *REWRITES)
     assert not list(tmp_path.iterdir())

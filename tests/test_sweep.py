@@ -101,5 +101,5 @@ def test_cli_happy_path_and_bad_input(tmp_path, small_model, small_data):
                           str(tmp_path / "none"), "--precisions", "int8", cwd=tmp_path)
     assert nothing_ran.returncode == 1 and "skipped" in nothing_ran.stdout, nothing_ran.stderr
     bad = run_cli("sweep", "--model", str(small_model), "--data", str(small_data), "--out", str(out),
-                  "--backends", "onnxruntime,tensorflo", cwd=tmp_path)
+                  "--backend", "onnxruntime,tensorflo", cwd=tmp_path)
     assert_one_line_error(bad, "unknown backend 'tensorflo'")

@@ -159,7 +159,7 @@ def test_export_cli_rejects_a_foreign_checkpoint_in_one_line(tmp_path: Path) -> 
     pickled = tmp_path / "other.pt"
     torch.save({"model": torch.nn.Linear(2, 2)}, pickled)
     code = ("import bench.cli as c; c.COMMANDS.setdefault('export', 'export_cmd'); c.main()")
-    proc = subprocess.run([sys.executable, "-c", code, "export", "--model", str(pickled), "--out",
+    proc = subprocess.run([sys.executable, "-c", code, "export", "--model", str(pickled), "-o",
                            str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

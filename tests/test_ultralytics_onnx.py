@@ -59,7 +59,7 @@ def test_the_fixture_carries_only_ultralytics_metadata(ultralytics_onnx: Path) -
 def test_export_then_predict_on_every_backend(target: str, ultralytics_onnx: Path, tmp_path: Path) -> None:
     _require(target)
     artifact = tmp_path / TARGETS[target][0]
-    proc = run_cli("export", "--model", str(ultralytics_onnx), "--to", target, "--out", str(artifact),
+    proc = run_cli("export", "--model", str(ultralytics_onnx), "--to", target, "-o", str(artifact),
                    "--threads", "1", "--parity-images", "2", cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert "PASS" in proc.stdout
@@ -79,7 +79,7 @@ def test_export_then_predict_on_every_backend(target: str, ultralytics_onnx: Pat
     image = tmp_path / "frame.png"
     _write_frame(image)
     out = tmp_path / "pred"
-    proc = run_cli("predict", str(artifact), str(image), "--out", str(out), "--json", cwd=tmp_path)
+    proc = run_cli("predict", "-m", str(artifact), "-s", str(image), "--out", str(out), "--json", cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
 
 

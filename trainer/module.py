@@ -103,7 +103,7 @@ class DetectorModule(L.LightningModule):
         data = self.trainer.datamodule.val_data
         gt = subset_coco(data.to_coco(), set(dets))
         flat = [d for v in dets.values() for d in v]
-        result = evaluate(gt, flat, self.deploy_conf, data.names)
+        result = evaluate(gt, flat, self.deploy_conf, data.names, views=False)  # per-epoch mAP only
         # every rank scored the same gathered detections, so the mean over ranks is that value
         self.log(MONITOR, max(result.stats["AP"], 0.0), prog_bar=True, sync_dist=True)
         self.log("val/mAP50", max(result.stats["AP50"], 0.0), prog_bar=True, sync_dist=True)

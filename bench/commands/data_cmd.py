@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from bench.options import IMGSZ, NON_NEGATIVE
+
 
 @click.group(name="data")
 def command() -> None:
@@ -14,13 +16,13 @@ def command() -> None:
 
 @command.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--train", default=2000, show_default=True, type=click.IntRange(min=0),
+@click.option("--train", default=2000, show_default=True, type=NON_NEGATIVE.param_type(),
               help="Number of training images.")
-@click.option("--val", default=200, show_default=True, type=click.IntRange(min=0),
+@click.option("--val", default=200, show_default=True, type=NON_NEGATIVE.param_type(),
               help="Number of validation images (also written as COCO ground truth).")
-@click.option("--imgsz", default=320, show_default=True, type=click.IntRange(min=32),
+@click.option("--imgsz", default=320, show_default=True, type=IMGSZ,
               help="Image size in pixels (square; some val images are 4:3 with this long side).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE.param_type(),
               help="Seed: the same seed gives the same data set.")
 @click.option("--classes", default=None,
               help="Comma-separated subset of class names (default: all ten).")

@@ -1,4 +1,4 @@
-"""`edgebench export --model CKPT|ONNX --to TARGET --out PATH`: model -> deployable artifact."""
+"""`edgebench export --model CKPT|ONNX --to TARGET -o PATH`: model -> deployable artifact."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,42 +6,51 @@ import sys
 
 import click
 
+from bench.options import COUNT, IMGSZ, Command, deprecated, threads_option
 from converters.export import targets
 from converters.rewrites import REWRITES
 from runtimes.capabilities import all_written_precisions
 
+#: The oldest ONNX opset our exporter writes (torch.onnx.export takes 7..; we need Resize etc.).
+OPSET_MIN = 11
 
-@click.command("export")
-@click.option("--model", required=True, help="Our training checkpoint (.ckpt, needs torch) or an ONNX file.")
+
+@click.command("export", cls=Command)
+@click.option("--model", "-m", required=True, help="Our training checkpoint (.ckpt, needs torch) or an ONNX file.")
 @click.option("--to", "target", default="onnx", show_default=True, help=f"Target format ({', '.join(targets())}).")
-@click.option("--out", required=True,
+@click.option("--output", "-o", "out", default=None,
               help="Output file (.onnx; .xml for openvino; .param for ncnn, .bin written beside it; "
                                         ".tflite for tflite).")
+@deprecated("--out", "out", "--output")
 @click.option("--precision", default="fp32", show_default=True,
               help=f"One of {', '.join(all_written_precisions())}, as the target's converter writes them. "
                    "openvino: fp16 stores float16 weights, bf16/fp32 set the inference precision hint; "
                    "ncnn: fp16 stores float16 weights, bf16 runs with bf16 storage; "
                    "tflite: fp32 or fp16 (float16 conv weights, fp32 compute).")
-@click.option("--imgsz", type=int, default=None, help="Checkpoints: input size (default: the training size).")
-@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--imgsz", type=IMGSZ, default=None, help="Checkpoints: input size (default: the training size).")
+@click.option("--opset", type=click.IntRange(min=OPSET_MIN), default=17, show_default=True,
+              help=f"ONNX opset of a checkpoint export (>= {OPSET_MIN}).")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
 @click.option("--weights-fp16", is_flag=True,
               help="ONNX: store the weights as float16 (half the file size); the model still computes in float32.")
 @click.option("--no-parity", is_flag=True, help="Skip the parity check against the ONNX reference.")
-@click.option("--parity-images", type=int, default=4, show_default=True, help="Synthetic frames the parity check runs.")
-@click.option("--threads", type=int, default=None, help="Threads for the parity check (default: physical cores).")
+@click.option("--parity-images", type=COUNT.param_type(), default=4, show_default=True,
+              help="Synthetic frames the parity check runs.")
+@threads_option("Threads for the parity check (default: physical cores).")
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]",
               help=f"ONNX graph rewrites applied before conversion ({', '.join(REWRITES)}), or 'auto': "
                    "each exact rewrite is kept only if it measurably helps the target (delegated ops, latency). "
                    "Parity still compares against the original ONNX.")
-def command(model: str, target: str, out: str, precision: str, imgsz: int | None, opset: int, dynamic_batch: bool,
-            no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int, threads: int | None,
-            rewrites: str | None) -> None:
+def command(model: str, target: str, out: str | None, precision: str, imgsz: int | None, opset: int,
+            dynamic_batch: bool, no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int,
+            threads: int | None, rewrites: str | None) -> None:
     """Export with names, size, stride, layout and source hash inside; other targets get a parity check.
 
     Exits 1 (artifact kept, verdict in its sidecar JSON) when the parity check fails.
     """
+    if out is None:
+        raise click.UsageError("missing -o/--output (the artifact file to write)")
     from bench.tasks.export import OnnxOptions, export_model
 
     opts = OnnxOptions(imgsz, opset, dynamic_batch, simplify=not no_simplify, weights_fp16=weights_fp16)

@@ -5,18 +5,19 @@ import sys
 
 import click
 
+from bench.options import CONF, COUNT, NON_NEGATIVE, POSITIVE_SECONDS, SECONDS, Command, deprecated, threads_option
 from bench.report.rows import ResultRow
 from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import render_table
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
-from bench.sweep.run import RunOptions, run
+from bench.sweep.run import RunOptions, run, terminal_notes
 
 
 def _precisions(value: str | None) -> tuple[str, ...] | None:
     return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
-@click.command("run")
+@click.command("run", cls=Command)
 @click.option("--profile", "-p", default=None,
               help="Built-in profile name or a profile YAML path (default: the profile matching this host).")
 @click.option("--model", "-m", default=None, help="Model artifact (default: the bundled model).")
@@ -25,35 +26,43 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
                    "(default: the bundled model's synthetic val set).")
 @click.option("--out", "out_dir", default="runs", show_default=True, help="Folder for the report.")
 @click.option("--precisions", default=None, help="Comma list overriding the profile's precisions.")
-@click.option("--threads", type=int, default=None, help="Engine threads (default: the profile's, else physical cores).")
-@click.option("--warmup", type=int, default=None, help="Warm-up iterations (default: the profile's).")
-@click.option("--min-iterations", type=int, default=None, help="Minimum timed iterations (default: the profile's).")
-@click.option("--min-duration", "min_duration_s", type=float, default=None,
+@threads_option("Engine threads (default: the profile's, else physical cores).")
+@click.option("--warmup", type=NON_NEGATIVE.param_type(), default=None,
+              help="Warm-up iterations (default: the profile's).")
+@click.option("--min-iterations", type=COUNT.param_type(), default=None,
+              help="Minimum timed iterations (default: the profile's).")
+@click.option("--min-duration", "min_duration_s", type=SECONDS.param_type(), default=None,
               help="Minimum timed seconds (default: the profile's).")
 @click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
-@click.option("--max-eval-images", type=int, default=None, help="Score only the first N images.")
+@click.option("--max-images", "max_eval_images", type=COUNT.param_type(), default=None,
+              help="Score only the first N images.")
+@deprecated("--max-eval-images", "max_eval_images", "--max-images", type=COUNT.param_type())
 @click.option("--reference", default=None,
               help="PRECISION or BACKEND:PRECISION (e.g. fp32): also score every configuration against "
                    "this configuration's own detections ('agreement mAP', works without labels).")
-@click.option("--reference-conf", type=float, default=DEFAULT_REFERENCE_CONF, show_default=True,
+@click.option("--reference-conf", type=CONF.param_type(), default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
+@click.option("--allow-class-mismatch", is_flag=True,
+              help="Score a data set whose class names or count differ from the model's, by class index "
+                   "(default: that is an error before anything runs).")
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
-@click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
               help="Seconds allowed per configuration.")
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
               help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
                    "'auto' keeps each exact rewrite only if it measurably helps that backend.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=None,
+@click.option("--duration", "duration_s", type=SECONDS.param_type(), default=None,
               help="Sustained run: after the normal run, time the first precision that ran single-stream for "
                    "this many seconds, in windows with clock/temperature/throttling readings, and give a "
                    "drift verdict (default: the profile's bench.sustained_duration_s; 0 = none).")
-@click.option("--window", "window_s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--window", "window_s", type=POSITIVE_SECONDS.param_type(), default=None,
               help="Sustained-run window in seconds (default: duration / 20, between 0.5 and 10).")
 def command(profile: str | None, model: str | None, data: str | None, out_dir: str, precisions: str | None,
             threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float,
             reference: str | None, reference_conf: float, duration_s: float | None = None,
-            window_s: float | None = None, rewrites: str | None = None) -> None:
+            window_s: float | None = None, rewrites: str | None = None,
+            allow_class_mismatch: bool = False) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend at each of its precisions that can run here, each in its own
@@ -66,19 +75,22 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,
                       strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),
                       reference=reference, reference_conf=reference_conf, duration_s=duration_s,
-                      window_s=window_s, rewrites=rewrites)
+                      window_s=window_s, rewrites=rewrites, allow_class_mismatch=allow_class_mismatch)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
     if report.sustained:
         click.echo(_sustained_line(report.sustained))
     click.echo(f"report: {json_path}\nsummary: {md_path}\nhtml: {json_path.with_suffix('.html')}")
+    for note in terminal_notes(report):
+        click.echo(f"note: {note}", err=True)
     if not report.ok_rows:
         raise click.exceptions.Exit(1)
 
 
 def _row_line(row: ResultRow) -> str:
-    if row.ok:
-        return f"  {row.backend}/{row.precision}: {row.fps:.1f} FPS"
+    if row.measured:
+        flags = "".join(f"; {t}" for t in row.flag_texts("suspect"))
+        return f"  {row.backend}/{row.precision}: {row.fps:.1f} FPS{flags}"
     return f"  {row.backend}/{row.precision}: {row.status}: {row.error}"
 
 

@@ -6,71 +6,83 @@ from typing import Any
 
 import click
 
+from bench.options import (
+    CONF,
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE_SECONDS,
+    SECONDS,
+    SIZES,
+    Command,
+    deprecated,
+    threads_option,
+)
 from bench.report.rows import ResultRow
 from bench.report.writer import render_table
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
+from bench.sweep.run import terminal_notes
 from bench.sweep.sweep import SweepOptions, sweep
-from runtimes.errors import InputError
 
 
 def _names(value: str | None) -> tuple[str, ...] | None:
     return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
-def _sizes(value: str | None) -> tuple[int, ...] | None:
-    names = _names(value)
-    if names is None:
-        return None
-    try:
-        return tuple(int(s) for s in names)
-    except ValueError:
-        raise InputError(f"--imgsz takes a comma list of integers, got '{value}'") from None
-
-
-@click.command("sweep")
+@click.command("sweep", cls=Command)
 @click.option("--profile", "-p", default=None, help="Profile name or YAML path (default: the one matching this host).")
 @click.option("--model", "-m", default=None,
               help="ONNX model or other artifact (default: the bundled model), or a training checkpoint "
                    "(.ckpt; needs torch), exported once per --imgsz.")
 @click.option("--data", "-d", default=None,
               help="data.yaml, COCO json, data set folder, or a folder of unlabelled images.")
-@click.option("--backends", default=None, help="Comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
+@click.option("--backend", "backends", default=None,
+              help="One backend or a comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
+@deprecated("--backends", "backends", "--backend")
 @click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
-@click.option("--imgsz", default=None,
+@click.option("--imgsz", type=SIZES, default=None,
               help="Comma list of input sizes (default: the model's). An ONNX serves only its own size; "
                    "a .ckpt is exported at each.")
 @click.option("--out", "out_dir", required=True, help="Folder receiving report.json/.md/.html and artifacts/.")
-@click.option("--timeout", "timeout_s", type=float, default=1800.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
               help="Seconds allowed per configuration (conversion + measurement).")
-@click.option("--threads", type=int, default=None, help="Engine threads (default: the profile's).")
-@click.option("--warmup", type=int, default=None, help="Warm-up iterations (default: the profile's).")
-@click.option("--min-iterations", type=int, default=None, help="Minimum timed iterations (default: the profile's).")
-@click.option("--min-duration", "min_duration_s", type=float, default=None, help="Minimum timed seconds.")
+@threads_option("Engine threads (default: the profile's).")
+@click.option("--warmup", type=NON_NEGATIVE.param_type(), default=None,
+              help="Warm-up iterations (default: the profile's).")
+@click.option("--min-iterations", type=COUNT.param_type(), default=None,
+              help="Minimum timed iterations (default: the profile's).")
+@click.option("--min-duration", "min_duration_s", type=SECONDS.param_type(), default=None,
+              help="Minimum timed seconds.")
 @click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
-@click.option("--max-eval-images", type=int, default=None, help="Score only the first N images.")
+@click.option("--max-images", "max_eval_images", type=COUNT.param_type(), default=None,
+              help="Score only the first N images.")
+@deprecated("--max-eval-images", "max_eval_images", "--max-images", type=COUNT.param_type())
 @click.option("--reference", default=None,
               help="PRECISION or BACKEND:PRECISION (e.g. fp32): also score every configuration against "
                    "this configuration's own detections ('agreement mAP', works without labels).")
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
               help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
                    "'auto' keeps each exact rewrite only if it measurably helps that backend.")
-@click.option("--reference-conf", type=float, default=DEFAULT_REFERENCE_CONF, show_default=True,
+@click.option("--allow-class-mismatch", is_flag=True,
+              help="Score a data set whose class names or count differ from the model's, by class index "
+                   "(default: that is an error before anything runs).")
+@click.option("--reference-conf", type=CONF.param_type(), default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 def command(profile: str | None, model: str | None, data: str | None, backends: str | None,
-            precisions: str | None, imgsz: str | None, out_dir: str, timeout_s: float, threads: int | None,
+            precisions: str | None, imgsz: tuple[int, ...] | None, out_dir: str, timeout_s: float, threads: int | None,
             warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, reference: str | None,
-            reference_conf: float, rewrites: str | None) -> None:
+            reference_conf: float, rewrites: str | None, allow_class_mismatch: bool = False) -> None:
     """Run every configuration in its own process with a timeout; failures become rows.
 
     The report is rewritten after each configuration, so Ctrl-C keeps what was measured
     (status "partial").
     """
     opts = SweepOptions(profile=profile, model=model, data=data, out_dir=out_dir, backends=_names(backends),
-                        precisions=_names(precisions), imgsz=_sizes(imgsz), timeout_s=timeout_s, threads=threads,
+                        precisions=_names(precisions), imgsz=imgsz, timeout_s=timeout_s, threads=threads,
                         warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
                         accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv),
-                        reference=reference, reference_conf=reference_conf, rewrites=rewrites)
+                        reference=reference, reference_conf=reference_conf, rewrites=rewrites,
+                        allow_class_mismatch=allow_class_mismatch)
     bar: dict[str, Any] = {}
 
     def start(total: int) -> None:
@@ -91,6 +103,8 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
     if report.sweep and report.sweep.interrupted:
         click.echo("interrupted: the report is marked partial", err=True)
         raise click.exceptions.Exit(130)
+    for note in terminal_notes(report):
+        click.echo(f"note: {note}", err=True)
     if not report.ok_rows:
         raise click.exceptions.Exit(1)
 
@@ -99,6 +113,6 @@ def row_line(row: ResultRow) -> str:
     """One line per finished configuration: backend/precision@size, then FPS or the reason."""
     size = "x".join(str(v) for v in row.imgsz) if isinstance(row.imgsz, list) else str(row.imgsz or "")
     name = f"{row.backend}/{row.precision}@{size or '?'}"
-    if row.ok:
-        return f"  {name}: {row.fps:.1f} FPS"
+    if row.measured:
+        return f"  {name}: {row.fps:.1f} FPS" + "".join(f"; {t}" for t in row.flag_texts("suspect"))
     return f"  {name}: {row.status}: {row.error}"

@@ -5,33 +5,72 @@ import json
 
 import click
 
+from bench.options import CONF, COUNT, IMGSZ, IOU, Command, deprecated, notice_if_given
 
-@click.command("val")
-@click.option("--model", required=True,
+#: One version's notice for the changed meaning of `val --conf` (it was the mAP floor, now --eval-conf).
+CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP floor is --eval-conf"
+
+
+@click.command("val", cls=Command)
+@click.option("--model", "-m", required=True,
               help="Our checkpoint (.ckpt, needs torch) or an exported artifact (.onnx, ...).")
-@click.option("--data", required=True, help="data.yaml (or a folder with one) or a COCO json.")
+@click.option("--data", "-d", required=True, help="data.yaml (or a folder with one) or a COCO json.")
 @click.option("--split", default="val", show_default=True)
-@click.option("--imgsz", type=int, default=None, help="Checkpoints only: input size (default: the training size).")
-@click.option("--batch", type=int, default=16, show_default=True, help="Checkpoints only: images per forward.")
+@click.option("--imgsz", type=IMGSZ, default=None, help="Checkpoints only: input size (default: the training size).")
+@click.option("--batch", type=COUNT.param_type(), default=16, show_default=True,
+              help="Checkpoints only: images per forward.")
 @click.option("--backend", default=None, help="Artifacts only: runtime backend (default: from the file suffix).")
-@click.option("--conf", type=float, default=0.001, show_default=True, help="Confidence floor for mAP.")
-@click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU.")
-@click.option("--max-det", type=int, default=300, show_default=True)
-@click.option("--deploy-conf", type=float, default=0.25, show_default=True, help="Confidence for P/R/F1.")
+@click.option("--eval-conf", type=CONF.param_type(), default=0.001, show_default=True, help="Confidence floor for mAP.")
+@click.option("--iou", type=IOU.param_type(), default=0.7, show_default=True, help="NMS IoU.")
+@click.option("--max-det", type=COUNT.param_type(), default=300, show_default=True)
+@click.option("--conf", "deploy_conf", type=CONF.param_type(), default=0.25, show_default=True,
+              callback=notice_if_given(CONF_CHANGED),
+              help="Deployment confidence for precision / recall / F1.")
+@deprecated("--deploy-conf", "deploy_conf", "--conf", type=CONF.param_type())
+@click.option("--max-images", type=COUNT.param_type(), default=None, help="Score only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def command(model: str, data: str, split: str, imgsz: int | None, batch: int, backend: str | None, conf: float,
-            iou: float, max_det: int, deploy_conf: float, as_json: bool) -> None:
-    """Validate a checkpoint or an artifact on a data set (conf 0.001, NMS 0.7, 300 dets, multi-label)."""
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PR_curve.png, F1_curve.png and confusion_matrix.png into this folder (needs matplotlib).")
+def command(model: str, data: str, split: str, imgsz: int | None, batch: int, backend: str | None, eval_conf: float,
+            iou: float, max_det: int, deploy_conf: float, max_images: int | None, as_json: bool,
+            plots_dir: str | None) -> None:
+    """Validate a checkpoint or an artifact on a data set (mAP at --eval-conf 0.001, NMS 0.7, 300 dets,
+    multi-label; P/R/F1 at --conf)."""
     from trainer.val import CHECKPOINT_SUFFIXES, validate
 
+    if plots_dir is not None:
+        _require_matplotlib()
     if model.lower().endswith(CHECKPOINT_SUFFIXES):
         from trainer.requires import require_torch
 
         require_torch()
-    result = validate(model, data, split, imgsz, batch, conf, iou, max_det, deploy_conf, backend)
+    result = validate(model, data, split, imgsz, batch, eval_conf, iou, max_det, deploy_conf, backend, limit=max_images)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
-        return
-    from edge_sdk.coco_eval import format_accuracy
+    else:
+        from edge_sdk.coco_eval import format_accuracy
+        from edge_sdk.curves_text import format_views
 
-    click.echo(format_accuracy(result))
+        click.echo(format_accuracy(result))
+        click.echo(format_views(result.to_dict()))
+    if plots_dir is not None:
+        _write_plots(result.to_dict(), plots_dir)
+
+
+def _require_matplotlib() -> None:
+    """--plots fails before validating when matplotlib is missing (one line, exit 2)."""
+    import importlib.util
+
+    from bench.report.curve_plots import NO_MATPLOTLIB
+    from runtimes.errors import InputError
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError(f"--plots: {NO_MATPLOTLIB}")
+
+
+def _write_plots(result: dict[str, object], plots_dir: str) -> None:
+    """The PNGs of --plots; their paths go to stderr (stdout may be --json)."""
+    from bench.report.curve_plots import write_pngs
+
+    for path in write_pngs(result, plots_dir):
+        click.echo(f"wrote {path}", err=True)

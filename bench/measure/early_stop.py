@@ -80,3 +80,13 @@ def early_stopping(latencies_ms: Sequence[float], percentile: float = 99.0,
         "estimate_ms": ordered[n - 1 - k] if k >= 0 else None,
         "empirical_ms": empirical,
     }
+
+
+#: The fewest timed queries for which the early-stopping rule bounds p99 at 99 % confidence (459):
+#: a p99 from fewer samples is an estimate (reports mark it, see bench.report.markdown).
+P99_MIN_SAMPLES = min_queries(tail=0.01, confidence=0.99)
+
+
+def p99_is_estimate(count: int | None) -> bool:
+    """True when a p99 came from fewer samples than the early-stopping rule needs (False when unknown)."""
+    return count is not None and count < P99_MIN_SAMPLES

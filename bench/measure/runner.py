@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bench.measure.memory import PeakRssSampler, file_size_mb, rss_mb
+from bench.measure.noise import sample_host, stability
 from bench.measure.timing import BenchLoop, LoopResult, StageTimer
 from edge_sdk.decode import DecodeConfig
 from edge_sdk.detector import Detector
@@ -48,11 +49,14 @@ class MeasureSpec:
 
 def measure(spec: MeasureSpec) -> dict[str, Any]:
     """Load, time and (optionally) score one configuration; returns the fields of a result row."""
+    start = sample_host()
     with PeakRssSampler() as mem:
         det = open_detector(spec)
         after_load = rss_mb()
         frames = [read_image(p) for p in spec.timing_images[:MAX_TIMING_FRAMES]]
+        loop_start = sample_host()
         loop = _time_detector(det, frames, spec)
+        end = sample_host()
         del frames
         detections = _detect_all(det, spec) if spec.accuracy is not None else None
     latency = loop.summary()
@@ -66,6 +70,7 @@ def measure(spec: MeasureSpec) -> dict[str, Any]:
         "iterations": loop.iterations,
         "duration_s": loop.duration_s,
         "stopped_by": loop.stopped_by,
+        "stability": stability([v / 1e6 for v in loop.timer.samples()["total"]], start, loop_start, end),
         "memory": {"rss_after_load_mb": after_load, **mem.as_dict(),
                    "model_size_mb": file_size_mb(spec.model)},
         "engine_versions": det.runtime.engine_versions(),

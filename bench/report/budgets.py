@@ -15,7 +15,7 @@ from edge_sdk.profiles import Budgets, Reference, load_profile
 
 __all__ = ["BudgetCheck", "CHECK_LABELS", "check_row", "reference_check", "attach_checks",
            "fp32_baseline", "budgets_from", "resolve_budgets", "budget_text", "BUDGET_FLAGS",
-           "verdict", "row_p99", "row_memory", "row_ap", "ap_of", "as_float"]
+           "verdict", "row_verdict", "row_p99", "row_memory", "row_ap", "ap_of", "as_float"]
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 #: check name -> short label used in verdicts ("ok; over budget: p99")
@@ -97,19 +97,26 @@ def _map_drop_check(row: ResultRow, baseline: ResultRow | None, limit: float) ->
     return BudgetCheck("map_drop", limit, drop, PASS, f"mAP drop {drop:.3f} <= {limit:g} {vs}")
 
 
-def verdict(checks: Sequence[BudgetCheck] | None) -> str:
+def verdict(checks: Sequence[BudgetCheck] | None, proxy: bool = False) -> str:
     """A compact verdict of stored checks: "" (no budgets), "within budget",
-    "over budget: p99, memory", "budget unknown: mAP drop", or both joined by "; "."""
+    "over budget: p99, memory", "budget unknown: mAP drop", or both joined by "; ". With `proxy`
+    (measured on another host than the profile's device) each says so: "within budget (proxy)"."""
     if not checks:
         return ""
+    tag = " (proxy)" if proxy else ""
     failed = [CHECK_LABELS.get(c.name, c.name) for c in checks if c.status == FAIL]
     unknown = [CHECK_LABELS.get(c.name, c.name) for c in checks if c.status == UNKNOWN]
     parts = []
     if failed:
-        parts.append("over budget: " + ", ".join(failed))
+        parts.append(f"over budget{tag}: " + ", ".join(failed))
     if unknown:
-        parts.append(("unknown: " if failed else "budget unknown: ") + ", ".join(unknown))
-    return "; ".join(parts) or "within budget"
+        parts.append(("unknown: " if failed else f"budget unknown{tag}: ") + ", ".join(unknown))
+    return "; ".join(parts) or f"within budget{tag}"
+
+
+def row_verdict(row: ResultRow) -> str:
+    """`verdict` of a row's budget checks, a proxy verdict when the row has a "proxy" flag."""
+    return verdict(row.budget_checks, proxy=any(f.kind == "proxy" for f in row.flags or ()))
 
 
 def reference_check(row: ResultRow, reference: Reference | Mapping[str, Any] | None,

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,11 @@ from bench.report.budgets import (
     row_memory,
     row_p99,
 )
+from bench.report.compare_entries import Entry, Identity, assign_baselines, entries_of
+from bench.report.compare_noise import noise_text, within_noise
 from bench.report.rows import Accuracy, BudgetCheck, Report, ResultRow
 from bench.report.writer import load_report
+from bench.sweep.gates import collapse_reason
 from edge_sdk.profiles import Budgets
 from runtimes.errors import ReportError
 
@@ -95,29 +97,6 @@ class AccuracyBasis:
         return self.kind == "agreement"
 
 
-@dataclass(eq=False)
-class _Entry:
-    label: str
-    report: int
-    row: ResultRow
-    baseline: _Entry | None = None
-    note: str = ""
-    metrics: Metrics = field(default_factory=Metrics)
-    checks: list[BudgetCheck] = field(default_factory=list)
-    pareto: bool | None = None
-    rejected: list[dict[str, str]] = field(default_factory=list)
-    out: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.row.ok
-
-    @property
-    def placed(self) -> bool:
-        """On the AP vs p99 plane: an ok row with both figures."""
-        return self.ok and self.metrics.AP is not None and self.metrics.p99 is not None
-
-
 def compare_files(paths: Sequence[str | Path], opts: CompareOptions | None = None) -> dict[str, Any]:
     """Load and validate every report (ReportError on bad input), then `compare` them."""
     if not paths:
@@ -131,21 +110,27 @@ def compare(reports: Sequence[tuple[str, Report]], opts: CompareOptions | None =
     opts = opts or CompareOptions()
     flags = {k: getattr(opts, k) for k in BUDGET_FLAGS}
     budgets, sources = resolve_budgets(flags, opts.profile, [r for _, r in reports])
-    entries = _entries(reports)
-    _assign_baselines(entries, opts.baseline)
+    entries = entries_of(reports)
+    assign_baselines(entries, opts.baseline)
     basis = accuracy_basis([e.row for e in entries if e.ok])
+    _gate_collapse(entries, basis)
     for e in entries:
         e.out = _row_out(e, budgets, opts.per_class_drop, basis)
-    _mark_pareto(entries)
+    one_data_set = len({e.identity.data for e in entries}) <= 1
+    if one_data_set:
+        _mark_pareto(entries)
     pick = _choose(entries)
-    message = _message(pick, entries, budgets)
+    message = _message(pick, entries, budgets) + ("" if one_data_set else _MIXED_DATA)
     agreement = basis is not None and basis.agreement
     for e in entries:
         reasons = [{**r, "message": _agreement_words(r["message"])} for r in e.rejected] if agreement else e.rejected
         e.out.update(pareto=e.pareto, recommended=e is pick, rejected=reasons)
     return {
-        "reports": [{"path": name, "profile": r.profile_name, "status": r.status, "rows": len(r.results)}
+        "reports": [{"path": name, "profile": r.profile_name, "status": r.status, "rows": len(r.results),
+                     "model": Identity.of(r).text, "model_sha256": r.model.sha256,
+                     "data_sha256": r.data.sha256, "scored_images": r.data.scored_images}
                     for name, r in reports],
+        "models": len({(e.identity.model, e.identity.model_name) for e in entries}),
         "budgets": {k: {"value": getattr(budgets, k), "source": sources.get(k)} for k in BUDGET_FLAGS},
         "per_class_drop": opts.per_class_drop,
         "accuracy_basis": dataclasses.asdict(basis) if basis else None,
@@ -156,59 +141,20 @@ def compare(reports: Sequence[tuple[str, Report]], opts: CompareOptions | None =
     }
 
 
-def _entries(reports: Sequence[tuple[str, Report]]) -> list[_Entry]:
-    names = _short_names([n for n, _ in reports])
-    entries = []
-    for i, (_, report) in enumerate(reports):
-        for row in report.results:
-            entries.append(_Entry(f"{names[i]}: {row.config}", i, row))
-    seen, counts = Counter(e.label for e in entries), Counter[str]()
+_MIXED_DATA = ("; the reports scored different data sets, so their AP50-95 is not comparable across them "
+               "and no Pareto front is drawn")
+
+
+def _gate_collapse(entries: list[Entry], basis: AccuracyBasis | None) -> None:
+    """Flag (on a copy of the row) every ok row whose AP collapsed against its baseline (bench.sweep.gates)."""
     for e in entries:
-        if seen[e.label] > 1:
-            counts[e.label] += 1
-            e.label = f"{e.label} #{counts[e.label]}"
-    return entries
-
-
-def _short_names(paths: list[str]) -> list[str]:
-    """The shortest trailing parts of each path that tell the reports apart (a/report.json)."""
-    if not paths:
-        return []
-    parts = [Path(p).parts or (p,) for p in paths]
-    for k in range(1, max(len(x) for x in parts) + 1):
-        names = ["/".join(x[-k:]) for x in parts]
-        if len(set(names)) == len(names):
-            return names
-    return list(paths)
-
-
-def _assign_baselines(entries: list[_Entry], spec: str | None) -> None:
-    want = _parse_baseline(spec) if spec else None
-    for e in entries:
-        if not e.ok:
+        base = e.baseline
+        if not e.ok or base is None or base is e:
             continue
-        backend, precision, size = want or (e.row.backend, "fp32", None)
-        pool = [c for c in entries if c.ok and c.row.backend == backend and c.row.precision == precision
-                and (size is None or c.row.size_text == size)]
-        if want and not pool:
-            raise ReportError(f"--baseline {spec}: no ok row has that backend/precision"
-                              f"{'/size' if size else ''} (rows: "
-                              f"{', '.join(sorted({x.row.config for x in entries}))})")
-        if e in pool:
-            e.baseline = e
-        elif pool:
-            e.baseline = min(pool, key=lambda c: (c.report != e.report, c.row.size_text != e.row.size_text))
-        rule = f"--baseline {spec}" if want else "fp32 row of the same backend"
-        e.note = rule if e.baseline else f"no baseline: no ok fp32 row of backend {backend}"
-
-
-def _parse_baseline(spec: str) -> tuple[str, str, str | None]:
-    head, at, size = spec.partition("@")
-    backend, sep, precision = head.partition("/")
-    if not sep or not backend or not precision or "/" in precision or (at and not size):
-        raise ReportError(f"--baseline must be BACKEND/PRECISION[@IMGSZ], e.g. onnxruntime/fp32; "
-                          f"got '{spec}'")
-    return backend, precision, size or None
+        reason = collapse_reason(row_ap(_view(e.row, basis)), row_ap(_view(base.row, basis)), base.label)
+        if reason:
+            e.row = dataclasses.replace(e.row, flags=list(e.row.flags or []))
+            e.row.add_flag("suspect", reason)
 
 
 def accuracy_basis(rows: Sequence[ResultRow]) -> AccuracyBasis | None:
@@ -263,13 +209,14 @@ def _agreement_out(agree: Accuracy | None) -> dict[str, Any] | None:
     return {"reference": agree.reference, "AP": ap_of(agree), "AP50": ap_of(agree, ap50=True)}
 
 
-def _row_out(e: _Entry, budgets: Budgets, per_class_drop: float,
+def _row_out(e: Entry, budgets: Budgets, per_class_drop: float,
              basis: AccuracyBasis | None = None) -> dict[str, Any]:
     row, base = _view(e.row, basis), _view(e.baseline.row, basis) if e.baseline else None
     e.metrics = Metrics.of(row)
     e.checks = check_row(row, budgets, base) if e.ok else []
     return {
-        "label": e.label, "report": e.report, "backend": row.backend,
+        "label": e.label, "report": e.report, "model": e.identity.text, "proxy": e.proxy,
+        "flags": e.row.flag_texts(), "noise": noise_text(e.row), "backend": row.backend,
         "precision": row.precision, "precision_used": row.precision_used,
         "imgsz": row.imgsz, "threads": row.threads, "status": row.status,
         "error": row.error, "baseline": e.baseline.label if e.baseline else None,
@@ -304,7 +251,7 @@ def _class_drops(row: ResultRow, base: ResultRow, threshold: float) -> list[dict
     return sorted(drops, key=lambda d: -d["drop"])
 
 
-def _mark_pareto(entries: list[_Entry]) -> None:
+def _mark_pareto(entries: list[Entry]) -> None:
     """On the front: an ok row with AP and p99 that no other row matches or beats on both."""
     placed = [e for e in entries if e.placed]
     for e in placed:
@@ -313,7 +260,7 @@ def _mark_pareto(entries: list[_Entry]) -> None:
         e.out["dominated_by"] = by.label if by else None
 
 
-def _dominator(e: _Entry, others: list[_Entry]) -> _Entry | None:
+def _dominator(e: Entry, others: list[Entry]) -> Entry | None:
     """The first of `others` at least as accurate and as fast as `e`, and better in one."""
     ap, p99 = e.metrics.AP, e.metrics.p99
     if not e.placed or ap is None or p99 is None:
@@ -326,12 +273,12 @@ def _dominator(e: _Entry, others: list[_Entry]) -> _Entry | None:
     return None
 
 
-def _rank(e: _Entry) -> tuple[float, float, float]:
+def _rank(e: Entry) -> tuple[float, float, float]:
     m = e.metrics
     return (_or(m.p99, math.inf), -_or(m.AP, -math.inf), _or(m.peak_rss_mb, math.inf))
 
 
-def _choose(entries: list[_Entry]) -> _Entry | None:
+def _choose(entries: list[Entry]) -> Entry | None:
     """The fastest (p99) row meeting every budget; ties: higher AP, then less memory."""
     for e in entries:
         e.rejected = _budget_reasons(e)
@@ -343,7 +290,10 @@ def _choose(entries: list[_Entry]) -> _Entry | None:
     return pick
 
 
-def _budget_reasons(e: _Entry) -> list[dict[str, str]]:
+def _budget_reasons(e: Entry) -> list[dict[str, str]]:
+    if e.row.status == "suspect":
+        why = "; ".join(f.reason for f in e.row.flags or () if f.kind == "suspect") or "no reason recorded"
+        return [{"code": "suspect", "message": f"suspect, never recommended: {why}"}]
     if not e.ok:
         status = str(e.row.status)
         return [{"code": status, "message": f"{status}: {e.row.error or 'no reason recorded'}"}]
@@ -356,7 +306,7 @@ def _budget_reasons(e: _Entry) -> list[dict[str, str]]:
     return reasons
 
 
-def _ranking_reasons(e: _Entry, pick: _Entry, by: _Entry | None) -> list[dict[str, str]]:
+def _ranking_reasons(e: Entry, pick: Entry, by: Entry | None) -> list[dict[str, str]]:
     """Why a row that meets every budget lost: dominated by another such row, then how it
     compares with the pick (slower, or the tie-breaks)."""
     m, p = e.metrics, pick.metrics
@@ -366,6 +316,10 @@ def _ranking_reasons(e: _Entry, pick: _Entry, by: _Entry | None) -> list[dict[st
                         "the budgets (AP50-95 as high or higher, p99 as low or lower)"})
     if m.p99 is None:
         reasons.append({"code": "missing_p99", "message": "no p99 latency to rank it by"})
+    elif m.p99 != p.p99 and within_noise(e.row, pick.row):
+        reasons.append({"code": "within_noise", "message": f"within noise of the pick: p99 {m.p99:.2f} ms vs "
+                        f"{_f(p.p99, 2)} ms differ by less than the measured noise "
+                        f"({noise_text(e.row)}; pick: {noise_text(pick.row)}), so they are not ranked"})
     elif m.p99 != p.p99:
         reasons.append({"code": "slower", "message": f"meets the budgets but is slower: p99 "
                                                      f"{m.p99:.2f} ms vs {_f(p.p99, 2)} ms"})
@@ -381,20 +335,35 @@ def _ranking_reasons(e: _Entry, pick: _Entry, by: _Entry | None) -> list[dict[st
     return reasons
 
 
-def _message(pick: _Entry | None, entries: list[_Entry], budgets: Budgets) -> str:
+def _message(pick: Entry | None, entries: list[Entry], budgets: Budgets) -> str:
     limits = budget_text(budgets)
     if pick is None:
-        if not any(e.ok for e in entries):
+        if not any(e.row.measured for e in entries):
             return "no configuration ran (every row failed or was skipped); nothing is recommended"
+        if not any(e.ok for e in entries):
+            return "every configuration that ran is suspect (see each row's reason); nothing is recommended"
         return f"no configuration meets the budgets ({limits}); nothing is recommended"
     n = sum(1 for e in entries if not _budget_reasons(e))
     m = pick.metrics
+    model = f", model {pick.identity.text}" if len({x.identity for x in entries}) > 1 else ""
     head = (f"recommended: {pick.label} (p99 {_f(m.p99, 2)} ms, AP50-95 {_f(m.AP, 3)}, "
-            f"peak {_f(m.peak_rss_mb, 1)} MiB)")
+            f"peak {_f(m.peak_rss_mb, 1)} MiB{model})")
+    tail = _caveats(pick, entries)
     if limits == "no budgets":
         return (f"{head}: the fastest by p99 of {n} rows; no budgets were set, so accuracy was "
-                "not weighed (pass --max-map-drop or --profile)")
-    return f"{head}: the fastest by p99 of {n} meeting {limits}"
+                f"not weighed (pass --max-map-drop or --profile){tail}")
+    return f"{head}: the fastest by p99 of {n} meeting {limits}{tail}"
+
+
+def _caveats(pick: Entry, entries: list[Entry]) -> str:
+    """What the recommendation cannot claim: rows within noise of it, a proxy measurement."""
+    tail = ""
+    tied = [e.label for e in entries if e is not pick and any(r["code"] == "within_noise" for r in e.rejected)]
+    if tied:
+        tail += f"; within noise of it, not ranked: {', '.join(tied)}"
+    if pick.proxy:
+        tail += "; measured on a proxy host, not on the profile's device"
+    return tail
 
 
 def _or(value: float | None, default: float) -> float:

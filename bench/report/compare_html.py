@@ -17,11 +17,12 @@ def render_compare_html(result: Mapping[str, Any]) -> str:
     """The comparison as one offline HTML page."""
     rows = list(result.get("rows") or [])
     body = ["<h1>edgebench compare</h1>", "<p class=\"meta\">Reports: " + esc("; ".join(
-        f"{r['path']} (profile {r.get('profile') or '-'}, {r.get('status')}, {r.get('rows')} rows)"
+        f"{r['path']} (profile {r.get('profile') or '-'}, {r.get('status')}, {r.get('rows')} rows, "
+        f"model {r.get('model') or '-'})"
         for r in result.get("reports") or ())) + "</p>"]
     if not html_plots.available():
         body.append(plot(None, ""))
-    body += ["<h2>Results</h2>", _table(rows),
+    body += ["<h2>Results</h2>", _table(rows, int(result.get("models") or 1)),
              "<p class=\"meta\">Cells: value (delta vs the row's baseline: % for latency, FPS, "
              "memory and size; absolute for AP). Pareto: 'front' = no other row is at least as "
              "accurate and as fast while better on one.</p>"]
@@ -36,12 +37,14 @@ def render_compare_html(result: Mapping[str, Any]) -> str:
     return page("edgebench compare", body)
 
 
-def _table(rows: list[Mapping[str, Any]]) -> str:
+def _table(rows: list[Mapping[str, Any]], models: int = 1) -> str:
     if not rows:
         return f"<p>{DASH} (no results)</p>"
-    cells = [[r["label"], _baseline(r), *(_metric(r, k) for k in METRICS), _pareto(r), _verdict(r)]
-             for r in rows]
-    return table(HEADERS, cells, ["pick" if r.get("recommended") else "" for r in rows])
+    model = models > 1  # several models: a column saying which row is which
+    headers = (HEADERS[0], "model", *HEADERS[1:]) if model else HEADERS
+    cells = [[r["label"], *([str(r.get("model") or DASH)] if model else []), _baseline(r),
+              *(_metric(r, k) for k in METRICS), _pareto(r), _verdict(r)] for r in rows]
+    return table(headers, cells, ["pick" if r.get("recommended") else "" for r in rows])
 
 
 def _baseline(row: Mapping[str, Any]) -> str:
@@ -70,6 +73,8 @@ def _pareto(row: Mapping[str, Any]) -> str:
 def _verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     if row.get("recommended"):
         return "recommended", "ok"
+    if row.get("status") == "suspect":
+        return "; ".join(str(x["message"]) for x in row.get("rejected") or ()) or "suspect", "warn"
     if row.get("status") != "ok":
         return f"{row.get('status')}: {row.get('error') or 'no reason recorded'}", "err"
     codes = [x["code"].replace("_", " ") for x in row.get("rejected") or ()]

@@ -19,10 +19,10 @@ def render_compare_markdown(result: dict[str, Any]) -> str:
     """The comparison as Markdown: table, recommendation, rejections, per-class drops, parity."""
     lines = ["# edgebench compare", ""]
     lines += ["- Reports: " + "; ".join(
-        f"{r['path']} (profile {r['profile'] or '-'}, {r['status']}, {r['rows']} rows)"
+        f"{r['path']} (profile {r['profile'] or '-'}, {r['status']}, {r['rows']} rows{_identity(r)})"
         for r in result["reports"])]
     lines += [f"- Budgets: {_budgets(result['budgets'])}", ""]
-    lines += ["## Results", "", *_table(result["rows"], result.get("accuracy_basis")), "",
+    lines += ["## Results", "", *_table(result["rows"], result.get("accuracy_basis"), result.get("models", 1)), "",
               *_footer(result), ""]
     lines += ["## Recommendation", "", result["message"], ""]
     rejected = [r for r in result["rows"] if r["rejected"]]
@@ -36,6 +36,15 @@ def render_compare_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _identity(report: dict[str, Any]) -> str:
+    """', model m.onnx (sha256 ..), 30 images scored (sha256 ..)' as far as the report says."""
+    out = f", model {report['model']}" if report.get("model") else ""
+    if report.get("scored_images") is not None:
+        data = report.get("data_sha256")
+        out += f", {report['scored_images']} images scored" + (f" (sha256 {data[:12]})" if data else "")
+    return out
+
+
 def _budgets(budgets: dict[str, dict[str, Any]]) -> str:
     words = {"max_p99_ms": "p99 <= {:g} ms", "max_memory_mb": "peak memory <= {:g} MiB",
              "max_map_drop": "AP50-95 drop <= {:g}"}
@@ -44,10 +53,11 @@ def _budgets(budgets: dict[str, dict[str, Any]]) -> str:
     return "; ".join(parts) or "none (no flags, no --profile, no budgets in the reports)"
 
 
-def table_headers(basis: dict[str, Any] | None) -> list[str]:
-    """HEADERS with an imgsz column, and the AP columns named after the accuracy basis
-    ("agreement mAP vs REF" when the comparison scores agreement, not labels)."""
-    headers = [HEADERS[0], "imgsz", *HEADERS[1:]]
+def table_headers(basis: dict[str, Any] | None, models: int = 1) -> list[str]:
+    """HEADERS with an imgsz column (and a model column when the reports hold several models), and
+    the AP columns named after the accuracy basis ("agreement mAP vs REF" when the comparison scores
+    agreement, not labels)."""
+    headers = [HEADERS[0], *(["model"] if models > 1 else []), "imgsz", *HEADERS[1:]]
     if basis and basis.get("kind") == "agreement":
         ref = basis.get("reference")
         headers = [{"AP50-95": f"agreement mAP vs {ref}", "AP50": f"agreement AP50 vs {ref}"}.get(h, h)
@@ -55,15 +65,17 @@ def table_headers(basis: dict[str, Any] | None) -> list[str]:
     return headers
 
 
-def _table(rows: list[dict[str, Any]], basis: dict[str, Any] | None = None) -> list[str]:
+def _table(rows: list[dict[str, Any]], basis: dict[str, Any] | None = None, models: int = 1) -> list[str]:
     if not rows:
         return ["(no results)"]
-    headers = table_headers(basis)
+    headers = table_headers(basis, models)
+    text = 4 if models > 1 else 3
     out = ["| " + " | ".join(headers) + " |",
-           "|" + "|".join("---" if i in (0, 1, 2, len(headers) - 2, len(headers) - 1) else "---:"
+           "|" + "|".join("---" if i < text or i >= len(headers) - 2 else "---:"
                           for i in range(len(headers))) + "|"]
     for row in rows:
-        cells = [row["label"], _imgsz(row.get("imgsz")), _baseline_cell(row),
+        model = [str(row.get("model") or "-")] if models > 1 else []
+        cells = [row["label"], *model, _imgsz(row.get("imgsz")), _baseline_cell(row),
                  *(_metric(row, k) for k in METRICS), _pareto(row), _verdict(row)]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return out
@@ -119,7 +131,22 @@ def _footer(result: dict[str, Any]) -> list[str]:
         "Pareto: 'front' = no other row is at least as accurate (AP50-95) and at least as fast "
         "(p99) while better on one; rows without both figures are not placed.",
         "Baselines: " + ("; ".join(notes) if notes else "none"),
+        *_flag_lines(result["rows"]),
     ]
+
+
+def _flag_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What suspect, proxy and within-noise rows mean, when there are any."""
+    lines = []
+    if any(r["status"] == "suspect" for r in rows):
+        lines.append("suspect: measured, but a sanity gate says its numbers cannot be trusted (zero "
+                     "detections, failed parity or collapsed AP); shown, never recommended.")
+    if any(r.get("proxy") for r in rows):
+        lines.append("[proxy]: measured on another host than the profile's device; not a native measurement.")
+    if any(x["code"] == "within_noise" for r in rows for x in r["rejected"]):
+        lines.append("within noise: the p99s differ by less than the wider row's noise band (window p50 "
+                     "spread x p99 when measured, else p99 - p50), so the two are not ranked.")
+    return lines
 
 
 def _basis_lines(result: dict[str, Any]) -> list[str]:

@@ -1,10 +1,11 @@
 """A report as one self-contained HTML file: inline CSS, plots as inline SVG, nothing fetched.
 
 Sections: summary table, latency CDF/histogram, accuracy vs p99 with the Pareto front and the
-recommendation (bench.report.compare on this one report), per-class AP before/after quantization, the
-sustained-run trace (when the report has "sustained"), notes and the environment. Missing
-figures render as "—"; every text is escaped. Plots need matplotlib (`edgebench[report]`);
-without it the page keeps its tables and says so.
+recommendation (bench.report.compare on this one report), per-class AP before/after quantization, PR / F1
+curves and the confusion matrix per measured row (bench.report.html_curves), the sustained-run trace
+(when the report has "sustained"), notes and the environment. Missing figures render as "—"; every
+text is escaped. Plots need matplotlib (`edgebench[report]`); without it the page keeps its tables and
+says so.
 """
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import plots as html_plots
-from bench.report.budgets import verdict
+from bench.report.budgets import row_verdict
 from bench.report.compare import compare
 from bench.report.compare_render import parity_text
-from bench.report.markdown import _environment_lines, _notes  # shared wording with report.md
+from bench.report.markdown import (  # shared wording with report.md
+    _environment_lines,
+    _notes,
+    _status,
+    p99_footnotes,
+    p99_text,
+    sample_count,
+)
 from bench.report.rows import Parity, Report, ResultRow
 from bench.report.sustained import markdown_lines
 from bench.report.sustained_rows import SustainedSection
@@ -29,7 +37,7 @@ __all__ = ["render_html", "write_html_report", "page", "table", "DASH", "NO_PLOT
 DASH = "—"
 NO_PLOTS = ("Plots need matplotlib, which is not installed: "
             "pip install 'edgebench[report]'. The tables below are complete.")
-SUMMARY_HEADERS = ("backend", "precision", "imgsz", "threads", "status", "FPS", "p50 ms",
+SUMMARY_HEADERS = ("backend", "precision", "imgsz", "threads", "status", "FPS", "n", "p50 ms",
                    "p95 ms", "p99 ms", "peak MiB", "model MiB", "AP50-95", "AP50", "parity")
 _SELF = "report.json"
 CSS = """
@@ -108,6 +116,9 @@ def render_html(report: Report) -> str:
     body += _latency_section(rows)
     body += _tradeoff_section(chosen)
     body += _class_ap_section(rows)
+    from bench.report.html_curves import curves_section  # imported here: it uses this module's helpers
+
+    body += curves_section(rows)
     if report.sustained is not None:
         body += _sustained_section(report.sustained)
     body += ["<h2>Notes</h2>", _list(_notes(report))]
@@ -151,8 +162,9 @@ def _summary_table(rows: list[ResultRow], chosen: Mapping[str, Any] | None) -> s
         return "<p>(no results)</p>"
     picked = [bool(r.get("recommended")) for r in (chosen or {}).get("rows") or ()]
     picked += [False] * (len(rows) - len(picked))
+    notes = "".join(f"<p class=\"meta\">{esc(n)}</p>" for n in p99_footnotes(rows))
     return table(SUMMARY_HEADERS, (_summary_cells(r) for r in rows),
-                 ["pick" if p else "" for p in picked])
+                 ["pick" if p else "" for p in picked]) + notes
 
 
 def _summary_cells(row: ResultRow) -> list[Any]:
@@ -162,18 +174,27 @@ def _summary_cells(row: ResultRow) -> list[Any]:
     size = row.imgsz
     return [row.backend, precision,
             "x".join(map(str, size)) if isinstance(size, (list, tuple)) else size,
-            num(row.threads, 0), _status_cell(row), num(row.fps, 1),
-            *(num(v, 2) for v in ((total.p50, total.p95, total.p99) if total else (None,) * 3)),
+            num(row.threads, 0), _status_cell(row), num(row.fps, 1), num(sample_count(row), 0),
+            *(num(v, 2) for v in ((total.p50, total.p95) if total else (None,) * 2)), _p99_cell(row),
             num(memory.peak_rss_mb if memory else None, 1), num(memory.model_size_mb if memory else None, 2),
             num(acc.AP if acc else None, 3), num(acc.AP50 if acc else None, 3), _parity_cell(row.parity)]
 
 
+def _p99_cell(row: ResultRow) -> tuple[str, str]:
+    """The total p99, marked when it came from fewer samples than the early-stopping rule needs."""
+    total = row.total
+    p99 = total.p99 if total else None
+    if not isinstance(p99, (int, float)):
+        return DASH, "n"
+    return p99_text(p99, (total.count if total else None) or sample_count(row)), "n"
+
+
 def _status_cell(row: ResultRow) -> tuple[str, str]:
-    status = str(row.status or "?")
-    if status != "ok":
-        return f"{status}: {row.error or 'no reason recorded'}", "err"
-    budget = verdict(row.budget_checks)
-    return (f"ok; {budget}" if budget else "ok"), ("warn" if "over" in budget else "ok")
+    """report.md's status text (flags with their reasons, the budget verdict); warn on any flag or overrun."""
+    if not row.measured:
+        return f"{row.status or '?'}: {row.error or 'no reason recorded'}", "err"
+    warn = bool(row.flags) or "over" in row_verdict(row)
+    return _status(row, None), ("warn" if warn else "ok")
 
 
 def _parity_cell(parity: Parity | None) -> tuple[str, str] | str:
@@ -195,7 +216,7 @@ def _parity_table(rows: list[ResultRow]) -> list[str]:
 
 def _latency_section(rows: list[ResultRow]) -> list[str]:
     samples = {config_label(r): (r.latency_samples_ms.total if r.latency_samples_ms else None) or []
-               for r in rows if r.ok}
+               for r in rows if r.measured}
     svg = html_plots.latency_svg(samples)
     missing = ("no per-iteration latencies stored in this report (written by an older edgebench, "
                "or no configuration ran): see the percentiles in the summary")
@@ -227,7 +248,7 @@ def recommendation_blocks(result: Mapping[str, Any]) -> list[str]:
 def _class_ap_section(rows: list[ResultRow]) -> list[str]:
     groups: dict[str, dict[str, Mapping[str, float]]] = {}
     for r in rows:
-        aps = r.accuracy.per_class_ap if r.ok and r.accuracy else None
+        aps = r.accuracy.per_class_ap if r.measured and r.accuracy else None
         if isinstance(aps, Mapping) and aps:
             label = config_label(r).split("/", 1)[1]
             groups.setdefault(str(r.backend), {})[label] = aps

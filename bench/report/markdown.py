@@ -4,22 +4,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.report.budgets import verdict
-from bench.report.rows import STAGES, LatencyStats, Parity, Report, ResultRow
+from bench.measure.early_stop import P99_MIN_SAMPLES, p99_is_estimate
+from bench.report.budgets import row_verdict
+from bench.report.rows import STAGES, DataInfo, LatencyStats, Parity, Report, ResultRow
 from bench.report.sustained import markdown_lines as sustained_lines
 
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
 HEADERS = (
-    "backend", "precision asked/used", "threads", "imgsz", "FPS",
+    "backend", "precision asked/used", "threads", "imgsz", "FPS", "n",
     *(f"{STAGE_LABELS[s]} p50/p95/p99 ms" for s in STAGES),
     "peak RSS MiB", "model MiB", "AP50-95", "AP50", "agreement mAP", "status",
 )
 #: Shorter headers for the terminal table (same columns as HEADERS).
 TABLE_HEADERS = (
-    "backend", "precision", "thr", "imgsz", "FPS", *(f"{STAGE_LABELS[s]} ms" for s in STAGES),
+    "backend", "precision", "thr", "imgsz", "FPS", "n", *(f"{STAGE_LABELS[s]} ms" for s in STAGES),
     "peak MiB", "model MiB", "AP", "AP50", "agree mAP", "status",
 )
-TABLE_FOOTER = "stage cells: p50/p95/p99 ms; precision: asked/used; AP = AP50-95; memory in MiB"
+TABLE_FOOTER = ("stage cells: p50/p95/p99 ms; n = timed iterations; precision: asked/used; AP = AP50-95; "
+                "memory in MiB")
+#: Mark of a p99 from fewer samples than the early-stopping rule needs (bench.measure.early_stop).
+P99_MARK = "*"
+P99_FOOTNOTE = f"{P99_MARK} p99 from fewer than {P99_MIN_SAMPLES} samples: an estimate"
+#: Flags that qualify a measured row (bench.sweep.qualify) rather than distrust it.
+QUALIFIER_FLAGS = ("noisy", "proxy")
 #: Column of the agreement mAP (AP50-95 against a reference's detections, not labels); shown
 #: only when a row has one, its header naming the reference.
 AGREEMENT_COLUMN = HEADERS.index("agreement mAP")
@@ -62,6 +69,7 @@ def render_table(report: Report) -> str:
     refs = _references(results)
     out.append(TABLE_FOOTER + (f"; agree mAP = agreement mAP vs {'; '.join(refs)} (not labelled mAP)"
                                if refs else ""))
+    out += p99_footnotes(results) + flag_lines(results)
     return "\n".join(out)
 
 
@@ -69,13 +77,15 @@ def result_cells(row: ResultRow, reason_chars: int | None = None) -> list[str]:
     """One result row as display strings, in HEADERS order."""
     stages = dict(row.latency_ms.stages()) if row.latency_ms else {}
     memory, accuracy, agreement = row.memory, row.accuracy, row.agreement
+    n = sample_count(row)
     return [
         str(row.backend),
         row.precision_text,
         _fmt(row.threads, 0),
         row.size_text or "-",
         _fmt(row.fps, 1),
-        *(_stage(stages.get(s)) for s in STAGES),
+        _fmt(n, 0),
+        *(_stage(stages.get(s), n) for s in STAGES),
         _fmt(memory.peak_rss_mb if memory else None, 1),
         _fmt(memory.model_size_mb if memory else None, 2),
         _fmt(accuracy.AP if accuracy else None, 3),
@@ -98,7 +108,8 @@ def _markdown_table(results: list[ResultRow]) -> list[str]:
     for row in results:
         cells = [c.replace("|", "\\|") for c in _pick(result_cells(row), keep)]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    notes = p99_footnotes(results)
+    return [*lines, "", *notes] if notes else lines
 
 
 def _columns(results: list[ResultRow]) -> list[int]:
@@ -137,8 +148,7 @@ def _environment_lines(report: Report) -> list[str]:
         + (", ".join(f"{k} {v}" for k, v in versions.items()) or "no versions recorded"),
         f"- Model: {_v(model.path)} (sha256 {sha[:12] or '-'}, "
         f"{_fmt(model.size_mb, 2)} MiB)",
-        f"- Data: {data.path or '-'}, {data.images} images, "
-        f"{len(data.label_issues or ())} label issues",
+        f"- Data: {data.path or '-'}, {_data_text(data)}, {len(data.label_issues or ())} label issues",
         f"- Settings: warm-up {_v(settings.warmup)}, at least "
         f"{_v(settings.min_iterations)} iterations and "
         f"{_v(settings.min_duration_s)} s "
@@ -150,7 +160,7 @@ def _notes(report: Report) -> list[str]:
     notes = []
     if report.host_note:
         notes.append(str(report.host_note))
-    if report.status == "partial":
+    if report.status == "partial" and any(r.measured for r in report.results):
         notes.append("The run did not finish: this report is partial.")
     notes += [str(n) for n in report.notes or []]
     for row in report.results:
@@ -178,7 +188,23 @@ def _row_notes(row: ResultRow) -> list[str]:
         notes.append(f"{who}: {_parity_line(row.parity)}")
     if row.delegation and row.delegation.summary:
         notes.append(f"{who}: {row.delegation.summary}")
+    if row.source_sha256:
+        notes.append(f"{who}: artifact sha256 {_short(row.artifact_sha256)}, converted from sha256 "
+                     f"{_short(row.source_sha256)}")
     return notes
+
+
+def _data_text(data: DataInfo) -> str:
+    """'30 of 300 images scored (sha256 ...)', or 'N images' when the report does not say what was scored."""
+    if data.scored_images is None:
+        return f"{data.images} images"
+    if not data.scored_images:
+        return f"{data.images} images, none scored (timing only)"
+    return f"{data.scored_images} of {data.images} images scored (sha256 {_short(data.sha256)})"
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
 
 
 def _parity_line(parity: Parity) -> str:
@@ -208,24 +234,63 @@ def _check_notes(row: ResultRow) -> list[str]:
 
 
 def _status(row: ResultRow, reason_chars: int | None) -> str:
-    """ok (with its flags and budget verdict), suspect (its flags, suspect first), or skipped/failed: why."""
+    """ok (with its flags and budget verdict), suspect (its flags, suspect first), or skipped/failed: why.
+    With `reason_chars` (the terminal) noisy/proxy flags are named by kind; `flag_lines` gives their reasons."""
+    qualifiers = _qualifiers(row, compact=reason_chars is not None)
     if row.status == "ok":
-        parts = ["ok", *row.flag_texts(), verdict(row.budget_checks)]
+        parts = ["ok", *row.flag_texts("suspect"), *qualifiers, row_verdict(row)]
     elif row.status == "suspect":
-        parts = [*row.flag_texts("suspect"), *row.flag_texts("noisy"), *row.flag_texts("proxy")]
+        parts = [*row.flag_texts("suspect"), *qualifiers]
     else:
         return f"{row.status}: {_clip(str(row.error or 'no reason recorded'), reason_chars)}"
     return _clip("; ".join(p for p in parts if p) or str(row.status), reason_chars)
+
+
+def _qualifiers(row: ResultRow, compact: bool) -> list[str]:
+    """The row's noisy and proxy flags: 'kind: reason' each, or just the kinds when `compact`."""
+    if compact:
+        return [kind for kind in QUALIFIER_FLAGS if row.flag_texts(kind)]
+    return [text for kind in QUALIFIER_FLAGS for text in row.flag_texts(kind)]
+
+
+def flag_lines(results: Sequence[ResultRow]) -> list[str]:
+    """'configs: kind: reason' for each distinct noisy/proxy flag (the terminal table names only the kinds)."""
+    configs: dict[str, list[str]] = {}
+    for row in results:
+        for kind in QUALIFIER_FLAGS:
+            for text in row.flag_texts(kind):
+                configs.setdefault(text, []).append(row.config)
+    return [f"{', '.join(names)}: {text}" for text, names in configs.items()]
 
 
 def _clip(text: str, chars: int | None) -> str:
     return text[: chars - 3] + "..." if chars is not None and len(text) > chars else text
 
 
-def _stage(summary: LatencyStats | None) -> str:
+def _stage(summary: LatencyStats | None, n: int | None = None) -> str:
+    """'p50/p95/p99' in ms, the p99 marked when it came from too few samples (the stage's count, else n)."""
     if summary is None or not summary.to_dict():
         return "-"
-    return "/".join(_fmt(v, 2) for v in (summary.p50, summary.p95, summary.p99))
+    return "/".join([_fmt(summary.p50, 2), _fmt(summary.p95, 2), p99_text(summary.p99, summary.count or n)])
+
+
+def p99_text(p99: float | None, count: int | None, digits: int = 2) -> str:
+    """The p99 with P99_MARK when `count` is below the early-stopping minimum (P99_MIN_SAMPLES)."""
+    text = _fmt(p99, digits)
+    return text + P99_MARK if p99 is not None and p99_is_estimate(count) else text
+
+
+def sample_count(row: ResultRow) -> int | None:
+    """The row's timed iterations (the total stage's count when the row does not say)."""
+    total = row.total
+    return row.iterations if row.iterations is not None else (total.count if total else None)
+
+
+def p99_footnotes(results: Sequence[ResultRow]) -> list[str]:
+    """[P99_FOOTNOTE] when a measured row's p99 is an estimate, else []."""
+    marked = any(r.measured and r.total and r.total.p99 is not None
+                 and p99_is_estimate(r.total.count or sample_count(r)) for r in results)
+    return [P99_FOOTNOTE] if marked else []
 
 
 def _fmt(value: Any, digits: int) -> str:

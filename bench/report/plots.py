@@ -12,13 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bench.report import curve_plots
 from bench.report.sustained_rows import Window
 
 if TYPE_CHECKING:  # matplotlib is optional (the `report` extra): imported at run time only inside the functions
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["available", "latency_svg", "scatter_svg", "class_ap_svg", "sustained_svg"]
+__all__ = ["available", "latency_svg", "scatter_svg", "class_ap_svg", "sustained_svg", "pr_svg", "f1_svg",
+           "confusion_svg"]
 
 _MAX_CLASSES = 40
 _HEAD = re.compile(r"^.*?(?=<svg)", re.S)
@@ -153,6 +155,30 @@ def sustained_svg(windows: Sequence[Window]) -> str | None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="upper left")
     return _svg(fig)
+
+
+def pr_svg(curves: Mapping[str, Any] | None, title: str = "precision-recall (IoU 0.5)") -> str | None:
+    """Precision vs recall per class and pooled (bench.report.curve_plots.pr_figure), axes 0..1."""
+    if not curves or not available():
+        return None
+    fig = curve_plots.pr_figure(curves, title)
+    return _svg(fig) if fig is not None else None
+
+
+def f1_svg(curves: Mapping[str, Any] | None, deploy_conf: float | None = None) -> str | None:
+    """F1 vs confidence, best-F1 threshold marked (bench.report.curve_plots.f1_figure), axes 0..1."""
+    if not curves or not available():
+        return None
+    fig = curve_plots.f1_figure(curves, deploy_conf)
+    return _svg(fig) if fig is not None else None
+
+
+def confusion_svg(confusion: Mapping[str, Any] | None) -> str | None:
+    """The confusion matrix with its background row and column (bench.report.curve_plots.confusion_figure)."""
+    if not confusion or not available():
+        return None
+    fig = curve_plots.confusion_figure(confusion)
+    return _svg(fig) if fig is not None else None
 
 
 def _line(ax: Axes, x: Sequence[float], y: Sequence[float], label: str, color: str | None = None) -> Axes:

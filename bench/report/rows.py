@@ -19,7 +19,8 @@ from bench.report.sustained_rows import SustainedSection
 __all__ = [
     "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
     "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
-    "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "ResultRow", "ModelInfo", "DataInfo", "Settings",
+    "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "Stability", "ResultRow", "ModelInfo",
+    "DataInfo", "Settings",
     "SweepInfo", "Report",
 ]
 
@@ -99,8 +100,13 @@ class Accuracy(Record):
     num_images: int | None = None
     kind: str | None = None
     reference: str | None = None
+    # validation views at IoU 0.5 (edge_sdk.curves.views): best-F1 threshold, compact PR/F1 curves, confusion
+    best_f1_conf: float | None = None
+    best_f1: float | None = None
+    curves: dict[str, Any] | None = None
+    confusion: dict[str, Any] | None = None
 
-    OMIT_IF_NONE = frozenset({"kind", "reference"})
+    OMIT_IF_NONE = frozenset({"kind", "reference", "best_f1_conf", "best_f1", "curves", "confusion"})
 
 
 @dataclass
@@ -179,7 +185,23 @@ class Samples(Record):
 
 
 _ROW_ONLY_WHEN_SET = ("artifact", "latency_samples_ms", "iterations", "duration_s", "stopped_by",
-                      "engine_versions", "flags")
+                      "engine_versions", "flags", "stability", "artifact_sha256", "source_sha256")
+
+
+@dataclass
+class Stability(Record):
+    """How steady a row's timed loop and how quiet its host were (bench.measure.noise): window p50s
+    and their spread (fraction), 1-min load and steal % before and during the run, logical cores."""
+
+    windows: int | None = None
+    window_p50_ms: list[float] | None = None
+    p50_spread: float | None = None
+    load_before: float | None = None
+    load_during: float | None = None
+    cores: int | None = None
+    steal_before_pct: float | None = None
+    steal_during_pct: float | None = None
+    host_source: str | None = None
 
 
 @dataclass
@@ -223,11 +245,15 @@ class ResultRow(Record):
     stopped_by: str | None = None
     engine_versions: dict[str, str] | None = None
     flags: list[Flag] | None = None
+    stability: Stability | None = None
+    artifact_sha256: str | None = None  # the file(s) measured (bench.sweep.inputs.artifact_sha256)
+    source_sha256: str | None = None  # the model it was converted from, when it was converted
 
     OMIT_IF_NONE = frozenset(_ROW_ONLY_WHEN_SET)
     NESTED = {"latency_ms": Latency, "memory": Memory, "accuracy": Accuracy, "budget_checks": BudgetCheck,
               "reference_check": ReferenceCheck, "parity": Parity, "agreement": Accuracy,
-              "delegation": Delegation, "latency_samples_ms": Samples, "flags": Flag}
+              "delegation": Delegation, "latency_samples_ms": Samples, "flags": Flag,
+              "stability": Stability}
 
     @property
     def ok(self) -> bool:
@@ -291,11 +317,16 @@ class ModelInfo(Record):
 
 @dataclass
 class DataInfo(Record):
-    """The evaluation data set: path, number of images and the label issues skipped."""
+    """The evaluation data set: path, number of images and the label issues skipped; the number
+    of images scored and the content hash of those images and their labels (bench.sweep.inputs)."""
 
     path: str | None = None
     images: int = 0
     label_issues: list[str] = field(default_factory=list)
+    scored_images: int | None = None
+    sha256: str | None = None
+
+    OMIT_IF_NONE = frozenset({"scored_images", "sha256"})
 
 
 @dataclass

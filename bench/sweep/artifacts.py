@@ -16,6 +16,7 @@ from typing import Any
 from bench.measure.runner import MeasureSpec, measure
 from bench.sweep.isolate import ChildOutcome, run_isolated
 from runtimes.capabilities import get as capability
+from runtimes.precision import Precision, satisfies
 from runtimes.registry import backend_for_path
 
 
@@ -43,8 +44,16 @@ class ConfigJob:
 
 
 def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path) -> Planned:
-    """Where the artifact of (backend, precision) comes from; ConfigSkipped with the reason otherwise."""
+    """Where the artifact of (backend, precision) comes from; ConfigSkipped with the reason otherwise.
+    `model_precision` is what the model computes in (the engine's `precision_used`, not its metadata):
+    a pre-quantized ONNX serves its own precision as it is and is never converted."""
     cap = capability(backend)
+    if _quantized(model_precision):
+        if backend_for_path(model) != backend:
+            raise ConfigSkipped(f"{model.name} is already quantized ({model_precision}); converting a quantized "
+                                f"model to {backend} is not in this version (it runs as it is on "
+                                f"{backend_for_path(model)})")
+        return Planned(resolve_artifact(model, backend, precision, model_precision))
     if cap.converter and model.suffix.lower() == ".onnx":
         if precision not in cap.writes:
             what = "INT8 calibration (calibration/), not in this version" if precision == "int8" else \
@@ -63,11 +72,19 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
         raise ConfigSkipped(f"model is a {native} artifact; {backend} is reached by converting an ONNX model "
                             f"(edgebench export --to {backend})")
     hinted = capability(backend).hints
-    if precision != model_precision and not (precision in hinted and model_precision in hinted):
+    fits = satisfies(Precision.parse(model_precision), Precision.parse(precision))
+    if not fits and not (precision in hinted and model_precision in hinted):
+        if _quantized(model_precision):
+            raise ConfigSkipped(f"{backend} {precision}: {model.name} is already quantized ({model_precision}: "
+                                f"Q/DQ or integer ops); {precision} needs the float model it was made from")
         what = "INT8 calibration (calibration/)" if precision == "int8" else f"a {precision} conversion"
         raise ConfigSkipped(f"{backend} {precision} needs {what}, not in this version; "
                             f"the model is {model_precision}")
     return model
+
+
+def _quantized(model_precision: str) -> bool:
+    return model_precision in (Precision.INT8.value, Precision.MIXED.value)
 
 
 def convert_job(job: ConfigJob) -> dict[str, Any] | None:

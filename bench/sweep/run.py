@@ -8,10 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.measure.environment import environment, sha256_of
+from bench.measure.environment import environment
 from bench.measure.memory import file_size_mb
 from bench.measure.runner import MeasureSpec, measure
 from bench.measure.sustained import skipped_section, sustained_section
+from bench.options import validate_run_options
 from bench.report.budgets import attach_checks
 from bench.report.html import write_html_report
 from bench.report.rows import Accuracy, DataInfo, ModelInfo, Report, ResultRow, Settings
@@ -19,15 +20,18 @@ from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import new_report, new_result, write_report
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
-from bench.sweep.defaults import default_data, default_model
+from bench.sweep.defaults import default_model
+from bench.sweep.gates import gate_collapse, gate_row
+from bench.sweep.inputs import artifact_sha256, check_classes, data_for, data_sha256
 from bench.sweep.isolate import ChildOutcome, run_isolated
+from bench.sweep.qualify import default_threads, qualify, sustained_duration, thread_notes
 from edge_sdk.coco_eval import evaluate, restrict_to_images
-from edge_sdk.datasets import Dataset, load_dataset
+from edge_sdk.datasets import Dataset, Sample, load_dataset
 from edge_sdk.detector import Detector
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
 from runtimes.errors import InputError
-from runtimes.precision import parse_precisions
+from runtimes.precision import Precision, parse_precisions
 from runtimes.registry import backend_for_path
 from runtimes.threads import resolve_threads
 
@@ -50,6 +54,7 @@ class RunOptions:
     strict_labels: bool = False
     timeout_s: float = 1800.0
     command: list[str] = field(default_factory=list)
+    allow_class_mismatch: bool = False  # score a data set whose classes differ from the model's, by index
     reference: str | None = None  # "fp32" / "BACKEND:PRECISION": agreement mAP vs its detections
     reference_conf: float = DEFAULT_REFERENCE_CONF
     duration_s: float | None = None  # sustained run seconds; None = the profile's, 0 = none
@@ -70,10 +75,12 @@ class RunContext:
     backend: str = ""  # what the run measures on: the profile's, or the model's own format
     reference: Reference | None = None
     reference_gt: dict[str, Any] | None = None  # COCO GT from the reference's detections
+    model_precision: str = "fp32"  # what the model file computes in (the engine's precision_used)
 
 
 def prepare(opts: RunOptions) -> RunContext:
     """Resolve and validate profile, model and data; raises typed errors, writes nothing."""
+    validate_run_options(opts)  # every number in range, before anything loads (bench.options)
     parse_precisions(opts.precisions or ())  # an unknown name fails before anything runs
     if opts.rewrites:  # a typo fails before anything runs
         from converters.export import rewrite_names
@@ -87,15 +94,26 @@ def prepare(opts: RunOptions) -> RunContext:
         meta = dataclasses.asdict(det.meta)
         versions = det.runtime.engine_versions()
         model_hw = det.input_size
-    dataset = load_dataset(opts.data or default_data(meta), "val", strict=opts.strict_labels,
-                           allow_unlabelled=True)
-    notes = _label_notes(dataset, meta, opts) + ([backend_note] if backend_note else [])
-    reference = (resolve_reference(opts.reference, opts.reference_conf, model, backend,
-                                   meta.get("precision", "fp32")) if opts.reference else None)
+        model_precision = Precision(det.precision_used).value  # from the graph, not the metadata
+    data, data_note = data_for(opts.data, model, meta, bool(opts.reference))
+    dataset = load_dataset(data, "val", strict=opts.strict_labels, allow_unlabelled=True)
+    dataset.labelled = dataset.labelled and data_note is None  # bundled labels score only the bundled model
+    notes = check_classes(dataset, meta, opts.allow_class_mismatch) if opts.accuracy else []
+    label_notes = _label_notes(dataset, meta, opts)  # an unlabelled set takes the model's names
+    notes += [data_note] if data_note else label_notes
+    notes += [backend_note] if backend_note else []
+    reference = (resolve_reference(opts.reference, opts.reference_conf, model, backend, model_precision)
+                 if opts.reference else None)
+    notes += thread_notes(opts.threads, profile)
     if tuple(model_hw) != tuple(profile.imgsz):
         notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
                      f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
-    return RunContext(profile, model, dataset, meta, versions, notes, backend, reference)
+    return RunContext(profile, model, dataset, meta, versions, notes, backend, reference,
+                      model_precision=model_precision)
+
+
+NOTHING_MEASURED = ("nothing was measured: every configuration was skipped or failed (see each row's "
+                    "reason); this report is partial")
 
 
 def run_backend(model: Path, profile: DeviceProfile) -> tuple[str, str | None]:
@@ -133,14 +151,36 @@ def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> 
         report.results.append(row)
         if on_row:
             on_row(row)
-    duration = opts.duration_s if opts.duration_s is not None else profile.bench.sustained_duration_s
+    duration = sustained_duration(opts.duration_s, profile, report, matches)  # none by default on a proxy host
     if duration:
         report.sustained = _sustained(ctx, opts, report.results, duration)
-    attach_checks(report.results, profile.budgets, profile.reference, matches)
-    report.status = "complete"
+    finish_report(report, ctx, matches)
     json_path, md_path = write_report(report, out)
     write_html_report(report, out)
     return report, json_path, md_path
+
+
+def finish_report(report: Report, ctx: RunContext, matches: bool) -> None:
+    """Gate the rows against each other, attach the budget checks and set the status: "complete",
+    or "partial" with a note when no configuration measured (every row skipped or failed)."""
+    gate_collapse(report.results)
+    attach_checks(report.results, ctx.profile.budgets, ctx.profile.reference, matches)
+    if any(r.measured for r in report.results):
+        report.status = "complete"
+        return
+    report.status = "partial"
+    report.notes = [*(report.notes or []), NOTHING_MEASURED]
+
+
+def terminal_notes(report: Report) -> list[str]:
+    """The lines a command prints after its table: what the data set was used for, an allowed class
+    mismatch, and why nothing can be trusted (nothing measured, or every measured row suspect)."""
+    notes = [n for n in report.notes or () if n.startswith(("no --data:", "class mismatch allowed"))]
+    if not any(r.measured for r in report.results):
+        return [*notes, NOTHING_MEASURED]
+    if not report.ok_rows:
+        notes.append("every measured configuration is suspect (see the status column): none can be trusted")
+    return notes
 
 
 def _sustained(ctx: RunContext, opts: RunOptions, rows: list[ResultRow], duration: float) -> SustainedSection:
@@ -154,22 +194,36 @@ def _sustained(ctx: RunContext, opts: RunOptions, rows: list[ResultRow], duratio
 
 def start_report(ctx: RunContext, opts: RunOptions) -> tuple[Report, bool]:
     """A new "partial" report for a run or sweep of `ctx`, and whether this host matches the profile."""
-    profile, dataset = ctx.profile, ctx.dataset
+    profile = ctx.profile
     matches, why = host_matches(profile)
     cpu = host_facts().get("cpu_model") or "this host"
     host_note = None if matches else f"measured on {cpu}, not on {profile.device} ({why})"
     report = new_report(
         command=opts.command, profile=profile.to_dict(), host_matches_profile=matches, host_note=host_note,
         environment=environment(resolve_threads(_threads(opts, profile)), ctx.engine_versions, ctx.model),
-        model=ModelInfo(path=str(ctx.model), sha256=sha256_of(ctx.model), size_mb=file_size_mb(ctx.model),
+        model=ModelInfo(path=str(ctx.model), sha256=artifact_sha256(ctx.model), size_mb=file_size_mb(ctx.model),
                         meta=ctx.model_meta),
-        data=DataInfo(path=str(dataset.source), images=len(dataset), label_issues=[str(i) for i in dataset.issues]),
+        data=_data_info(ctx, opts),
         settings=_settings(opts, profile), notes=list(ctx.notes),
     )
     if ctx.reference and opts.accuracy:
         ctx.reference_gt = _reference_gt(ctx, ctx.reference, opts)
         report.settings.reference = {**ctx.reference.to_dict(), "boxes": len(ctx.reference_gt["annotations"])}
     return report, matches
+
+
+def _data_info(ctx: RunContext, opts: RunOptions) -> DataInfo:
+    """The data set, with the number of images scored and the content hash of those images and
+    their labels (0 and no hash when nothing is scored)."""
+    dataset = ctx.dataset
+    scored = _eval_samples(ctx, opts) if opts.accuracy and (dataset.labelled or ctx.reference) else []
+    return DataInfo(path=str(dataset.source), images=len(dataset), label_issues=[str(i) for i in dataset.issues],
+                    scored_images=len(scored), sha256=data_sha256(scored, dataset.labelled) if scored else None)
+
+
+def _eval_samples(ctx: RunContext, opts: RunOptions) -> list[Sample]:
+    samples = ctx.dataset.samples
+    return samples[: opts.max_eval_images] if opts.max_eval_images else samples
 
 
 def _reference_gt(ctx: RunContext, ref: Reference, opts: RunOptions) -> dict[str, Any]:
@@ -186,7 +240,7 @@ def _reference_gt(ctx: RunContext, ref: Reference, opts: RunOptions) -> dict[str
 
 
 def _threads(opts: RunOptions, profile: DeviceProfile) -> int | None:
-    return opts.threads if opts.threads is not None else profile.threads
+    return opts.threads if opts.threads is not None else default_threads(profile)  # capped at the host's cores
 
 
 def _settings(opts: RunOptions, profile: DeviceProfile) -> Settings:
@@ -207,20 +261,23 @@ def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> Re
     model is converted to the profile's backend first (in the child, parity into the row)."""
     backend = ctx.backend
     try:
-        plan = plan_artifact(ctx.model, backend, precision, ctx.model_meta.get("precision", "fp32"), out)
+        plan = plan_artifact(ctx.model, backend, precision, ctx.model_precision, out)
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
     spec = measure_spec(ctx, opts, plan.artifact, precision)
     job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
                     rewrites=opts.rewrites)
     outcome, parity = run_config(job, opts.timeout_s)
-    return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity)
+    return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity,
+                            source=str(plan.source) if plan.source else None)
 
 
-def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, **extra: Any) -> ResultRow:
+def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, source: str | None = None,
+                     **extra: Any) -> ResultRow:
     """The typed row of `spec` from its child's outcome (`measure`'s plain dict): failed with
-    `status: error`, or ok with accuracy scored here (against the ground truth of the evaluated
-    images only)."""
+    `status: error`, or measured with accuracy scored here (against the ground truth of the
+    evaluated images only), the artifact's hash (and that of the `source` it was converted from),
+    and the sanity gates applied (bench.sweep.gates)."""
     backend, precision = spec.backend, spec.precision
     if outcome.status == "skipped":  # the configuration asks what this host cannot run (runtimes.precision)
         return new_result(backend, precision, status="skipped", error=outcome.error, **extra)
@@ -229,6 +286,9 @@ def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, 
     fields = dict(outcome.value)
     detections = fields.pop("detections")
     row = new_result(backend, precision, **{**extra, **fields})
+    row.artifact_sha256 = artifact_sha256(spec.model)
+    row.source_sha256 = artifact_sha256(source) if source else None
+    qualify(row, ctx.profile)  # "noisy" and "proxy" flags (bench.sweep.qualify)
     if detections is None:
         return row
     scored = {image_id for image_id, _ in spec.eval_images}
@@ -236,7 +296,15 @@ def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, 
     if ctx.reference_gt is not None and ctx.reference is not None:
         row.agreement = dataclasses.replace(_accuracy(ctx, detections, scored, ctx.reference_gt),
                                             kind="agreement", reference=ctx.reference.label)
+    gate_row(row, len(detections), *_boxes_to_find(ctx, scored))
     return row
+
+
+def _boxes_to_find(ctx: RunContext, scored: set[int]) -> tuple[int, int]:
+    """(labelled boxes, reference boxes) on the scored images."""
+    labelled = sum(len(s) for s in ctx.dataset.samples if s.image_id in scored) if ctx.dataset.labelled else 0
+    ref = sum(1 for a in (ctx.reference_gt or {}).get("annotations", ()) if a["image_id"] in scored)
+    return labelled, ref
 
 
 def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: str,
@@ -244,8 +312,7 @@ def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: s
     """The MeasureSpec of one configuration (backend defaults to the run's)."""
     backend = backend or ctx.backend or ctx.profile.backend
     settings = _settings(opts, ctx.profile)
-    samples = ctx.dataset.samples
-    evals = samples[: opts.max_eval_images] if opts.max_eval_images else samples
+    samples, evals = ctx.dataset.samples, _eval_samples(ctx, opts)
     return MeasureSpec(
         model=str(artifact), backend=backend, precision=precision,
         threads=_threads(opts, ctx.profile), warmup=settings.warmup or 0,
@@ -267,4 +334,5 @@ def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[
     return Accuracy.from_dict({
         **result.stats, "precision": result.precision, "recall": result.recall, "f1": result.f1,
         "conf": result.deploy_conf, "per_class_ap": result.per_class_ap, "engine": result.engine,
-        "num_detections": result.num_detections, "num_images": result.num_images})
+        "num_detections": result.num_detections, "num_images": result.num_images,
+        **result.views()})

@@ -16,12 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report.budgets import attach_checks
+from bench.options import validate_run_options
 from bench.report.html import write_html_report
 from bench.report.rows import Report, ResultRow, SweepInfo
 from bench.report.writer import new_result, write_report
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
-from bench.sweep.run import RunContext, RunOptions, measure_spec, prepare, row_from_outcome, start_report
+from bench.sweep.gates import gate_collapse
+from bench.sweep.run import (
+    RunContext,
+    RunOptions,
+    finish_report,
+    measure_spec,
+    prepare,
+    row_from_outcome,
+    start_report,
+)
 from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
 from runtimes.capabilities import get as capability
 from runtimes.errors import InputError, ModelLoadError
@@ -49,6 +58,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
     `on_start(n)` is told the number of configurations, `on_row(row)` each row as it finishes.
     Ctrl-C stops the sweep cleanly: the report keeps status "partial" and `interrupted: true`.
     """
+    validate_run_options(opts)  # every number in range, before anything loads (bench.options)
     _check_options(opts)
     ctx, sources = _prepare(opts)
     grid = configurations(ctx, opts)
@@ -62,6 +72,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
         for backend, precision, size in grid:
             row = _run_config(ctx, opts, backend, precision, size, sources)
             report.results.append(row)
+            gate_collapse(report.results)
             write_report(report, out)
             if on_row:
                 on_row(row)
@@ -71,8 +82,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
         write_report(report, out)
         write_html_report(report, out)
         return report, json_path, md_path
-    attach_checks(report.results, ctx.profile.budgets, ctx.profile.reference, matches)
-    report.status = "complete"
+    finish_report(report, ctx, matches)
     write_report(report, out)
     write_html_report(report, out)  # once at the end: plotting every row would slow the sweep
     return report, json_path, md_path
@@ -127,7 +137,8 @@ def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: st
     except ConfigSkipped as exc:
         return new_result(backend, precision, imgsz=imgsz, status="skipped", error=str(exc))
     outcome, parity = run_config(job, opts.timeout_s, opts.job_fn or run_job)
-    return row_from_outcome(ctx, job.spec, outcome, artifact=job.spec.model, imgsz=imgsz, parity=parity)
+    return row_from_outcome(ctx, job.spec, outcome, source=job.source, artifact=job.spec.model, imgsz=imgsz,
+                            parity=parity)
 
 
 def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,
@@ -142,8 +153,7 @@ def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, siz
         raise ConfigSkipped(f"{backend}: {why}")
     if precision not in capability(backend).runs:
         raise ConfigSkipped(f"{backend} does not run {precision}")
-    plan = plan_artifact(sources.onnx[size], backend, precision, ctx.model_meta.get("precision", "fp32"),
-                         Path(opts.out_dir))
+    plan = plan_artifact(sources.onnx[size], backend, precision, ctx.model_precision, Path(opts.out_dir))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
     return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
                      rewrites=opts.rewrites)

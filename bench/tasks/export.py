@@ -5,6 +5,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.options import COUNT, check_imgsz
 from converters.export import ExportResult, check_target, export, rewrite_names
 from runtimes.errors import EdgebenchError, ModelLoadError
 
@@ -40,6 +41,7 @@ def export_model(model: str | Path, target: str, out: str | Path, precision: str
     src, dst, target = Path(model), Path(out), target.lower()
     opts = onnx_options or OnnxOptions()
     check_target(target, precision)
+    _check_numbers(opts, parity_images, threads)
     names = rewrite_names(rewrites)
     if not src.exists():
         raise ModelLoadError(f"model not found: {src}")
@@ -59,3 +61,11 @@ def export_model(model: str | Path, target: str, out: str | Path, precision: str
     with tempfile.TemporaryDirectory(prefix=".export.", dir=dst.parent) as tmp:
         reference = checkpoint_to_onnx(src, Path(tmp) / f"{dst.stem}.onnx", opts)
         return export(reference, target, dst, precision, parity, parity_images, threads, names)
+
+
+def _check_numbers(opts: OnnxOptions, parity_images: int, threads: int | None) -> None:
+    """InputError for an input size off the stride, or counts below 1, before anything is written."""
+    if opts.imgsz is not None:
+        check_imgsz(opts.imgsz)
+    COUNT.check("parity_images", parity_images)
+    COUNT.check("threads", threads)

@@ -1,0 +1,83 @@
+"""What a run may score: the data set's classes against the model's, the bundled data set only for
+the bundled model, and the content hash of what was scored."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.measure.environment import sha256_of
+from bench.sweep.defaults import default_data, default_model
+from edge_sdk.datasets import Dataset, Sample
+from runtimes.capabilities import files_beside
+from runtimes.errors import InputError, ModelLoadError
+
+__all__ = ["artifact_sha256", "check_classes", "data_for", "data_sha256", "is_bundled_model"]
+
+_SHOWN_NAMES = 6
+
+
+def check_classes(dataset: Dataset, meta: Mapping[str, Any], allow: bool) -> list[str]:
+    """InputError when a labelled data set's class names or count differ from the model's (by class
+    index); with `allow`, a note instead. A model without class names is not checked."""
+    model_names = {int(k): str(v) for k, v in (meta.get("names") or {}).items()}
+    if not dataset.labelled or not model_names:
+        return []
+    data_names = {int(k): str(v) for k, v in dataset.names.items()}
+    if data_names == model_names:
+        return []
+    what = (f"data set {dataset.source} has {len(data_names)} classes ({_names(data_names)}) but the "
+            f"model has {len(model_names)} ({_names(model_names)})")
+    if not allow:
+        raise InputError(f"{what}: its mAP would score the wrong classes; use a data set with the "
+                         "model's classes, or pass --allow-class-mismatch to score by class index anyway")
+    return [f"class mismatch allowed (--allow-class-mismatch): {what}; classes are scored by index"]
+
+
+def _names(names: Mapping[int, str]) -> str:
+    shown = [f"{k}:{v}" for k, v in sorted(names.items())[:_SHOWN_NAMES]]
+    return ", ".join(shown) + (", ..." if len(names) > _SHOWN_NAMES else "")
+
+
+def is_bundled_model(model: Path) -> bool:
+    """Whether `model` is the bundled default model (same content), False when none is bundled."""
+    try:
+        bundled = default_model()
+    except ModelLoadError:
+        return False
+    return model.resolve() == bundled.resolve() or sha256_of(model) == sha256_of(bundled)
+
+
+def data_for(data: str | None, model: Path, meta: Mapping[str, Any], reference: bool) -> tuple[Path | str, str | None]:
+    """The data set to load and, when the bundled synthetic set stands in for a model it does not
+    belong to, the note saying its images time the model but its labels are not scored."""
+    if data:
+        return data, None
+    path = default_data(meta)
+    if is_bundled_model(model):
+        return path, None
+    scored = ("each configuration is scored against --reference's detections on its images (agreement "
+              "mAP)" if reference else "latency only, no accuracy")
+    return path, (f"no --data: the bundled synthetic data set belongs to the bundled model, not to "
+                  f"{model.name}, so its labels are not used ({scored}); pass --data DATA for mAP")
+
+
+def data_sha256(samples: Sequence[Sample], labelled: bool) -> str:
+    """sha256 over the scored images' file digests and, when labelled, their boxes and classes, in
+    sample order: the same images and labels give the same hash wherever they live."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{sha256_of(s.image_path)}\n".encode())
+        if labelled:
+            boxes = ";".join(f"{int(c)}:" + ",".join(f"{v:.2f}" for v in box)
+                             for c, box in zip(s.class_ids.tolist(), s.boxes_xyxy.tolist(), strict=True))
+            h.update(f"{boxes}\n".encode())
+    return h.hexdigest()
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 of a model artifact: the file's own digest, or with the files kept beside it (the .bin
+    of OpenVINO IR and ncnn) the digest over all of them (bench.measure.environment.sha256_of)."""
+    beside = [p for p in files_beside(path) if p.is_file()]
+    return sha256_of([path, *beside]) if beside else sha256_of(path)

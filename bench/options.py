@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 import click
@@ -158,27 +162,77 @@ SIZES = SizeListType()
 LIMIT = LimitType()
 
 
+# ----------------------------------------------------------------------------- backends
+
+def check_backends(value: str, several: bool) -> tuple[str, ...]:
+    """The backend names of `value` ('onnxruntime' or, when `several`, 'onnxruntime,openvino'), each
+    known to the capability table; InputError otherwise."""
+    from runtimes.capabilities import get
+    from runtimes.errors import EdgebenchError
+
+    names = tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+    if not names:
+        raise InputError("expected a backend name")
+    if len(names) > 1 and not several:
+        raise InputError(f"takes one backend, got '{value}' (run and sweep take a comma list)")
+    for name in names:
+        try:
+            get(name)
+        except EdgebenchError as exc:
+            raise InputError(str(exc)) from None
+    return names
+
+
+class BackendType(click.ParamType[str]):
+    """One backend name from the capability table (predict, val)."""
+
+    name = "backend"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_backends(str(value), several=False)[0]
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class BackendListType(click.ParamType[tuple[str, ...]]):
+    """One backend name or a comma list of them, each from the capability table (run, sweep)."""
+
+    name = "backend[,backend]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return check_backends(str(value), several=True)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+BACKEND = BackendType()
+BACKENDS = BackendListType()
+
+
 # ----------------------------------------------------------------------------- threads
 
 def threads_warning(threads: int | None) -> str | None:
-    """A one-line warning when `threads` exceeds the cores this process may use, else None."""
-    if threads is None:
-        return None
-    from edge_sdk.host import host_facts
+    """The CLI's one-line warning when `threads` exceeds the cores this process may use, else None."""
+    from edge_sdk.host import threads_excess
 
-    facts = host_facts()
-    usable = int(facts.get("usable_cores") or facts.get("logical_cores") or 1)
-    if threads <= usable:
-        return None
-    return (f"warning: --threads {threads} exceeds the {usable} cores this host lets us use "
-            f"({facts.get('physical_cores')} physical): the engines' threads will compete")
+    excess = threads_excess(threads)
+    return f"warning: --threads {excess}" if excess else None
 
 
 def warn_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    """click callback: pass the value through, warning on stderr when it exceeds the host's cores."""
+    """click callback: pass the value through; above the host's cores, one `warning:` line on stderr,
+    and the library's ThreadsWarning for the same value silenced for the rest of the command."""
     warning = threads_warning(value)
     if warning and not ctx.resilient_parsing:
+        from edge_sdk.host import ThreadsWarning
+
         click.echo(warning, err=True)
+        ctx.with_resource(warnings.catch_warnings())  # restored when the command's context closes
+        warnings.simplefilter("ignore", ThreadsWarning)
     return value
 
 
@@ -198,7 +252,8 @@ class RunOptionsLike(Protocol):
 
 def validate_run_options(opts: RunOptionsLike) -> None:
     """InputError for the first out-of-range field of a RunOptions / SweepOptions (RUN_RULES, sizes,
-    precision names), before anything is loaded or written."""
+    precision names), before anything is loaded or written; a ThreadsWarning (edge_sdk.host) when
+    threads exceeds this host's usable cores."""
     from runtimes.precision import parse_precisions
 
     for name, rule in RUN_RULES.items():
@@ -206,6 +261,37 @@ def validate_run_options(opts: RunOptionsLike) -> None:
     for size in getattr(opts, "imgsz", None) or ():
         check_imgsz(size)
     parse_precisions(opts.precisions or ())
+    _check_backend_names(getattr(opts, "backends", None) or ())
+    from edge_sdk.host import warn_excess_threads
+
+    stacklevel = _warning_stacklevel()
+    if stacklevel is not None:
+        warn_excess_threads(getattr(opts, "threads", None), stacklevel)
+
+
+#: bench/ itself: a warning from validate_run_options points at the first frame outside it.
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _warning_stacklevel() -> int | None:
+    """validate_run_options's ThreadsWarning stacklevel (1: validate_run_options): the first frame
+    outside bench/, i.e. the user's run() or sweep() call (Python 3.12's skip_file_prefixes). None when
+    an outer bench frame validates too (sweep() validates, then its prepare() again): that one warned."""
+    frame: FrameType | None = sys._getframe(2)  # validate_run_options's caller
+    level, outermost = 2, 2
+    while frame is not None and frame.f_code.co_filename.startswith(_BENCH_DIR):
+        if validate_run_options.__name__ in frame.f_code.co_names:
+            outermost = level
+        frame, level = frame.f_back, level + 1
+    return level if outermost == 2 else None
+
+
+def _check_backend_names(names: Sequence[str]) -> None:
+    """EdgebenchError ('unknown backend ...') for a name the capability table does not know."""
+    from runtimes.capabilities import get
+
+    for name in names:
+        get(name)
 
 
 # ----------------------------------------------------------------------------- deprecated spellings

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.measure.early_stop import min_queries
+from bench.measure.early_stop import P99_MIN_SAMPLES
 
-#: the fewest samples the early-stopping rule accepts for p99 at 99 % confidence (459)
-P99_MIN_SAMPLES = min_queries(tail=0.01, confidence=0.99)
+__all__ = ["P99_FOOTNOTE", "P99_MARK", "P99_MIN_SAMPLES", "p99_cell", "p99_footnote"]
+
 P99_MARK = "*"
 P99_FOOTNOTE = f"{P99_MARK} fewer than {P99_MIN_SAMPLES} samples: p99 is close to the max"
 

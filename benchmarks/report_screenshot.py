@@ -40,7 +40,7 @@ def chromium() -> str:
 
 def sweep(out_dir: Path, args: argparse.Namespace) -> Path:
     """Run the small sweep; returns its report.html."""
-    cmd = [sys.executable, "-m", "bench", "sweep", "--out", str(out_dir), *SWEEP_ARGS,
+    cmd = [sys.executable, "-m", "bench", "sweep", "--out", str(out_dir), "--overwrite", *SWEEP_ARGS,
            "--backend", args.backends, "--precisions", args.precisions,
            "--min-iterations", str(args.min_iterations), "--max-images", str(args.max_eval_images)]
     subprocess.run(cmd, check=False)  # exit 1 only when nothing ran; the HTML is there either way

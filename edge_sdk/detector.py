@@ -21,7 +21,8 @@ class Detector:
 
     `precision`: None runs the model as it is stored; a name (fp32, fp16, bf16, int8, mixed) is checked:
     the backend runs it or raises PrecisionUnsupportedError (runtimes.precision). `precision_used` says
-    what runs.
+    what runs. `threads` above the cores this process may use is allowed, with a ThreadsWarning
+    (edge_sdk.host).
     """
 
     def __init__(self, model_path: str | Path, backend: str | None = None, conf: float = 0.25,
@@ -30,6 +31,9 @@ class Detector:
                  runtime_options: dict[str, Any] | None = None) -> None:
         opts = RuntimeOptions(threads=threads, precision=parse_precision(precision),
                               extra=dict(runtime_options or {}))
+        from edge_sdk.host import warn_excess_threads
+
+        warn_excess_threads(threads)  # ThreadsWarning at the caller's line: more threads than cores
         self.runtime: Runtime = load(model_path, backend, opts)
         self.config = DecodeConfig(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
         self.clip = clip

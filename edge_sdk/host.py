@@ -9,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,36 @@ def _accelerators(os_: str, machine: str, gpus: list[str]) -> list[str]:
     return found
 
 
+def usable_cores(logical: int | None = None) -> int:
+    """Cores this process may run on: its CPU affinity (`logical`, else os.cpu_count(), where unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return logical or os.cpu_count() or 1
+
+
+class ThreadsWarning(UserWarning):
+    """More engine threads were asked for than this process has cores: the threads will compete."""
+
+
+def threads_excess(threads: int | None) -> str | None:
+    """'N exceeds the U cores this host lets us use (P physical): ...' when `threads` is more than the
+    usable cores, else None."""
+    usable = usable_cores()
+    if threads is None or threads <= usable:
+        return None
+    return (f"{threads} exceeds the {usable} cores this host lets us use ({_core_counts()[0]} physical): "
+            f"the engines' threads will compete")
+
+
+def warn_excess_threads(threads: int | None, stacklevel: int = 2) -> None:
+    """A ThreadsWarning when `threads` exceeds the usable cores; `stacklevel` counts from the caller
+    (2: the caller's caller)."""
+    excess = threads_excess(threads)
+    if excess:
+        warnings.warn(f"threads {excess}", ThreadsWarning, stacklevel=stacklevel + 1)
+
+
 @functools.lru_cache(maxsize=1)
 def _facts() -> dict[str, Any]:
     info = _cpuinfo()
@@ -128,10 +159,6 @@ def _facts() -> dict[str, Any]:
     os_, machine = os_name(), platform.machine()
     gpus = _nvidia_gpus()
     dt_model = next((m for m in map(_read_text, DT_MODEL_PATHS) if m), None)
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = logical
     return {
         "hostname": platform.node(),
         "os": os_,
@@ -142,7 +169,7 @@ def _facts() -> dict[str, Any]:
         "cpu_flags": _cpu_flags(info),
         "physical_cores": physical,
         "logical_cores": logical,
-        "usable_cores": affinity,
+        "usable_cores": usable_cores(logical),
         "memory_total_mb": _memory_mb(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),

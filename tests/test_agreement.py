@@ -124,7 +124,7 @@ def test_cli_run_reference_on_the_bundled_model(tmp_path):
                    "--warmup", "1", "--min-iterations", "2", "--min-duration", "0",
                    "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    (json_path,) = (tmp_path / "r").glob("*/report.json")
+    json_path = tmp_path / "r" / "report.json"  # --out DIR is the report's folder itself
     report = load_report(json_path)
     (r,) = report.results
     assert r.accuracy is None  # no labels: no labelled mAP

@@ -116,13 +116,55 @@ def test_train_model_is_arch(monkeypatch, capfd) -> None:
 
 @pytest.mark.parametrize("argv, needle", [
     (["run", "--max-images", "2", "--max-eval-images", "3"], "give only --max-images"),
-    (["sweep", "--out", "s", "--backend", "a", "--backends", "b"], "give only --backend"),
+    (["sweep", "--out", "s", "--backend", "onnxruntime", "--backends", "openvino"], "give only --backend"),
     (["predict", "m.onnx", "x.jpg", "--model", "n.onnx"], "--model M --source S"),
     (["predict", "--model", "m.onnx"], "missing --source"),
     (["export", "--model", "m.onnx", "--to", "openvino"], "missing -o/--output"),
 ])
 def test_old_and_new_together_or_missing_is_a_usage_error(argv: list[str], needle: str, tmp_path: Path,
                                                           monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_backend_is_a_list_on_run_and_sweep_and_one_name_on_predict_and_val(monkeypatch, capfd) -> None:
+    import bench.commands.predict_cmd as predict_cmd
+    import bench.commands.run_cmd as run_cmd
+    import bench.commands.sweep_cmd as sweep_cmd
+    import trainer.val
+
+    seen: dict[str, Any] = {}
+    for module, name in ((run_cmd, "run"), (sweep_cmd, "sweep"), (predict_cmd, "predict"), (trainer.val, "validate")):
+        monkeypatch.setattr(module, name, _capture(seen))
+    for command in ("run", "sweep"):
+        assert _invoke([command, "--backend", "onnxruntime, openvino"], capfd) == []
+        assert seen["args"][0].backends == ("onnxruntime", "openvino")
+        assert _invoke([command, "--backend", "ncnn"], capfd) == [] and seen["args"][0].backends == ("ncnn",)
+        assert _invoke([command], capfd) == [] and seen["args"][0].backends is None
+        assert _invoke([command, "--backend", "openvino,openvino,"], capfd) == []
+        assert seen["args"][0].backends == ("openvino",)
+    assert _invoke(["predict", "-m", "m.onnx", "-s", "x.jpg", "--backend", "openvino"], capfd) == []
+    assert seen["args"][3] == "openvino"
+    assert _invoke(["val", "-m", "m.xml", "-d", "d.yaml", "--backend", "openvino"], capfd) == []
+    assert seen["args"][9] == "openvino"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["predict", "-m", "m.onnx", "-s", "x.jpg", "--backend", "onnxruntime,openvino"],
+     "takes one backend, got 'onnxruntime,openvino' (run and sweep take a comma list)"),
+    (["val", "-m", "m.onnx", "-d", "d.yaml", "--backend", "openvino,ncnn"], "takes one backend"),
+    (["predict", "-m", "m.onnx", "-s", "x.jpg", "--backend", "tensorflo"], "unknown backend 'tensorflo' (known: "),
+    (["val", "-m", "m.onnx", "-d", "d.yaml", "--backend", "nope"], "unknown backend 'nope'"),
+    (["run", "--backend", "onnxruntime,tensorflo"], "unknown backend 'tensorflo'"),
+    (["sweep", "--backends", "nope"], "unknown backend 'nope'"),
+    (["run", "--backend", " , "], "expected a backend name"),
+])
+def test_bad_backend_is_one_line_before_anything_runs(argv: list[str], needle: str, tmp_path: Path,
+                                                     monkeypatch, capfd) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         main(argv)

@@ -154,7 +154,8 @@ def test_report_identity_hashes_and_scored_count(tmp_path, small_model, small_da
     assert report.results[0].artifact_sha256 == sha256_of(small_model) == report.model.sha256
     assert report.results[0].source_sha256 is None  # not converted
     assert "3 of 4 images scored" in md_path.read_text()
-    again, _, _ = run(_opts(tmp_path, small_model, small_data, precisions=("fp32",), max_eval_images=4))
+    again, _, _ = run(_opts(tmp_path, small_model, small_data, precisions=("fp32",), max_eval_images=4,
+                            overwrite=True))  # the same --out folder
     assert again.data.sha256 != report.data.sha256
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.report.writer import load_report
 from bench.sweep.run import RunOptions, run
+from runtimes.errors import EdgebenchError
 from tests.conftest import run_cli
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
@@ -54,7 +57,7 @@ def test_run_cli_prints_table(tmp_path, small_model, small_data):
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime" in proc.stdout and "report:" in proc.stdout
-    assert len(list((tmp_path / "r").glob("*/report.json"))) == 1
+    assert (tmp_path / "r" / "report.json").is_file()  # --out DIR: the report goes into DIR itself
 
 
 def test_run_with_no_arguments_uses_the_bundled_model(tmp_path):
@@ -72,3 +75,17 @@ def test_run_with_no_arguments_uses_the_bundled_model(tmp_path):
     assert ok and ok[0].accuracy.num_images == recorded["images"]
     assert abs(ok[0].accuracy.AP - recorded["AP50-95"]) < 0.005  # the figure shipped with the model
     assert "AP" in proc.stdout and str(report_path.relative_to(tmp_path)) in proc.stdout
+
+
+def test_run_measures_each_listed_backend(tmp_path, small_model, small_data):
+    """--backend A,B: each backend at each precision, backend-major, like sweep's grid at one size."""
+    report, json_path, _ = run(_opts(tmp_path, small_model, small_data, backends=("onnxruntime", "tensorrt"),
+                                     precisions=("fp32", "int8"), accuracy=False))
+    assert [(r.backend, r.precision, r.status) for r in report.results] == [
+        ("onnxruntime", "fp32", "ok"), ("onnxruntime", "int8", "skipped"),
+        ("tensorrt", "fp32", "skipped"), ("tensorrt", "int8", "skipped")]
+    assert "tensorrt: not implemented" in report.results[2].error
+    assert json_path == tmp_path / "runs" / "report.json"
+    with pytest.raises(EdgebenchError, match="unknown backend 'nope'"):
+        run(_opts(tmp_path / "x", small_model, small_data, backends=("onnxruntime", "nope")))
+    assert not (tmp_path / "x").exists()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import bench.sweep.sweep as sweep_mod
+import bench.sweep.run as run_mod
 from bench.report.writer import ResultRow, load_report
 from bench.sweep.sweep import ConfigJob, SweepOptions, run_job, sweep
 from runtimes.registry import is_installed
@@ -31,7 +31,7 @@ def misbehaving_job(job: ConfigJob) -> dict[str, Any]:
 
 def test_crash_and_hang_become_failed_rows(tmp_path, small_model, small_data, monkeypatch):
     # the fake job never imports the engines, so they need not be installed
-    monkeypatch.setattr(sweep_mod, "availability", lambda name: (True, "ok"))
+    monkeypatch.setattr(run_mod, "availability", lambda name: (True, "ok"))
     opts = _opts(tmp_path, small_model, small_data, backends=("onnxruntime", "openvino", "ncnn"),
                  precisions=("fp32",), timeout_s=8.0, job_fn=misbehaving_job)  # room for a loaded CI box
     started = time.monotonic()
@@ -50,7 +50,7 @@ def test_crash_and_hang_become_failed_rows(tmp_path, small_model, small_data, mo
 
 
 def test_skipped_rows_say_why(tmp_path, small_model, small_data, monkeypatch):
-    monkeypatch.setattr(sweep_mod, "availability",
+    monkeypatch.setattr(run_mod, "availability",
                         lambda name: (False, f"package '{name}' not installed (pip install 'edgebench[{name}]')"))
     opts = _opts(tmp_path, small_model, small_data, backends=("openvino",), precisions=("fp32",),
                  imgsz=(128, 320), accuracy=False)

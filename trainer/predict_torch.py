@@ -1,6 +1,8 @@
 """Detections from a checkpoint in PyTorch, preprocessed and decoded exactly like edge_sdk.Detector."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -24,8 +26,9 @@ def detect(model: torch.nn.Module, frames: list[np.ndarray], imgsz: int, cfg: De
 
 
 def checkpoint_detections(loaded: LoadedModel, samples: list, category_ids: dict[int, int], cfg: DecodeConfig,
-                          imgsz: int | None = None, batch: int = 16) -> list[dict]:
-    """COCO results of a loaded checkpoint's model over the samples."""
+                          imgsz: int | None = None, batch: int = 16,
+                          progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """COCO results of a loaded checkpoint's model over the samples; progress(done, total) per batch."""
     size = int(imgsz or loaded.imgsz)
     out: list[dict] = []
     for start in range(0, len(samples), batch):
@@ -33,4 +36,6 @@ def checkpoint_detections(loaded: LoadedModel, samples: list, category_ids: dict
         dets = detect(loaded.model, [read_image(s.image_path) for s in chunk], size, cfg, loaded.names)
         for s, d in zip(chunk, dets, strict=False):
             out.extend(d.to_coco(int(s.image_id), category_ids))
+        if progress is not None:
+            progress(start + len(chunk), len(samples))
     return out

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from bench.options import CONF, COUNT, IOU, Command, deprecated, notice, threads_option
+from bench.options import BACKEND, CONF, COUNT, IOU, Command, deprecated, notice, threads_option
 from bench.tasks.predict import PredictResult, predict
 
 
@@ -17,12 +17,12 @@ from bench.tasks.predict import PredictResult, predict
 @click.option("--out", "out_dir", default="runs/predict", show_default=True,
               help="Folder for the annotated images ('' to draw nothing).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per frame (JSON lines).")
-@click.option("--backend", default=None, help="Backend name (default: from the model's suffix).")
+@click.option("--backend", type=BACKEND, default=None, help="One backend name (default: from the model's suffix).")
 @click.option("--conf", default=0.25, show_default=True, type=CONF.param_type(), help="Confidence threshold.")
 @click.option("--iou", default=0.7, show_default=True, type=IOU.param_type(), help="NMS IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=COUNT.param_type(),
               help="Detections kept per image.")
-@threads_option("Engine threads (default: physical cores).")
+@threads_option("Engine threads (default: this host's physical cores).")
 @click.option("--max-images", "max_images", default=None, type=COUNT.param_type(),
               help="Stop after this many images or frames (folders, videos, cameras).")
 @deprecated("--max-frames", "max_images", "--max-images", type=COUNT.param_type())

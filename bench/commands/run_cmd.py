@@ -5,7 +5,17 @@ import sys
 
 import click
 
-from bench.options import CONF, COUNT, NON_NEGATIVE, POSITIVE_SECONDS, SECONDS, Command, deprecated, threads_option
+from bench.options import (
+    BACKENDS,
+    CONF,
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE_SECONDS,
+    SECONDS,
+    Command,
+    deprecated,
+    threads_option,
+)
 from bench.report.rows import ResultRow
 from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import render_table
@@ -24,9 +34,15 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
 @click.option("--data", "-d", default=None,
               help="data.yaml, COCO json, data set folder, or a folder of unlabelled images "
                    "(default: the bundled model's synthetic val set).")
-@click.option("--out", "out_dir", default="runs", show_default=True, help="Folder for the report.")
+@click.option("--out", "out_dir", default=None,
+              help="Folder receiving report.json/.md/.html and artifacts/ (default: a new "
+                   "runs/<date-time>-<profile>/).")
+@click.option("--overwrite", is_flag=True, help="Write into an --out folder that already holds a report.")
+@click.option("--backend", "backends", type=BACKENDS, default=None,
+              help="One backend or a comma list, each measured at the precisions (default: the profile's).")
 @click.option("--precisions", default=None, help="Comma list overriding the profile's precisions.")
-@threads_option("Engine threads (default: the profile's, else physical cores).")
+@threads_option("Engine threads (default: the profile's, capped at this host's physical cores; "
+                "the physical cores when the profile sets none).")
 @click.option("--warmup", type=NON_NEGATIVE.param_type(), default=None,
               help="Warm-up iterations (default: the profile's).")
 @click.option("--min-iterations", type=COUNT.param_type(), default=None,
@@ -54,22 +70,26 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
 @click.option("--duration", "duration_s", type=SECONDS.param_type(), default=None,
               help="Sustained run: after the normal run, time the first precision that ran single-stream for "
                    "this many seconds, in windows with clock/temperature/throttling readings, and give a "
-                   "drift verdict (default: the profile's bench.sustained_duration_s; 0 = none).")
+                   "drift verdict (default: the profile's bench.sustained_duration_s on the profile's own device, "
+                   "none on any other host; 0 = none).")
 @click.option("--window", "window_s", type=POSITIVE_SECONDS.param_type(), default=None,
               help="Sustained-run window in seconds (default: duration / 20, between 0.5 and 10).")
-def command(profile: str | None, model: str | None, data: str | None, out_dir: str, precisions: str | None,
+def command(profile: str | None, model: str | None, data: str | None, out_dir: str | None, precisions: str | None,
             threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float,
             reference: str | None, reference_conf: float, duration_s: float | None = None,
             window_s: float | None = None, rewrites: str | None = None,
-            allow_class_mismatch: bool = False) -> None:
+            allow_class_mismatch: bool = False, overwrite: bool = False,
+            backends: tuple[str, ...] | None = None) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
-    Runs the profile's backend at each of its precisions that can run here, each in its own
-    process, prints a table and writes report.json, report.md and report.html under --out. With no
-    arguments: the bundled model on a synthetic val set, with the profile of this host.
+    Runs the profile's backend (or each --backend) at each of its precisions that can run here, each
+    in its own process, prints a table and writes report.json, report.md and report.html into --out
+    (default: runs/<date-time>-<profile>/). With no arguments: the bundled model on a synthetic val
+    set, with the profile of this host.
     """
-    opts = RunOptions(profile=profile, model=model, data=data, out_dir=out_dir,
+    opts = RunOptions(profile=profile, model=model, data=data, out_dir=out_dir, overwrite=overwrite,
+                      backends=backends,
                       precisions=_precisions(precisions), threads=threads, warmup=warmup,
                       min_iterations=min_iterations, min_duration_s=min_duration_s,
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from bench.options import (
+    BACKENDS,
     CONF,
     COUNT,
     NON_NEGATIVE,
@@ -35,17 +36,21 @@ def _names(value: str | None) -> tuple[str, ...] | None:
                    "(.ckpt; needs torch), exported once per --imgsz.")
 @click.option("--data", "-d", default=None,
               help="data.yaml, COCO json, data set folder, or a folder of unlabelled images.")
-@click.option("--backend", "backends", default=None,
+@click.option("--backend", "backends", type=BACKENDS, default=None,
               help="One backend or a comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
-@deprecated("--backends", "backends", "--backend")
+@deprecated("--backends", "backends", "--backend", type=BACKENDS)
 @click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
 @click.option("--imgsz", type=SIZES, default=None,
               help="Comma list of input sizes (default: the model's). An ONNX serves only its own size; "
                    "a .ckpt is exported at each.")
-@click.option("--out", "out_dir", required=True, help="Folder receiving report.json/.md/.html and artifacts/.")
+@click.option("--out", "out_dir", default=None,
+              help="Folder receiving report.json/.md/.html and artifacts/ (default: a new "
+                   "runs/<date-time>-<profile>/).")
+@click.option("--overwrite", is_flag=True, help="Write into an --out folder that already holds a report.")
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
               help="Seconds allowed per configuration (conversion + measurement).")
-@threads_option("Engine threads (default: the profile's).")
+@threads_option("Engine threads (default: the profile's, capped at this host's physical cores; "
+                "the physical cores when the profile sets none).")
 @click.option("--warmup", type=NON_NEGATIVE.param_type(), default=None,
               help="Warm-up iterations (default: the profile's).")
 @click.option("--min-iterations", type=COUNT.param_type(), default=None,
@@ -67,17 +72,20 @@ def _names(value: str | None) -> tuple[str, ...] | None:
                    "(default: that is an error before anything runs).")
 @click.option("--reference-conf", type=CONF.param_type(), default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
-def command(profile: str | None, model: str | None, data: str | None, backends: str | None,
-            precisions: str | None, imgsz: tuple[int, ...] | None, out_dir: str, timeout_s: float, threads: int | None,
+def command(profile: str | None, model: str | None, data: str | None, backends: tuple[str, ...] | None,
+            precisions: str | None, imgsz: tuple[int, ...] | None, out_dir: str | None, timeout_s: float,
+            threads: int | None,
             warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, reference: str | None,
-            reference_conf: float, rewrites: str | None, allow_class_mismatch: bool = False) -> None:
+            reference_conf: float, rewrites: str | None, allow_class_mismatch: bool = False,
+            overwrite: bool = False) -> None:
     """Run every configuration in its own process with a timeout; failures become rows.
 
     The report is rewritten after each configuration, so Ctrl-C keeps what was measured
     (status "partial").
     """
-    opts = SweepOptions(profile=profile, model=model, data=data, out_dir=out_dir, backends=_names(backends),
+    opts = SweepOptions(profile=profile, model=model, data=data, out_dir=out_dir, overwrite=overwrite,
+                        backends=backends,
                         precisions=_names(precisions), imgsz=imgsz, timeout_s=timeout_s, threads=threads,
                         warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
                         accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv),

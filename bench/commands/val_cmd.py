@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from bench.options import CONF, COUNT, IMGSZ, IOU, Command, deprecated, notice_if_given
+from bench.options import BACKEND, CONF, COUNT, IMGSZ, IOU, Command, deprecated, notice_if_given
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 #: One version's notice for the changed meaning of `val --conf` (it was the mAP floor, now --eval-conf).
 CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP floor is --eval-conf"
@@ -19,7 +26,8 @@ CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP flo
 @click.option("--imgsz", type=IMGSZ, default=None, help="Checkpoints only: input size (default: the training size).")
 @click.option("--batch", type=COUNT.param_type(), default=16, show_default=True,
               help="Checkpoints only: images per forward.")
-@click.option("--backend", default=None, help="Artifacts only: runtime backend (default: from the file suffix).")
+@click.option("--backend", type=BACKEND, default=None,
+              help="Artifacts only: one runtime backend (default: from the file suffix).")
 @click.option("--eval-conf", type=CONF.param_type(), default=0.001, show_default=True, help="Confidence floor for mAP.")
 @click.option("--iou", type=IOU.param_type(), default=0.7, show_default=True, help="NMS IoU.")
 @click.option("--max-det", type=COUNT.param_type(), default=300, show_default=True)
@@ -44,7 +52,9 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
         from trainer.requires import require_torch
 
         require_torch()
-    result = validate(model, data, split, imgsz, batch, eval_conf, iou, max_det, deploy_conf, backend, limit=max_images)
+    with progress_bar() as progress:
+        result = validate(model, data, split, imgsz, batch, eval_conf, iou, max_det, deploy_conf, backend,
+                          limit=max_images, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
@@ -55,6 +65,28 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
         click.echo(format_views(result.to_dict()))
     if plots_dir is not None:
         _write_plots(result.to_dict(), plots_dir)
+
+
+@contextmanager
+def progress_bar(stream: TextIO | None = None) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress(done, total) callback drawing a click progress bar over the images on `stream`
+    (stderr); None when it is not a terminal (pipes, logs, --json consumers see nothing)."""
+    out = stream or sys.stderr
+    if not out.isatty():
+        yield None
+        return
+    bars: list[ProgressBar[int]] = []
+
+    def show(done: int, total: int) -> None:
+        if not bars:
+            bars.append(click.progressbar(length=total, label="detecting", show_pos=True, file=out))
+        bars[0].update(done - bars[0].pos)
+
+    try:
+        yield show
+    finally:
+        if bars:
+            bars[0].render_finish()
 
 
 def _require_matplotlib() -> None:

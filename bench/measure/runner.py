@@ -6,6 +6,7 @@ crashes belong to this configuration alone.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from bench.measure.timing import BenchLoop, LoopResult, StageTimer
 from edge_sdk.decode import DecodeConfig
 from edge_sdk.detector import Detector
 from edge_sdk.frames import read_image
+from edge_sdk.host import ThreadsWarning
 from runtimes.threads import resolve_threads
 
 #: Frames kept in memory for the timing loop (decoded before timing starts).
@@ -100,9 +102,12 @@ def _decode_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_detector(spec: MeasureSpec) -> Detector:
-    """The Detector of `spec` (backend, threads, precision, runtime options, deploy decoding)."""
-    return Detector(spec.model, spec.backend, threads=spec.threads, precision=spec.precision,
-                    runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
+    """The Detector of `spec` (backend, threads, precision, runtime options, deploy decoding); no
+    ThreadsWarning: the run warned once, in the parent (bench.options.validate_run_options)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThreadsWarning)
+        return Detector(spec.model, spec.backend, threads=spec.threads, precision=spec.precision,
+                        runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
 
 
 def detector_step(det: Detector, frames: Sequence[np.ndarray]) -> Callable[[StageTimer], None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,22 @@ from bench.report.rows import Accuracy, DataInfo, ModelInfo, Report, ResultRow, 
 from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import new_report, new_result, write_report
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
-from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config
+from bench.sweep.artifacts import ConfigJob, ConfigSkipped, Planned, plan_artifact, run_config
 from bench.sweep.defaults import default_model
 from bench.sweep.gates import gate_collapse, gate_row
 from bench.sweep.inputs import artifact_sha256, check_classes, data_for, data_sha256
 from bench.sweep.isolate import ChildOutcome, run_isolated
+from bench.sweep.outdir import out_folder
 from bench.sweep.qualify import default_threads, qualify, sustained_duration, thread_notes
 from edge_sdk.coco_eval import evaluate, restrict_to_images
 from edge_sdk.datasets import Dataset, Sample, load_dataset
 from edge_sdk.detector import Detector
 from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
+from runtimes.capabilities import get as capability
 from runtimes.errors import InputError
 from runtimes.precision import Precision, parse_precisions
-from runtimes.registry import backend_for_path
+from runtimes.registry import availability, backend_for_path
 from runtimes.threads import resolve_threads
 
 
@@ -43,7 +44,9 @@ class RunOptions:
     profile: str | None = None
     model: str | None = None
     data: str | None = None
-    out_dir: str = "runs"
+    out_dir: str | None = None  # the folder itself; None = a new runs/<stamp>-<profile>/ (bench.sweep.outdir)
+    overwrite: bool = False  # write into an out_dir that already holds a report.json
+    backends: tuple[str, ...] | None = None  # None = the profile's (or the model's own format's)
     precisions: tuple[str, ...] | None = None
     threads: int | None = None
     warmup: int | None = None
@@ -87,9 +90,11 @@ def prepare(opts: RunOptions) -> RunContext:
 
         rewrite_names(opts.rewrites)
     profile = load_profile(opts.profile or match_host_profile())
-    check_runnable(profile)
+    if not opts.backends:  # listed backends are checked per row (a skipped row says why)
+        check_runnable(profile)
     model = Path(opts.model) if opts.model else default_model()
     backend, backend_note = run_backend(model, profile)
+    backend_note = None if opts.backends else backend_note
     with Detector(model, threads=1) as det:  # on the backend of its own format
         meta = dataclasses.asdict(det.meta)
         versions = det.runtime.engine_versions()
@@ -140,17 +145,20 @@ def _label_notes(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> li
 
 
 def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> tuple[Report, Path, Path]:
-    """Measure every precision of the profile; write report.json, .md and .html; return the
-    report and the first two paths."""
+    """Measure each backend (`opts.backends`, else the profile's) at each precision (`opts.precisions`,
+    else the profile's); write report.json, .md and .html into the out folder (bench.sweep.outdir);
+    return the report and the first two paths."""
+    validate_run_options(opts)
+    out = out_folder(opts.out_dir, opts.profile, opts.overwrite)  # refused before anything loads
     ctx = prepare(opts)
     profile = ctx.profile
     report, matches = start_report(ctx, opts)
-    out = Path(opts.out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
-    for precision in opts.precisions or profile.precisions:
-        row = _run_one(ctx, opts, precision, out)
-        report.results.append(row)
-        if on_row:
-            on_row(row)
+    for backend in opts.backends or (ctx.backend,):
+        for precision in opts.precisions or profile.precisions:
+            row = _run_one(ctx, opts, backend, precision, out)
+            report.results.append(row)
+            if on_row:
+                on_row(row)
     duration = sustained_duration(opts.duration_s, profile, report, matches)  # none by default on a proxy host
     if duration:
         report.sustained = _sustained(ctx, opts, report.results, duration)
@@ -188,7 +196,7 @@ def _sustained(ctx: RunContext, opts: RunOptions, rows: list[ResultRow], duratio
     row = next((r for r in rows if r.ok and r.artifact), None)
     if row is None or row.artifact is None:
         return skipped_section(duration, "no precision measured ok, so there is nothing to sustain")
-    spec = measure_spec(ctx, opts, Path(row.artifact), row.precision)
+    spec = measure_spec(ctx, opts, Path(row.artifact), row.precision, row.backend)
     return sustained_section(spec, duration, opts.window_s, opts.timeout_s)
 
 
@@ -256,20 +264,30 @@ def _settings(opts: RunOptions, profile: DeviceProfile) -> Settings:
     )
 
 
-def _run_one(ctx: RunContext, opts: RunOptions, precision: str, out: Path) -> ResultRow:
+def _run_one(ctx: RunContext, opts: RunOptions, backend: str, precision: str, out: Path) -> ResultRow:
     """One result row: skipped (with the reason), failed (with the error) or measured. An ONNX
-    model is converted to the profile's backend first (in the child, parity into the row)."""
-    backend = ctx.backend
+    model is converted to `backend` first (in the child, parity into the row)."""
     try:
-        plan = plan_artifact(ctx.model, backend, precision, ctx.model_precision, out)
+        plan = plan_config(ctx, ctx.model, backend, precision, out)
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
-    spec = measure_spec(ctx, opts, plan.artifact, precision)
+    spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
     job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
                     rewrites=opts.rewrites)
     outcome, parity = run_config(job, opts.timeout_s)
     return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity,
                             source=str(plan.source) if plan.source else None)
+
+
+def plan_config(ctx: RunContext, model: Path, backend: str, precision: str, out: Path) -> Planned:
+    """The artifact of (backend, precision) from `model` (converted into out/artifacts/ when needed);
+    ConfigSkipped when the engine is not installed, does not run `precision`, or has no artifact."""
+    ok, why = availability(backend)
+    if not ok:
+        raise ConfigSkipped(f"{backend}: {why}")
+    if precision not in capability(backend).runs:
+        raise ConfigSkipped(f"{backend} does not run {precision}")
+    return plan_artifact(model, backend, precision, ctx.model_precision, out)
 
 
 def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, source: str | None = None,

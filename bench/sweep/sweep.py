@@ -20,13 +20,15 @@ from bench.options import validate_run_options
 from bench.report.html import write_html_report
 from bench.report.rows import Report, ResultRow, SweepInfo
 from bench.report.writer import new_result, write_report
-from bench.sweep.artifacts import ConfigJob, ConfigSkipped, plan_artifact, run_config, run_job
+from bench.sweep.artifacts import ConfigJob, ConfigSkipped, run_config, run_job
 from bench.sweep.gates import gate_collapse
+from bench.sweep.outdir import out_folder
 from bench.sweep.run import (
     RunContext,
     RunOptions,
     finish_report,
     measure_spec,
+    plan_config,
     prepare,
     row_from_outcome,
     start_report,
@@ -35,7 +37,6 @@ from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
 from runtimes.capabilities import get as capability
 from runtimes.errors import InputError, ModelLoadError
 from runtimes.precision import parse_precisions
-from runtimes.registry import availability
 
 __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
 
@@ -43,9 +44,8 @@ __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
 @dataclass
 class SweepOptions(RunOptions):
     """What `edgebench sweep` was asked; None means the profile's (backends, precisions) or the
-    model's (imgsz). The report is written straight into `out_dir`."""
+    model's (imgsz). The report goes where `run`'s does (bench.sweep.outdir)."""
 
-    backends: tuple[str, ...] | None = None
     imgsz: tuple[int, ...] | None = None
     job_fn: Callable[[ConfigJob], dict[str, Any]] | None = None
 
@@ -53,18 +53,20 @@ class SweepOptions(RunOptions):
 def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
           on_start: Callable[[int], None] | None = None) -> tuple[Report, Path, Path]:
     """Measure every configuration; write report.json + report.md (after each row) and
-    report.html (at the end) into opts.out_dir; return the report and the first two paths.
+    report.html (at the end) into the out folder (bench.sweep.outdir: opts.out_dir itself, else a new
+    runs/<stamp>-<profile>/); return the report and the first two paths.
 
     `on_start(n)` is told the number of configurations, `on_row(row)` each row as it finishes.
     Ctrl-C stops the sweep cleanly: the report keeps status "partial" and `interrupted: true`.
     """
     validate_run_options(opts)  # every number in range, before anything loads (bench.options)
     _check_options(opts)
+    out = out_folder(opts.out_dir, opts.profile, opts.overwrite)  # refused before anything loads
+    opts = dataclasses.replace(opts, out_dir=str(out))
     ctx, sources = _prepare(opts)
     grid = configurations(ctx, opts)
     report, matches = start_report(ctx, opts)
     report.sweep = info = SweepInfo(configurations=len(grid), interrupted=False)
-    out = Path(opts.out_dir)
     json_path, md_path = write_report(report, out)
     if on_start:
         on_start(len(grid))
@@ -96,7 +98,7 @@ def _prepare(opts: SweepOptions) -> tuple[RunContext, SizeSources]:
     ckpt = Path(str(opts.model))
     if not ckpt.is_file():
         raise ModelLoadError(f"model not found: {ckpt}")
-    sources = export_sizes(ckpt, opts.imgsz, Path(opts.out_dir), opts.timeout_s)
+    sources = export_sizes(ckpt, opts.imgsz, _out(opts), opts.timeout_s)
     if sources.first() is None:
         raise ModelLoadError(next(iter(sources.failed.values())))
     ctx = prepare(dataclasses.replace(opts, model=str(sources.first())))
@@ -148,15 +150,17 @@ def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, siz
     if size not in sources.onnx:
         raise ConfigSkipped(f"model input is fixed at {hw[0]}x{hw[1]}; sweep a training checkpoint (.ckpt) "
                             f"to measure {size}")
-    ok, why = availability(backend)
-    if not ok:
-        raise ConfigSkipped(f"{backend}: {why}")
-    if precision not in capability(backend).runs:
-        raise ConfigSkipped(f"{backend} does not run {precision}")
-    plan = plan_artifact(sources.onnx[size], backend, precision, ctx.model_precision, Path(opts.out_dir))
+    plan = plan_config(ctx, sources.onnx[size], backend, precision, _out(opts))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
     return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
                      rewrites=opts.rewrites)
+
+
+def _out(opts: SweepOptions) -> Path:
+    """The out folder, resolved by sweep() before anything runs."""
+    if opts.out_dir is None:
+        raise ValueError("sweep() resolves out_dir before planning")
+    return Path(opts.out_dir)
 
 
 def _model_size(ctx: RunContext) -> tuple[int, int]:

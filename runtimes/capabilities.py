@@ -79,7 +79,7 @@ _BUILTIN = (
                devices=("x86_64 CPU", "Intel GPU", "Intel NPU")),
     Capability("ncnn", "ncnn", "ncnn", "ncnn", (".param",), beside=(".bin",),
                runtime="runtimes.ncnn_backend:NcnnRuntime", converter="converters.ncnn:to_ncnn",
-               runs=(F32, F16, B16, I8), writes=(F32, F16, B16),
+               runs=(F32, F16, B16, I8), writes=(F32, F16, B16), hints=(F32, F16, B16),
                devices=("arm64 CPU (Raspberry Pi)", "armv7 CPU", "x86_64 CPU"),
                export_extra="ncnn-export"),
     Capability("tflite", "ai_edge_litert", "ai-edge-litert", "tflite", (".tflite",),

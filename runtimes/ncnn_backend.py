@@ -40,9 +40,7 @@ class NcnnRuntime(Runtime):
         self._net = self._load_net(ncnn, param_text)
         self._inputs, self._outputs = self._specs(param_text)
         self._precision = self._measured_precision(ncnn, param_text)
-        int8 = self.options.precision in (Precision.INT8, Precision.MIXED)
-        self._check_precision("the .param has no int8 layers" if int8 else
-                              "ncnn's switches for it change nothing on this CPU (measured)")
+        self._check_precision(_refusal(self.options.precision, self._precision))
 
     def _measured_precision(self, ncnn: Any, param_text: str) -> Precision:
         quantized = param_precision(param_text)
@@ -125,6 +123,15 @@ class NcnnRuntime(Runtime):
         net, self._net = getattr(self, "_net", None), None
         if net is not None:
             net.clear()
+
+
+def _refusal(asked: Precision | None, used: Precision) -> str:
+    """Why ncnn does not run `asked` here (the text of a PrecisionUnsupportedError)."""
+    if asked in (Precision.INT8, Precision.MIXED):
+        return "the .param has no int8 layers"
+    if used in (Precision.INT8, Precision.MIXED):
+        return "the .param is quantized; it runs as it is (ask for int8 or nothing)"
+    return f"ncnn's {asked} switches change nothing on this CPU (measured)"
 
 
 def unsupported_layers(param_text: str, ncnn: Any | None = None) -> list[str]:

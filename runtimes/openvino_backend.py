@@ -49,8 +49,7 @@ class OpenVinoRuntime(Runtime):
         self._outputs = [_spec(p) for p in self._model.outputs]
         self._props = _rt_props(self._model)
         self._precision = runtime_precision(self._compiled)
-        self._check_precision("OpenVINO picks the precision the CPU has units for (an f16 hint runs bf16 or "
-                              "f32 without fp16 arithmetic; int8 needs a quantized IR)")
+        self._check_precision(_refusal(self.options.precision, self._precision))
 
     def compile_config(self) -> dict[str, Any]:
         """The properties passed to `compile_model` (precision hint always explicit)."""
@@ -143,9 +142,23 @@ def _rt_props(model: Any) -> dict[str, str]:
     return {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in section.items()}
 
 
+def _refusal(asked: Precision | None, used: Precision) -> str:
+    """Why OpenVINO does not run `asked` here (the text of a PrecisionUnsupportedError)."""
+    if asked in (Precision.INT8, Precision.MIXED):
+        return "int8 needs a quantized IR (this one has no quantized compute layers)"
+    if asked is Precision.FP16:
+        return f"this CPU has no fp16 arithmetic, so OpenVINO's f16 hint runs {used} here"
+    if asked is not None and used in (Precision.INT8, Precision.MIXED):
+        return "the IR is quantized; it runs as it is (ask for int8 or nothing)"
+    return f"OpenVINO computes this model in {used} on this CPU"
+
+
 def runtime_precision(compiled: Any) -> Precision:
-    """The precision of a compiled model from its executable graph: the runtime precision of each compute
-    layer (int8 when all are quantized, mixed when some are or when float kinds differ)."""
+    """The precision of a compiled model from its executable graph: what each compute layer takes its
+    activations in (int8 when all are quantized, mixed when some are or when float kinds differ).
+
+    Not the layer's "runtimePrecision" alone: for an IR with fp16-compressed weights under an f32 hint it
+    says f16 (the weights) while activations and outputs are f32, i.e. the layer computes in f32."""
     floats: Counter[Precision] = Counter()
     quantized = total = 0
     for op in compiled.get_runtime_model().get_ops():
@@ -154,10 +167,11 @@ def runtime_precision(compiled: Any) -> Precision:
             continue
         total += 1
         runtime = _rt_str(info["runtimePrecision"]) if "runtimePrecision" in info else ""
-        if runtime in _QUANTIZED:
+        activation = op.input(0).get_element_type().get_type_name() if op.get_input_size() else runtime
+        if runtime in _QUANTIZED or activation in _QUANTIZED:
             quantized += 1
         else:
-            floats[_RUNTIME_NAMES.get(runtime, Precision.UNKNOWN)] += 1
+            floats[_RUNTIME_NAMES.get(activation, Precision.UNKNOWN)] += 1
     floats.pop(Precision.UNKNOWN, None)
     return from_counts(floats, quantized, total)
 

@@ -66,5 +66,7 @@ def test_openvino_float_precisions_are_hints_not_conversions() -> None:
     assert resolve_artifact(ir, "openvino", "bf16", "fp16") == ir
     with pytest.raises(ConfigSkipped, match="INT8 calibration"):
         resolve_artifact(ir, "openvino", "int8", "fp32")
+    # ncnn's float precisions are load-time switches too: the engine then says whether they take effect
+    assert resolve_artifact(Path("m.param"), "ncnn", "fp16", "fp32") == Path("m.param")
     with pytest.raises(ConfigSkipped, match="fp16 conversion"):
-        resolve_artifact(Path("m.param"), "ncnn", "fp16", "fp32")
+        resolve_artifact(Path("m.onnx"), "onnxruntime", "fp16", "fp32")

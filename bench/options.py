@@ -38,10 +38,10 @@ class Rule:
     low_open: bool = False
 
     def param_type(self) -> click.ParamType[Any]:
-        """The click type enforcing this rule."""
+        """The click type enforcing this rule (a float must also be finite: no nan, no inf)."""
         if self.integer:
             return click.IntRange(min=_int(self.low), max=_int(self.high))
-        return click.FloatRange(min=self.low, max=self.high, min_open=self.low_open)
+        return FiniteFloatRange(min=self.low, max=self.high, min_open=self.low_open)
 
     def describe(self) -> str:
         """The rule in words, e.g. 'an integer >= 1' or 'a number in (0, 1]'."""
@@ -64,7 +64,7 @@ class Rule:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral if self.integer else numbers.Real):
             return False
         v = float(value)
-        if math.isnan(v):
+        if not math.isfinite(v):
             return False
         if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
             return False
@@ -75,26 +75,55 @@ def _int(bound: float | None) -> int | None:
     return None if bound is None else int(bound)
 
 
-COUNT = Rule(integer=True, low=1)  #: iterations, images, frames, threads, batch, max_det
-NON_NEGATIVE = Rule(integer=True, low=0)  #: warm-up iterations, seeds, workers, epochs of patience
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (which compare as in range or hang a run)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return number
+
+
+#: Upper bounds no real use reaches; above them a value is a typo that would hang, overflow or exhaust
+#: memory (documented in docs/bench.md, "Option limits").
+MAX_SECONDS = 7 * 24 * 3600.0  #: durations, timeouts, windows: 7 days
+MAX_THREADS = 1024  #: engine threads
+MAX_ITERATIONS = 1_000_000  #: warm-up and minimum timed iterations
+MAX_PARITY_IMAGES = 1000  #: export --parity-images
+MAX_SYNTH_IMAGES = 1_000_000  #: data synth --train / --val
+MAX_IMGSZ = 8192  #: input sizes (pixels, a multiple of STRIDE)
+
+COUNT = Rule(integer=True, low=1)  #: images, frames, batch, max_det
+NON_NEGATIVE = Rule(integer=True, low=0)  #: seeds, workers, epochs of patience
+THREADS = Rule(integer=True, low=1, high=MAX_THREADS)  #: engine threads
+ITERATIONS = Rule(integer=True, low=1, high=MAX_ITERATIONS)  #: minimum timed iterations
+WARMUP = Rule(integer=True, low=0, high=MAX_ITERATIONS)  #: warm-up iterations
+PARITY_IMAGES = Rule(integer=True, low=1, high=MAX_PARITY_IMAGES)  #: parity-check frames
+SYNTH_IMAGES = Rule(integer=True, low=0, high=MAX_SYNTH_IMAGES)  #: synthetic images to write
 CONF = Rule(integer=False, low=0.0, high=1.0)  #: confidence thresholds, probabilities, fractions
 IOU = Rule(integer=False, low=0.0, high=1.0, low_open=True)  #: NMS IoU
-SECONDS = Rule(integer=False, low=0.0)  #: durations where 0 means none
-POSITIVE_SECONDS = Rule(integer=False, low=0.0, low_open=True)  #: timeouts, windows
+SECONDS = Rule(integer=False, low=0.0, high=MAX_SECONDS)  #: durations where 0 means none
+POSITIVE_SECONDS = Rule(integer=False, low=0.0, high=MAX_SECONDS, low_open=True)  #: timeouts, windows
 POSITIVE = Rule(integer=False, low=0.0, low_open=True)  #: learning rates
 
-#: RunOptions / SweepOptions field -> its rule (validate_run_options).
-RUN_RULES: dict[str, Rule] = {
-    "threads": COUNT, "warmup": NON_NEGATIVE, "min_iterations": COUNT, "min_duration_s": SECONDS,
-    "max_eval_images": COUNT, "timeout_s": POSITIVE_SECONDS, "reference_conf": CONF,
-    "duration_s": SECONDS, "window_s": POSITIVE_SECONDS,
+#: RunOptions / SweepOptions field -> (its CLI option, its rule) (validate_run_options).
+RUN_RULES: dict[str, tuple[str, Rule]] = {
+    "threads": ("--threads", THREADS), "warmup": ("--warmup", WARMUP),
+    "min_iterations": ("--min-iterations", ITERATIONS), "min_duration_s": ("--min-duration", SECONDS),
+    "max_eval_images": ("--max-images", COUNT), "timeout_s": ("--timeout", POSITIVE_SECONDS),
+    "reference_conf": ("--reference-conf", CONF), "duration_s": ("--duration", SECONDS),
+    "window_s": ("--window", POSITIVE_SECONDS),
 }
 
 
 def check_imgsz(value: Any, name: str = "imgsz") -> int:
-    """`value` as an input size: a positive integer multiple of the model stride, else InputError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or value % STRIDE:
-        raise InputError(f"{name} {value!r}: an input size must be a positive multiple of {STRIDE}")
+    """`value` as an input size: a positive integer multiple of the model stride, at most MAX_IMGSZ, else
+    InputError."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0 or value % STRIDE
+            or int(value) > MAX_IMGSZ):
+        raise InputError(f"{name} {value!r}: an input size must be a positive multiple of {STRIDE}, "
+                         f"at most {MAX_IMGSZ}")
     return int(value)
 
 
@@ -108,7 +137,7 @@ class ImgszType(click.types.IntParamType):
         try:
             return check_imgsz(number, "")
         except InputError:
-            self.fail(f"{number} is not a positive multiple of {STRIDE}", param, ctx)
+            self.fail(f"{number} is not a positive multiple of {STRIDE} up to {MAX_IMGSZ}", param, ctx)
 
 
 class SizeListType(click.ParamType[tuple[int, ...]]):
@@ -130,7 +159,7 @@ class SizeListType(click.ParamType[tuple[int, ...]]):
             except ValueError:
                 self.fail(f"'{part}' is not an integer", param, ctx)
             except InputError:
-                self.fail(f"{part} is not a positive multiple of {STRIDE}", param, ctx)
+                self.fail(f"{part} is not a positive multiple of {STRIDE} up to {MAX_IMGSZ}", param, ctx)
         return tuple(sizes)
 
 
@@ -238,8 +267,8 @@ def warn_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
 
 def threads_option(help_text: str) -> Callable[[F], F]:
     """`--threads N` (N >= 1, a warning above the host's cores)."""
-    return click.option("--threads", type=COUNT.param_type(), default=None, callback=warn_threads,
-                        help=help_text)
+    return click.option("--threads", type=THREADS.param_type(), default=None, callback=warn_threads,
+                        help=f"{help_text} At most {MAX_THREADS}.")
 
 
 # ----------------------------------------------------------------------------- the Python API
@@ -254,13 +283,11 @@ def validate_run_options(opts: RunOptionsLike) -> None:
     """InputError for the first out-of-range field of a RunOptions / SweepOptions (RUN_RULES, sizes,
     precision names), before anything is loaded or written; a ThreadsWarning (edge_sdk.host) when
     threads exceeds this host's usable cores."""
-    from runtimes.precision import parse_precisions
-
-    for name, rule in RUN_RULES.items():
-        rule.check(name, getattr(opts, name, None))
+    for name, (option, rule) in RUN_RULES.items():
+        rule.check(f"{name} ({option})", getattr(opts, name, None))
     for size in getattr(opts, "imgsz", None) or ():
         check_imgsz(size)
-    parse_precisions(opts.precisions or ())
+    requested_precisions(opts.precisions)
     _check_backend_names(getattr(opts, "backends", None) or ())
     from edge_sdk.host import warn_excess_threads
 
@@ -284,6 +311,38 @@ def _warning_stacklevel() -> int | None:
             outermost = level
         frame, level = frame.f_back, level + 1
     return level if outermost == 2 else None
+
+
+def requested_precisions(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The canonical (lower-case) precision names of `names`, in order, each once; None when not given
+    (the profile's); PrecisionError for an unknown name, InputError for an empty list."""
+    from runtimes.precision import parse_precisions
+
+    if names is None:
+        return None
+    canonical = tuple(p.value for p in parse_precisions(list(names)))
+    if not canonical:
+        raise InputError("--precisions is empty (give a comma list, e.g. fp32,int8)")
+    return canonical
+
+
+class PrecisionListType(click.ParamType[tuple[str, ...]]):
+    """A comma list of precision names, canonical and each once (e.g. 'FP32,int8,fp32' -> fp32, int8)."""
+
+    name = "precisions"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        from runtimes.errors import EdgebenchError
+
+        try:
+            return requested_precisions(str(value).split(",")) or ()
+        except EdgebenchError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+PRECISIONS = PrecisionListType()
 
 
 def _check_backend_names(names: Sequence[str]) -> None:

@@ -82,17 +82,19 @@ class InputBuffer:
         return self.array, ready
 
 
-def preprocess(image: np.ndarray, input_size: tuple[int, int], dtype: str = "float32",
+def preprocess(image: np.ndarray, input_size: int | tuple[int, int], dtype: str = "float32",
                layout: str = "nchw", buffer: InputBuffer | None = None) -> tuple[np.ndarray, Letterbox]:
     """BGR uint8 frame -> (1, 3, H, W) RGB in [0, 1] (or NHWC), plus the letterbox geometry.
 
     Pixels are divided by 255 in float32 (as `x / 255.0` does); the resized frame is written
     straight into the padded tensor, one colour plane at a time. With `buffer`, the tensor is
     written into (and returned as) that buffer's array, which the next call overwrites.
+    `input_size` is (height, width), or one int for a square input.
     """
     if layout not in ("nchw", "nhwc"):
         raise InputError(f"layout must be 'nchw' or 'nhwc', got '{layout}'")
     check_frame(image)
+    input_size = input_hw(input_size)
     lb = letterbox_geometry(image.shape[:2], input_size)
     resized = _resize(image, lb)
     H, W = input_size
@@ -122,6 +124,20 @@ def _fill_border(hwc: np.ndarray, y: int, x: int, h: int, w: int) -> None:
     hwc[y + h:] = pad
     hwc[y:y + h, :x] = pad
     hwc[y:y + h, x + w:] = pad
+
+
+def input_hw(size: object) -> tuple[int, int]:
+    """A model input size as (height, width): an int means a square; InputError for anything but a
+    positive int or a pair of them."""
+    if _positive_int(size):
+        return int(size), int(size)  # type: ignore[call-overload]  # _positive_int: an int
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(_positive_int(v) for v in size):
+        return int(size[0]), int(size[1])
+    raise InputError(f"input size must be a positive int or (height, width), got {size!r}")
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value > 0)
 
 
 def check_frame(image: np.ndarray) -> None:

@@ -32,6 +32,25 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_yolov8_onnx(path, nc=len(NAMES), imgsz=128, width=0.125, depth=0.33, names=NAMES)
 
 
+@pytest.fixture(scope="session")
+def qdq_model(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """small_model quantized by ONNX Runtime's own quantizer (static, Q/DQ, int8), as a user would."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self._items = iter([{"images": rng.random((1, 3, 128, 128), dtype=np.float32)} for _ in range(2)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    out = tmp_path_factory.mktemp("qdq") / "q.onnx"
+    quantize_static(str(small_model), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return out
+
+
 def write_yolo_set(root: Path, n: int = 4, names: dict[int, str] = NAMES, seed: int = 0) -> Path:
     """A YOLO data set with n random images, one box each; returns data.yaml."""
     rng = np.random.default_rng(seed)

@@ -88,7 +88,9 @@ def test_missing_map_counts_only_when_a_map_budget_is_set():
     no_base_ap = run(report(row(p99=80.0, ap=None), row(precision="int8", p99=40.0)),
                      max_map_drop=0.02)
     assert no_base_ap["recommendation"] is None
-    assert all(codes(no_base_ap, r["label"]) == ["missing_map"] for r in no_base_ap["rows"])
+    assert codes(no_base_ap, "r0.json: onnxruntime/fp32@640") == ["missing_map"]
+    assert codes(no_base_ap, "r0.json: onnxruntime/int8@640") == ["baseline_missing_map"]  # it has AP 0.40
+    assert "not chosen: its baseline has no AP50-95" in render_compare_markdown(no_base_ap)
 
 
 def test_failed_and_skipped_rows_are_never_picked():

@@ -194,3 +194,18 @@ def test_yolov8_fixture_dynamic_batch(tmp_path):
     both = sess.run(None, {"images": x})[0]
     assert both.shape == (2, 7, 336)
     np.testing.assert_allclose(sess.run(None, {"images": x[1:]})[0], both[1:], rtol=1e-4, atol=1e-4)
+
+
+def test_preprocess_takes_an_int_as_a_square_size() -> None:
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    square, lb = preprocess(frame, 320)
+    pair, lb_pair = preprocess(frame, (320, 320))
+    assert square.shape == (1, 3, 320, 320) and np.array_equal(square, pair) and lb == lb_pair
+    assert preprocess(frame, np.int64(160))[0].shape == (1, 3, 160, 160)
+
+
+@pytest.mark.parametrize("size", [0, -320, 320.0, True, "320", (320,), (320, 320, 3), (320, 0), None])
+def test_preprocess_refuses_other_sizes_with_a_typed_error(size: object) -> None:
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(InputError, match="input size must be a positive int or"):
+        preprocess(frame, size)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 mismatch, pre-quantized models, the bundled data set only for the bundled model, nothing measured."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from onnx import helper, numpy_helper
 
 from bench.report.compare import compare
 from bench.report.writer import new_report
+from bench.sweep.defaults import default_model
 from bench.sweep.gates import COLLAPSE_RATIO, MIN_REFERENCE_AP, collapse_reason, gate_collapse, gate_row
 from bench.sweep.isolate import ChildOutcome
 from bench.sweep.run import RunOptions, measure_spec, prepare, row_from_outcome, run
@@ -113,7 +115,8 @@ def test_class_mismatch_is_one_line_exit_2_before_anything_runs(tmp_path, small_
     assert_one_line_error(proc, "has 3 classes", "the model has 4", "--allow-class-mismatch")
     assert not (tmp_path / "r").exists()
     renamed = write_yolo_set(tmp_path / "renamed", names={i: f"other{i}" for i in range(4)})
-    with pytest.raises(InputError, match="0:other0"):
+    with pytest.raises(InputError, match="the class names differ: data set .* has class 0 'other0' where the "
+                                         "model has 'class0'"):
         prepare(_opts(tmp_path, small_model, renamed))
     ctx = prepare(_opts(tmp_path, small_model, renamed, allow_class_mismatch=True))
     assert any(n.startswith("class mismatch allowed") for n in ctx.notes)
@@ -159,25 +162,6 @@ def test_report_identity_hashes_and_scored_count(tmp_path, small_model, small_da
     assert again.data.sha256 != report.data.sha256
 
 
-@pytest.fixture(scope="module")
-def qdq_model(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(0)
-            self._items = iter([{"images": rng.random((1, 3, 128, 128), dtype=np.float32)} for _ in range(2)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._items, None)
-
-    out = tmp_path_factory.mktemp("qdq") / "q.onnx"
-    quantize_static(str(small_model), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return out
-
-
-
 def test_a_sweep_that_measures_nothing_is_partial(tmp_path, small_model, small_data):
     from bench.sweep.sweep import SweepOptions, sweep
 
@@ -192,3 +176,42 @@ def test_cli_says_a_foreign_model_without_data_is_latency_only(tmp_path, small_m
                    "--warmup", "0", "--min-iterations", "2", "--min-duration", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "note: no --data: the bundled synthetic data set belongs to the bundled model" in proc.stderr
+
+
+def test_val_refuses_different_class_names_like_run(tmp_path, small_model, capfd):
+    from bench.cli import main
+
+    renamed = write_yolo_set(tmp_path / "renamed", names={0: "class0", 1: "class2", 2: "class1", 3: "class3"})
+    with pytest.raises(SystemExit) as exc:
+        main(["val", "-m", str(small_model), "-d", str(renamed)])
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert exc.value.code == 2 and len(lines) == 1, lines
+    assert "the class names differ" in lines[0] and "class 1 'class2'" in lines[0], lines
+    main(["val", "-m", str(small_model), "-d", str(renamed), "--allow-class-mismatch", "--json"])
+    captured = capfd.readouterr()
+    assert "note: class mismatch allowed (--allow-class-mismatch)" in captured.err
+    assert json.loads(captured.out)
+
+
+def test_val_refuses_an_imgsz_an_artifact_does_not_have(tmp_path, small_model, small_data, capfd):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["val", "-m", str(small_model), "-d", str(small_data), "--imgsz", "640"])
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert exc.value.code == 2 and len(lines) == 1 and "--imgsz 640" in lines[0] and "128x128" in lines[0], lines
+
+
+def test_an_artifact_converted_from_the_bundled_model_takes_the_bundled_data(small_model):
+    from bench.sweep.inputs import _source_hash, data_for, is_bundled_model
+
+    bundled_hash = _source_hash(str(default_model()))
+    assert bundled_hash  # the bundled model records the checkpoint it was exported from
+    converted = {"source_hash": bundled_hash, "extra": {"converted_from": "default_model.onnx"}}
+    assert is_bundled_model(small_model, converted)
+    assert data_for(None, small_model, converted, False)[1] is None  # scored: its labels are the model's
+    for other in ({"source_hash": None, "extra": {"converted_from": "default_model.onnx"}},
+                  {"source_hash": "f" * 64, "extra": {"converted_from": "default_model.onnx"}},
+                  {"source_hash": bundled_hash, "extra": {}}, {}):
+        assert not is_bundled_model(small_model, other)
+        assert "labels are not used" in (data_for(None, small_model, other, False)[1] or "")

@@ -112,3 +112,12 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'gt.json'}: expected a COCO "
                                                 "ground-truth object, got a JSON list"]
+
+
+def test_an_empty_detection_list_warns_once_and_exits_0(files, capfd) -> None:
+    gt, dt = files
+    dt.write_text("[]")
+    main(["map", "--gt", str(gt), "--pred", str(dt), "--json"])
+    captured = capfd.readouterr()
+    assert captured.err.strip() == f"warning: no detections in {dt}: every score below is 0"
+    assert json.loads(captured.out)

@@ -18,11 +18,17 @@ from runtimes.errors import InputError
 
 COUNT = ("0", "-3")
 NON_NEGATIVE = ("-1",)
-CONF = ("-0.1", "1.5")
-IOU = ("0", "1.5")
-SECONDS = ("-1",)
-POSITIVE_SECONDS = ("0", "-1")
-IMGSZ = ("0", "-32", "100")
+CONF = ("-0.1", "1.5", "nan")
+IOU = ("0", "1.5", "nan")
+#: Durations and timeouts: finite and at most 7 days (1e12 / 1e300 overflowed a timer, inf / 1e308 hung).
+SECONDS = ("-1", "nan", "inf", "1e308", "1e12", "604801")
+POSITIVE_SECONDS = ("0", "-1", "nan", "inf", "1e300", "604801")
+IMGSZ = ("0", "-32", "100", "8224", "1000000")  # a multiple of 32, at most 8192
+THREADS = ("0", "-3", "1025", "99999")  # at most 1024 (99999 hung)
+WARMUP = ("-1", "1000001")
+ITERATIONS = ("0", "-3", "1000001")
+PARITY_IMAGES = ("0", "-3", "1001")
+SYNTH_IMAGES = ("-1", "1000001")
 BUDGET = ("-5",)
 FRACTION = ("-0.1", "2")
 LIMIT = ("0", "-2", "1.5", "abc")
@@ -31,23 +37,23 @@ LIMIT = ("0", "-2", "1.5", "abc")
 BAD_VALUES: dict[str, tuple[str, ...]] = {
     "compare --max-p99-ms": BUDGET, "compare --max-map-drop": FRACTION,
     "compare --max-memory-mb": BUDGET, "compare --per-class-drop": FRACTION,
-    "data synth --train": NON_NEGATIVE, "data synth --val": NON_NEGATIVE, "data synth --imgsz": IMGSZ,
+    "data synth --train": SYNTH_IMAGES, "data synth --val": SYNTH_IMAGES, "data synth --imgsz": IMGSZ,
     "data synth --seed": NON_NEGATIVE,
-    "export --imgsz": IMGSZ, "export --opset": ("10", "-1"), "export --parity-images": COUNT,
-    "export --threads": COUNT,
+    "export --imgsz": IMGSZ, "export --opset": ("10", "-1"), "export --parity-images": PARITY_IMAGES,
+    "export --threads": THREADS,
     "map --conf": CONF,
-    "predict --conf": CONF, "predict --iou": IOU, "predict --max-det": COUNT, "predict --threads": COUNT,
+    "predict --conf": CONF, "predict --iou": IOU, "predict --max-det": COUNT, "predict --threads": THREADS,
     "predict --max-images": COUNT, "predict --max-frames": COUNT,
-    "run --threads": COUNT, "run --warmup": NON_NEGATIVE, "run --min-iterations": COUNT,
+    "run --threads": THREADS, "run --warmup": WARMUP, "run --min-iterations": ITERATIONS,
     "run --min-duration": SECONDS, "run --max-images": COUNT, "run --max-eval-images": COUNT,
     "run --reference-conf": CONF, "run --timeout": POSITIVE_SECONDS, "run --duration": SECONDS,
     "run --window": POSITIVE_SECONDS,
-    "sweep --imgsz": ("0", "320,100", "abc", ","), "sweep --timeout": POSITIVE_SECONDS,
-    "sweep --threads": COUNT, "sweep --warmup": NON_NEGATIVE, "sweep --min-iterations": COUNT,
+    "sweep --imgsz": ("0", "320,100", "abc", ",", "320,8224"), "sweep --timeout": POSITIVE_SECONDS,
+    "sweep --threads": THREADS, "sweep --warmup": WARMUP, "sweep --min-iterations": ITERATIONS,
     "sweep --min-duration": SECONDS, "sweep --max-images": COUNT, "sweep --max-eval-images": COUNT,
     "sweep --reference-conf": CONF,
     "train --imgsz": IMGSZ, "train --epochs": COUNT, "train --batch": COUNT, "train --workers": NON_NEGATIVE,
-    "train --lr0": ("0", "-0.1"), "train --patience": NON_NEGATIVE, "train --close-mosaic": NON_NEGATIVE,
+    "train --lr0": ("0", "-0.1", "inf", "nan"), "train --patience": NON_NEGATIVE, "train --close-mosaic": NON_NEGATIVE,
     "train --mosaic": CONF, "train --mixup": CONF, "train --seed": NON_NEGATIVE, "train --num-nodes": COUNT,
     "train --accumulate": COUNT, "train --max-steps": COUNT, "train --limit-train-batches": LIMIT,
     "train --limit-val-batches": LIMIT,
@@ -121,6 +127,9 @@ def test_bad_value_is_one_line_exit_2_nothing_written(key: str, bad: str, tmp_pa
     ("threads", 0), ("threads", -2), ("warmup", -1), ("min_iterations", -5), ("min_iterations", 0),
     ("min_duration_s", -1.0), ("max_eval_images", -3), ("max_eval_images", 0), ("timeout_s", 0.0),
     ("reference_conf", 1.5), ("duration_s", -1.0), ("window_s", 0.0), ("threads", 2.5), ("threads", True),
+    ("duration_s", 1e12), ("timeout_s", 1e300), ("min_duration_s", float("inf")), ("min_duration_s", 1e308),
+    ("min_duration_s", float("nan")), ("window_s", float("inf")), ("threads", 99999), ("warmup", 10**7),
+    ("min_iterations", 10**7),
 ])
 def test_run_options_out_of_range_is_a_typed_error(field: str, value: object, tmp_path: Path) -> None:
     opts = RunOptions(out_dir=str(tmp_path / "runs"), **{field: value})  # type: ignore[arg-type]
@@ -141,6 +150,79 @@ def test_sweep_options_out_of_range_is_a_typed_error(tmp_path: Path) -> None:
 def test_run_options_in_range_pass() -> None:
     validate_run_options(RunOptions(threads=1, warmup=0, min_iterations=1, min_duration_s=0.0, max_eval_images=1,
                                     timeout_s=0.5, reference_conf=0.0, duration_s=0.0, window_s=0.1))
+    week = 7 * 24 * 3600.0  # the upper bounds themselves pass
+    validate_run_options(RunOptions(warmup=10**6, min_iterations=10**6, min_duration_s=week, timeout_s=week,
+                                    duration_s=week, window_s=week))
+
+
+def test_api_errors_name_the_cli_option_too() -> None:
+    with pytest.raises(InputError, match=r"min_duration_s \(--min-duration\) must be .* got nan"):
+        validate_run_options(RunOptions(min_duration_s=float("nan")))
+
+
+def test_imgsz_bounds_on_the_api() -> None:
+    from bench.options import check_imgsz
+
+    assert check_imgsz(8192) == 8192
+    for bad in (8224, 10**6, 100, 0):
+        with pytest.raises(InputError, match="multiple of 32, at most 8192"):
+            check_imgsz(bad)
+
+
+# ----------------------------------------------------------------------------- precisions
+
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_empty_precisions_is_an_error(value: str, tmp_path: Path, monkeypatch, capfd) -> None:
+    monkeypatch.chdir(tmp_path)
+    for command in (["run"], ["sweep", "--out", "s"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*command, f"--precisions={value}"])
+        lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+        assert exc.value.code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith("error: ") and "--precisions is empty" in lines[0], lines
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="--precisions is empty"):
+        validate_run_options(RunOptions(precisions=()))
+
+
+@pytest.mark.parametrize("module, command", [("run_cmd", ["run"]), ("sweep_cmd", ["sweep"])])
+def test_cli_precisions_are_canonical_and_once(module: str, command: list[str], monkeypatch) -> None:
+    cmd = importlib.import_module(f"bench.commands.{module}")
+    seen: dict[str, object] = {}
+
+    def fake(opts: object, **kwargs: object) -> None:
+        seen["precisions"] = opts.precisions  # type: ignore[attr-defined]
+        raise InputError("stop here")
+
+    monkeypatch.setattr(cmd, command[0], fake)
+    with pytest.raises(SystemExit):
+        main([*command, "--precisions", "FP32, fp32,Int8,fp32"])
+    assert seen["precisions"] == ("fp32", "int8")
+
+
+def test_unknown_precision_is_one_line(capfd) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--precisions", "fp64"])
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert exc.value.code == 2 and len(lines) == 1 and "unknown precision 'fp64'" in lines[0], lines
+
+
+def test_api_precisions_are_canonical_and_once() -> None:
+    from bench.options import requested_precisions
+
+    assert requested_precisions(("FP32", "fp32", " Int8 ")) == ("fp32", "int8")
+    assert requested_precisions(None) is None
+
+
+def test_run_measures_each_precision_once_by_its_canonical_name(tmp_path: Path, small_model: Path,
+                                                                 small_data: Path) -> None:
+    from bench.sweep.run import run
+
+    opts = RunOptions(model=str(small_model), data=str(small_data), out_dir=str(tmp_path / "r"), warmup=0,
+                      min_iterations=1, min_duration_s=0.0, duration_s=0, accuracy=False,
+                      precisions=("FP32", "fp32"))
+    report, _, _ = run(opts)
+    assert [(r.precision, r.status) for r in report.results] == [("fp32", "ok")]
 
 
 def test_export_and_predict_api_refuse_bad_counts(tmp_path: Path, small_model: Path) -> None:
@@ -168,9 +250,9 @@ def test_threads_above_the_host_cores_warn_once(tmp_path: Path, monkeypatch, cap
         return []
 
     monkeypatch.setattr(predict_cmd, "predict", fake_predict)
-    main(["predict", "--model", "m.onnx", "--source", "x.jpg", "--threads", "4096"])
+    main(["predict", "--model", "m.onnx", "--source", "x.jpg", "--threads", "1024"])
     err = capfd.readouterr().err.strip().splitlines()
-    assert seen["threads"] == 4096
-    assert len(err) == 1 and err[0].startswith("warning: --threads 4096 exceeds"), err
+    assert seen["threads"] == 1024
+    assert len(err) == 1 and err[0].startswith("warning: --threads 1024 exceeds"), err
     main(["predict", "--model", "m.onnx", "--source", "x.jpg", "--threads", "1"])
     assert capfd.readouterr().err == ""

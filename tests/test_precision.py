@@ -115,24 +115,6 @@ def test_no_compute_node_is_unknown() -> None:
 
 # ------------------------------------------------------------------ a real QDQ model on two engines
 
-@pytest.fixture(scope="module")
-def qdq_model(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(0)
-            self._items = iter([{"images": rng.random((1, 3, 128, 128), dtype=np.float32)} for _ in range(2)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._items, None)
-
-    out = tmp_path_factory.mktemp("qdq") / "q.onnx"
-    quantize_static(str(small_model), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return out
-
-
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_a_quantized_onnx_reports_int8_and_an_fp32_request_on_it_is_refused(qdq_model: Path, backend: str) -> None:
     from runtimes.registry import availability

@@ -241,8 +241,9 @@ def test_table_is_fixed_width_and_contains_the_numbers():
     r.results[1].error = "x" * 200  # long reasons are cut in the terminal table
     table = render_table(r)
     lines = table.splitlines()
-    assert len(lines) == 2 + 3 + 2 and "p50/p95/p99 ms" in lines[-2]  # footer, then the p99 footnote
-    assert lines[-1] == P99_FOOTNOTE  # 100 samples: p99 is an estimate, marked
+    assert len(lines) == 2 + 3 + 3 and "p50/p95/p99 ms" in lines[-3]  # footer, p99 footnote, full reason
+    assert lines[-2] == P99_FOOTNOTE  # 100 samples: p99 is an estimate, marked
+    assert lines[-1] == f"{r.results[1].config}: {r.results[1].status}: {'x' * 200}"  # the cut reason, whole
     assert lines[0].split()[5] == "n" and lines[2].split()[5] == "100"
     status_col = lines[0].index("status")
     assert [line[status_col:status_col + 4] for line in lines[2:5]] == ["ok", "fail", "skip"]
@@ -250,7 +251,8 @@ def test_table_is_fixed_width_and_contains_the_numbers():
     assert f"{s.p50:.2f}/{s.p95:.2f}/{s.p99:.2f}" in table
     for text in ("23.0", "141.2", "0.373", "0.525", "skipped: backend 'openvino'"):
         assert text in table, text
-    assert "x" * 57 + "..." in table and "x" * 58 not in table
+    assert "x" * 57 + "..." in lines[3] and "x" * 58 not in "\n".join(lines[:5])
+    assert table.count("x" * 200) == 1  # a short reason (row 2) is not repeated
     assert render_table(new_report()).count("\n") == 2  # header, rule, footer; no rows
 
 

@@ -58,10 +58,10 @@ def test_sweep_validates_twice_but_warns_once(two_cores: None, tmp_path: Path) -
 
 @pytest.mark.parametrize("command", [["run"], ["sweep", "--out", "s"]])
 def test_cli_prints_one_warning_line(command: list[str], tmp_path: Path) -> None:
-    proc = run_cli(*command, "--threads", "4096", "--profile", "no-such-profile", cwd=tmp_path)
+    proc = run_cli(*command, "--threads", "1024", "--profile", "no-such-profile", cwd=tmp_path)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 2 and lines[0].startswith("warning: --threads 4096 exceeds the "), proc.stderr
+    assert len(lines) == 2 and lines[0].startswith("warning: --threads 1024 exceeds the "), proc.stderr
     assert lines[1].startswith("error: ") and "ThreadsWarning" not in proc.stderr
 
 
@@ -73,3 +73,22 @@ def test_the_measured_child_does_not_warn_again(two_cores: None, small_model: Pa
     with warnings.catch_warnings():
         warnings.simplefilter("error", ThreadsWarning)  # the parent validated the options and warned
         open_detector(spec).close()
+
+
+def test_cli_refuses_absurd_threads_without_a_warning(tmp_path: Path) -> None:
+    proc = run_cli("run", "--threads", "99999", cwd=tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "'--threads'" in lines[0] and "1024" in lines[0]
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / ".cache"])
+
+
+def test_a_cli_run_prints_the_warning_once(two_cores: None, tmp_path: Path, small_model: Path,
+                                           capfd: pytest.CaptureFixture[str]) -> None:
+    from bench.cli import main
+
+    main(["run", "--model", str(small_model), "--threads", "3", "--no-accuracy", "--precisions", "fp32",
+          "--warmup", "0", "--min-iterations", "1", "--min-duration", "0", "--duration", "0",
+          "--out", str(tmp_path / "r")])
+    err = capfd.readouterr().err  # the measuring child's stderr too (file descriptor level)
+    assert err.count("exceeds the 2 cores") == 1 and "ThreadsWarning" not in err, err

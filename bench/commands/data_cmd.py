@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bench.options import IMGSZ, NON_NEGATIVE
+from bench.options import IMGSZ, NON_NEGATIVE, SYNTH_IMAGES
 
 
 @click.group(name="data")
@@ -16,12 +16,13 @@ def command() -> None:
 
 @command.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--train", default=2000, show_default=True, type=NON_NEGATIVE.param_type(),
-              help="Number of training images.")
-@click.option("--val", default=200, show_default=True, type=NON_NEGATIVE.param_type(),
-              help="Number of validation images (also written as COCO ground truth).")
+@click.option("--train", default=2000, show_default=True, type=SYNTH_IMAGES.param_type(),
+              help="Number of training images (at most 1000000).")
+@click.option("--val", default=200, show_default=True, type=SYNTH_IMAGES.param_type(),
+              help="Number of validation images, also written as COCO ground truth (at most 1000000).")
 @click.option("--imgsz", default=320, show_default=True, type=IMGSZ,
-              help="Image size in pixels (square; some val images are 4:3 with this long side).")
+              help="Image size in pixels, a multiple of 32 up to 8192 (square; some val images are 4:3 "
+                   "with this long side).")
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE.param_type(),
               help="Seed: the same seed gives the same data set.")
 @click.option("--classes", default=None,

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from bench.options import COUNT, IMGSZ, Command, deprecated, threads_option
+from bench.options import IMGSZ, PARITY_IMAGES, Command, deprecated, threads_option
 from converters.export import targets
 from converters.rewrites import REWRITES
 from runtimes.capabilities import all_written_precisions
@@ -35,8 +35,8 @@ OPSET_MIN = 11
 @click.option("--weights-fp16", is_flag=True,
               help="ONNX: store the weights as float16 (half the file size); the model still computes in float32.")
 @click.option("--no-parity", is_flag=True, help="Skip the parity check against the ONNX reference.")
-@click.option("--parity-images", type=COUNT.param_type(), default=4, show_default=True,
-              help="Synthetic frames the parity check runs.")
+@click.option("--parity-images", type=PARITY_IMAGES.param_type(), default=4, show_default=True,
+              help="Synthetic frames the parity check runs (at most 1000).")
 @threads_option("Threads for the parity check (default: physical cores).")
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]",
               help=f"ONNX graph rewrites applied before conversion ({', '.join(REWRITES)}), or 'auto': "

@@ -23,6 +23,8 @@ def command(gt_path: str, pred_path: str, as_json: bool, engine: str, conf: floa
     Detections of an image or a category the ground truth does not have are an error."""
     gt = load_gt(gt_path)
     dt = load_dt(pred_path, {img["id"] for img in gt["images"]}, {cat["id"] for cat in gt["categories"]})
+    if not dt:
+        click.echo(f"warning: no detections in {pred_path}: every score below is 0", err=True)
     if as_json:
         from edge_sdk.coco_eval import coco_stats
 

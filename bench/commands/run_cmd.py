@@ -9,9 +9,12 @@ from bench.options import (
     BACKENDS,
     CONF,
     COUNT,
-    NON_NEGATIVE,
+    ITERATIONS,
+    MAX_SECONDS,
     POSITIVE_SECONDS,
+    PRECISIONS,
     SECONDS,
+    WARMUP,
     Command,
     deprecated,
     threads_option,
@@ -21,10 +24,6 @@ from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import render_table
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.sweep.run import RunOptions, run, terminal_notes
-
-
-def _precisions(value: str | None) -> tuple[str, ...] | None:
-    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
 @click.command("run", cls=Command)
@@ -40,15 +39,16 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
 @click.option("--overwrite", is_flag=True, help="Write into an --out folder that already holds a report.")
 @click.option("--backend", "backends", type=BACKENDS, default=None,
               help="One backend or a comma list, each measured at the precisions (default: the profile's).")
-@click.option("--precisions", default=None, help="Comma list overriding the profile's precisions.")
+@click.option("--precisions", type=PRECISIONS, default=None,
+              help="Comma list overriding the profile's precisions (case-insensitive, each measured once).")
 @threads_option("Engine threads (default: the profile's, capped at this host's physical cores; "
                 "the physical cores when the profile sets none).")
-@click.option("--warmup", type=NON_NEGATIVE.param_type(), default=None,
-              help="Warm-up iterations (default: the profile's).")
-@click.option("--min-iterations", type=COUNT.param_type(), default=None,
-              help="Minimum timed iterations (default: the profile's).")
+@click.option("--warmup", type=WARMUP.param_type(), default=None,
+              help="Warm-up iterations (default: the profile's; at most 1000000).")
+@click.option("--min-iterations", type=ITERATIONS.param_type(), default=None,
+              help="Minimum timed iterations (default: the profile's; at most 1000000).")
 @click.option("--min-duration", "min_duration_s", type=SECONDS.param_type(), default=None,
-              help="Minimum timed seconds (default: the profile's).")
+              help=f"Minimum timed seconds (default: the profile's; at most {MAX_SECONDS:.0f}, 7 days).")
 @click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
 @click.option("--max-images", "max_eval_images", type=COUNT.param_type(), default=None,
               help="Score only the first N images.")
@@ -63,7 +63,7 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
                    "(default: that is an error before anything runs).")
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
-              help="Seconds allowed per configuration.")
+              help=f"Seconds allowed per configuration (at most {MAX_SECONDS:.0f}, 7 days).")
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
               help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
                    "'auto' keeps each exact rewrite only if it measurably helps that backend.")
@@ -71,10 +71,11 @@ def _precisions(value: str | None) -> tuple[str, ...] | None:
               help="Sustained run: after the normal run, time the first precision that ran single-stream for "
                    "this many seconds, in windows with clock/temperature/throttling readings, and give a "
                    "drift verdict (default: the profile's bench.sustained_duration_s on the profile's own device, "
-                   "none on any other host; 0 = none).")
+                   "none on any other host; 0 = none; at most 7 days).")
 @click.option("--window", "window_s", type=POSITIVE_SECONDS.param_type(), default=None,
               help="Sustained-run window in seconds (default: duration / 20, between 0.5 and 10).")
-def command(profile: str | None, model: str | None, data: str | None, out_dir: str | None, precisions: str | None,
+def command(profile: str | None, model: str | None, data: str | None, out_dir: str | None,
+            precisions: tuple[str, ...] | None,
             threads: int | None, warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, strict_labels: bool, timeout_s: float,
             reference: str | None, reference_conf: float, duration_s: float | None = None,
@@ -90,7 +91,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
     """
     opts = RunOptions(profile=profile, model=model, data=data, out_dir=out_dir, overwrite=overwrite,
                       backends=backends,
-                      precisions=_precisions(precisions), threads=threads, warmup=warmup,
+                      precisions=precisions, threads=threads, warmup=warmup,
                       min_iterations=min_iterations, min_duration_s=min_duration_s,
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,
                       strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),

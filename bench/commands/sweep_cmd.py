@@ -10,10 +10,13 @@ from bench.options import (
     BACKENDS,
     CONF,
     COUNT,
-    NON_NEGATIVE,
+    ITERATIONS,
+    MAX_SECONDS,
     POSITIVE_SECONDS,
+    PRECISIONS,
     SECONDS,
     SIZES,
+    WARMUP,
     Command,
     deprecated,
     threads_option,
@@ -23,10 +26,6 @@ from bench.report.writer import render_table
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF
 from bench.sweep.run import terminal_notes
 from bench.sweep.sweep import SweepOptions, sweep
-
-
-def _names(value: str | None) -> tuple[str, ...] | None:
-    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
 @click.command("sweep", cls=Command)
@@ -39,24 +38,25 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 @click.option("--backend", "backends", type=BACKENDS, default=None,
               help="One backend or a comma list, e.g. onnxruntime,openvino,ncnn (default: the profile's).")
 @deprecated("--backends", "backends", "--backend", type=BACKENDS)
-@click.option("--precisions", default=None, help="Comma list, e.g. fp32,fp16,int8 (default: the profile's).")
+@click.option("--precisions", type=PRECISIONS, default=None,
+              help="Comma list, e.g. fp32,fp16,int8 (case-insensitive; default: the profile's).")
 @click.option("--imgsz", type=SIZES, default=None,
-              help="Comma list of input sizes (default: the model's). An ONNX serves only its own size; "
-                   "a .ckpt is exported at each.")
+              help="Comma list of input sizes, multiples of 32 up to 8192 (default: the model's). An ONNX "
+                   "serves only its own size; a .ckpt is exported at each.")
 @click.option("--out", "out_dir", default=None,
               help="Folder receiving report.json/.md/.html and artifacts/ (default: a new "
                    "runs/<date-time>-<profile>/).")
 @click.option("--overwrite", is_flag=True, help="Write into an --out folder that already holds a report.")
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
-              help="Seconds allowed per configuration (conversion + measurement).")
+              help=f"Seconds allowed per configuration (conversion + measurement; at most {MAX_SECONDS:.0f}).")
 @threads_option("Engine threads (default: the profile's, capped at this host's physical cores; "
                 "the physical cores when the profile sets none).")
-@click.option("--warmup", type=NON_NEGATIVE.param_type(), default=None,
-              help="Warm-up iterations (default: the profile's).")
-@click.option("--min-iterations", type=COUNT.param_type(), default=None,
-              help="Minimum timed iterations (default: the profile's).")
+@click.option("--warmup", type=WARMUP.param_type(), default=None,
+              help="Warm-up iterations (default: the profile's; at most 1000000).")
+@click.option("--min-iterations", type=ITERATIONS.param_type(), default=None,
+              help="Minimum timed iterations (default: the profile's; at most 1000000).")
 @click.option("--min-duration", "min_duration_s", type=SECONDS.param_type(), default=None,
-              help="Minimum timed seconds.")
+              help=f"Minimum timed seconds (at most {MAX_SECONDS:.0f}, 7 days).")
 @click.option("--no-accuracy", is_flag=True, help="Skip the mAP pass (latency and memory only).")
 @click.option("--max-images", "max_eval_images", type=COUNT.param_type(), default=None,
               help="Score only the first N images.")
@@ -73,7 +73,7 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 @click.option("--reference-conf", type=CONF.param_type(), default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 def command(profile: str | None, model: str | None, data: str | None, backends: tuple[str, ...] | None,
-            precisions: str | None, imgsz: tuple[int, ...] | None, out_dir: str | None, timeout_s: float,
+            precisions: tuple[str, ...] | None, imgsz: tuple[int, ...] | None, out_dir: str | None, timeout_s: float,
             threads: int | None,
             warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, reference: str | None,
@@ -86,7 +86,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
     """
     opts = SweepOptions(profile=profile, model=model, data=data, out_dir=out_dir, overwrite=overwrite,
                         backends=backends,
-                        precisions=_names(precisions), imgsz=imgsz, timeout_s=timeout_s, threads=threads,
+                        precisions=precisions, imgsz=imgsz, timeout_s=timeout_s, threads=threads,
                         warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
                         accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv),
                         reference=reference, reference_conf=reference_conf, rewrites=rewrites,

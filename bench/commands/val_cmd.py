@@ -23,7 +23,9 @@ CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP flo
               help="Our checkpoint (.ckpt, needs torch) or an exported artifact (.onnx, ...).")
 @click.option("--data", "-d", required=True, help="data.yaml (or a folder with one) or a COCO json.")
 @click.option("--split", default="val", show_default=True)
-@click.option("--imgsz", type=IMGSZ, default=None, help="Checkpoints only: input size (default: the training size).")
+@click.option("--imgsz", type=IMGSZ, default=None,
+              help="Checkpoints: input size, a multiple of 32 up to 8192 (default: the training size); "
+                   "an artifact is fixed at its own size and refuses any other.")
 @click.option("--batch", type=COUNT.param_type(), default=16, show_default=True,
               help="Checkpoints only: images per forward.")
 @click.option("--backend", type=BACKEND, default=None,
@@ -39,9 +41,12 @@ CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP flo
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
               help="Write PR_curve.png, F1_curve.png and confusion_matrix.png into this folder (needs matplotlib).")
+@click.option("--allow-class-mismatch", is_flag=True,
+              help="Score a data set whose class names differ from the model's, by class index (default: that "
+                   "is an error before anything runs; the class counts must still match).")
 def command(model: str, data: str, split: str, imgsz: int | None, batch: int, backend: str | None, eval_conf: float,
             iou: float, max_det: int, deploy_conf: float, max_images: int | None, as_json: bool,
-            plots_dir: str | None) -> None:
+            plots_dir: str | None, allow_class_mismatch: bool = False) -> None:
     """Validate a checkpoint or an artifact on a data set (mAP at --eval-conf 0.001, NMS 0.7, 300 dets,
     multi-label; P/R/F1 at --conf)."""
     from trainer.val import CHECKPOINT_SUFFIXES, validate
@@ -52,6 +57,8 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
         from trainer.requires import require_torch
 
         require_torch()
+    for note in check_inputs(model, data, split, imgsz, backend, allow_class_mismatch):
+        click.echo(f"note: {note}", err=True)
     with progress_bar() as progress:
         result = validate(model, data, split, imgsz, batch, eval_conf, iou, max_det, deploy_conf, backend,
                           limit=max_images, progress=progress)
@@ -65,6 +72,36 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
         click.echo(format_views(result.to_dict()))
     if plots_dir is not None:
         _write_plots(result.to_dict(), plots_dir)
+
+
+def check_inputs(model: str, data: str, split: str, imgsz: int | None, backend: str | None,
+                 allow_class_mismatch: bool) -> list[str]:
+    """InputError, as `run` does, when the data set's class names differ from the model's (notes with
+    --allow-class-mismatch) or an artifact is asked for an --imgsz other than its own."""
+    from bench.sweep.inputs import check_classes
+    from edge_sdk.datasets import load_dataset
+
+    names = _model_names(model, imgsz, backend)
+    return check_classes(load_dataset(data, split), {"names": names}, allow_class_mismatch)
+
+
+def _model_names(model: str, imgsz: int | None, backend: str | None) -> dict[int, str]:
+    """The model's class names; for an artifact, InputError when --imgsz is not its input size."""
+    from trainer.val import CHECKPOINT_SUFFIXES
+
+    if model.lower().endswith(CHECKPOINT_SUFFIXES):
+        from trainer.checkpoint import CKPT_KEY, read_checkpoint
+
+        return {int(k): str(v) for k, v in read_checkpoint(model)[CKPT_KEY]["names"].items()}
+    from edge_sdk.detector import Detector
+    from runtimes.errors import InputError
+
+    with Detector(model, backend=backend) as det:
+        height, width = det.input_size
+        if imgsz is not None and (imgsz, imgsz) != (height, width):
+            raise InputError(f"--imgsz {imgsz}: {model} is fixed at {height}x{width}; leave --imgsz out "
+                             "(it sizes checkpoints) or export the model at that size")
+        return dict(det.meta.names or {})
 
 
 @contextmanager

@@ -79,16 +79,16 @@ def _limit_check(name: str, value: float | None, limit: float, unit: str,
 
 def _map_drop_check(row: ResultRow, baseline: ResultRow | None, limit: float) -> BudgetCheck:
     def unknown(why: str) -> BudgetCheck:
-        return BudgetCheck("map_drop", limit, None, UNKNOWN, f"missing mAP: {why}")
+        return BudgetCheck("map_drop", limit, None, UNKNOWN, why)
 
     ap = row_ap(row)
     if ap is None:
-        return unknown("the row has no AP50-95 and a mAP budget is set")
+        return unknown("missing mAP: the row has no AP50-95 and a mAP budget is set")
     if baseline is None:
-        return unknown("no baseline row to measure the AP50-95 drop against")
+        return unknown("mAP drop unknown: no baseline row to measure the AP50-95 drop against")
     base_ap = row_ap(baseline)
     if base_ap is None:
-        return unknown(f"the baseline {_name(baseline)} has no AP50-95")
+        return unknown(f"mAP drop unknown: the baseline {_name(baseline)} has no AP50-95")
     drop = base_ap - ap
     vs = f"(AP50-95 {ap:.3f} vs {base_ap:.3f} of {_name(baseline)})"
     if drop > limit + 1e-12:

@@ -8,6 +8,11 @@ with an agreement mAP (row "agreement", scored against a reference's detections)
 reference, that agreement mAP. The metrics "AP"/"AP50", deltas, mAP-drop budget, per-class drops
 and the Pareto front all use the basis only, so labelled and agreement mAP are never subtracted
 from each other; a row holding only the other kind gets no AP and a note saying why.
+
+Data sets: AP is only compared between rows scored on the same data set (same data hash, else same
+path). A row whose baseline was scored on another data set gets no AP delta, no per-class drops and
+no mAP-drop verdict (an "unknown" check saying why), is never "dominated" by a row of another data
+set, and no Pareto front is drawn across data sets.
 """
 from __future__ import annotations
 
@@ -31,13 +36,15 @@ from bench.report.budgets import (
 )
 from bench.report.compare_entries import Entry, Identity, assign_baselines, entries_of
 from bench.report.compare_noise import noise_text, within_noise
+from bench.report.markdown import p99_footnotes, sample_count
 from bench.report.rows import Accuracy, BudgetCheck, Report, ResultRow
 from bench.report.writer import load_report
 from bench.sweep.gates import collapse_reason
 from edge_sdk.profiles import Budgets
 from runtimes.errors import ReportError
 
-__all__ = ["CompareOptions", "Metrics", "AccuracyBasis", "compare", "compare_files", "accuracy_basis", "METRICS"]
+__all__ = ["CompareOptions", "Metrics", "AccuracyBasis", "compare", "compare_files", "accuracy_basis", "METRICS",
+           "reason_text"]
 
 #: metric -> (how a delta is shown: "rel" in % or "abs", higher is better?)
 METRICS = {"p50": ("rel", False), "p95": ("rel", False), "p99": ("rel", False),
@@ -46,6 +53,11 @@ METRICS = {"p50": ("rel", False), "p95": ("rel", False), "p99": ("rel", False),
 _CHECK_CODES = {("p99", "fail"): "over_p99", ("memory", "fail"): "over_memory",
                 ("map_drop", "fail"): "map_drop", ("map_drop", "unknown"): "missing_map",
                 ("p99", "unknown"): "missing_p99", ("memory", "unknown"): "missing_memory"}
+#: rejection code -> the words of a row's verdict cell, where "code with spaces" would mislead
+_REASON_TEXT = {"no_baseline": "no baseline for the AP50-95 drop (pass --baseline)",
+                "baseline_missing_map": "its baseline has no AP50-95",
+                "baseline_other_data": "its baseline was scored on another data set"}
+_AP_KEYS = ("AP", "AP50")
 
 
 @dataclass
@@ -120,7 +132,8 @@ def compare(reports: Sequence[tuple[str, Report]], opts: CompareOptions | None =
     if one_data_set:
         _mark_pareto(entries)
     pick = _choose(entries)
-    message = _message(pick, entries, budgets) + ("" if one_data_set else _MIXED_DATA)
+    mixed_note = "" if one_data_set else _MIXED_DATA
+    message = _message(pick, entries, budgets) + (f"; {mixed_note}" if mixed_note else "")
     agreement = basis is not None and basis.agreement
     for e in entries:
         reasons = [{**r, "message": _agreement_words(r["message"])} for r in e.rejected] if agreement else e.rejected
@@ -138,18 +151,52 @@ def compare(reports: Sequence[tuple[str, Report]], opts: CompareOptions | None =
         "pareto_front": [e.label for e in entries if e.pareto],
         "recommendation": pick.label if pick else None,
         "message": _agreement_words(message) if agreement else message,
+        "pareto_note": _agreement_words(mixed_note) if agreement else mixed_note,
+        "p99_footnotes": p99_footnotes([e.row for e in entries]),
+        "run_note": _run_note(reports, entries),
     }
 
 
-_MIXED_DATA = ("; the reports scored different data sets, so their AP50-95 is not comparable across them "
+_MIXED_DATA = ("the reports scored different data sets, so their AP50-95 is not comparable across them "
                "and no Pareto front is drawn")
 
 
+def _run_note(reports: Sequence[tuple[str, Report]], entries: list[Entry]) -> str:
+    """A warning when the measured rows come from separate runs (reports with different created_utc),
+    else ''."""
+    runs = {reports[e.report][1].created_utc or f"report {e.report}" for e in entries if e.row.measured}
+    if len(runs) <= 1:
+        return ""
+    return (f"the rows come from {len(runs)} separate runs: latency ratios across separate runs are less "
+            "reliable than within one run (compare configurations as ratios measured in the same run)")
+
+
+def _other_data(e: Entry) -> bool:
+    """Whether the entry's baseline was scored on another data set than the entry."""
+    return e.baseline is not None and e.baseline.identity.data != e.identity.data
+
+
+def _data_note(e: Entry, tail: str = ": no AP50-95 delta, mAP-drop check or per-class drops") -> str:
+    """Why a row with a baseline of another data set gets no AP delta, or ''."""
+    if e.baseline is None or not _other_data(e):
+        return ""
+    return (f"its baseline {e.baseline.label} was scored on another data set ({_data_text(e.baseline.identity)}; "
+            f"this row: {_data_text(e.identity)}){tail}")
+
+
+def _data_text(ident: Identity) -> str:
+    data = ident.data
+    if data is None:
+        return "data set unknown"
+    return f"data {data[5:]}" if data.startswith("path:") else f"data sha256 {data[:12]}"
+
+
 def _gate_collapse(entries: list[Entry], basis: AccuracyBasis | None) -> None:
-    """Flag (on a copy of the row) every ok row whose AP collapsed against its baseline (bench.sweep.gates)."""
+    """Flag (on a copy of the row) every ok row whose AP collapsed against its baseline (bench.sweep.gates)
+    of the same data set."""
     for e in entries:
         base = e.baseline
-        if not e.ok or base is None or base is e:
+        if not e.ok or base is None or base is e or _other_data(e):
             continue
         reason = collapse_reason(row_ap(_view(e.row, basis)), row_ap(_view(base.row, basis)), base.label)
         if reason:
@@ -213,16 +260,18 @@ def _row_out(e: Entry, budgets: Budgets, per_class_drop: float,
              basis: AccuracyBasis | None = None) -> dict[str, Any]:
     row, base = _view(e.row, basis), _view(e.baseline.row, basis) if e.baseline else None
     e.metrics = Metrics.of(row)
-    e.checks = check_row(row, budgets, base) if e.ok else []
+    e.checks = _checks(e, row, base, budgets) if e.ok else []
+    same_data = base is not None and not _other_data(e)
+    skip = () if same_data else _AP_KEYS
     return {
         "label": e.label, "report": e.report, "model": e.identity.text, "proxy": e.proxy,
-        "flags": e.row.flag_texts(), "noise": noise_text(e.row), "backend": row.backend,
+        **_sample_out(e.row), "noise": noise_text(e.row), "backend": row.backend,
         "precision": row.precision, "precision_used": row.precision_used,
         "imgsz": row.imgsz, "threads": row.threads, "status": row.status,
         "error": row.error, "baseline": e.baseline.label if e.baseline else None,
-        "baseline_note": e.note, "metrics": dataclasses.asdict(e.metrics),
-        "deltas": _deltas(e.metrics, Metrics.of(base)) if base and e.baseline is not e else {},
-        "per_class_drops": _class_drops(row, base, per_class_drop) if base else [],
+        "baseline_note": e.note, "baseline_data_note": _data_note(e), "metrics": dataclasses.asdict(e.metrics),
+        "deltas": _deltas(e.metrics, Metrics.of(base), skip) if base and e.baseline is not e else {},
+        "per_class_drops": _class_drops(row, base, per_class_drop) if base and same_data else [],
         "agreement": _agreement_out(e.row.agreement),
         "accuracy_note": _accuracy_note(e.row, basis),
         "parity": row.parity.to_dict() if row.parity else None, "pareto": None, "dominated_by": None,
@@ -231,10 +280,31 @@ def _row_out(e: Entry, budgets: Budgets, per_class_drop: float,
     }
 
 
-def _deltas(m: Metrics, b: Metrics) -> dict[str, dict[str, Any]]:
+def _sample_out(row: ResultRow) -> dict[str, Any]:
+    """The row's flags ('kind: reason' and the distinct kinds), timed iterations `n` and the sample count
+    behind its total p99 (bench.report.markdown.p99_text marks it when too few)."""
+    total, n = row.total, sample_count(row)
+    return {"flags": row.flag_texts(), "flag_kinds": list(dict.fromkeys(f.kind for f in row.flags or ())),
+            "n": n, "p99_samples": (total.count if total else None) or n}
+
+
+def _checks(e: Entry, row: ResultRow, base: ResultRow | None, budgets: Budgets) -> list[BudgetCheck]:
+    """The budget checks of an ok row; against a baseline of another data set the mAP drop is unknown."""
+    if not _other_data(e):
+        return check_row(row, budgets, base)
+    checks = check_row(row, budgets, None)
+    why = f"mAP drop unknown: {_data_note(e, ', so their AP50-95 is not comparable')}"
+    return [dataclasses.replace(c, message=why) if c.name == "map_drop" and row_ap(row) is not None else c
+            for c in checks]
+
+
+def _deltas(m: Metrics, b: Metrics, skip: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Each metric minus the baseline's (abs and rel), but those in `skip`."""
     out = {}
     for key in METRICS:
         mine, base = getattr(m, key), getattr(b, key)
+        if key in skip:
+            continue
         if mine is not None and base is not None:
             out[key] = {"abs": mine - base, "rel": (mine - base) / base if base else None}
     return out
@@ -261,29 +331,33 @@ def _mark_pareto(entries: list[Entry]) -> None:
 
 
 def _dominator(e: Entry, others: list[Entry]) -> Entry | None:
-    """The first of `others` at least as accurate and as fast as `e`, and better in one."""
+    """The first of `others` scored on the same data set, at least as accurate and as fast as `e`, and
+    better in one."""
     ap, p99 = e.metrics.AP, e.metrics.p99
     if not e.placed or ap is None or p99 is None:
         return None
     for o in others:
         o_ap, o_p99 = o.metrics.AP, o.metrics.p99
-        if (o is not e and o.placed and o_ap is not None and o_p99 is not None and o_ap >= ap and o_p99 <= p99
-                and (o_ap > ap or o_p99 < p99)):
+        if (o is not e and o.placed and o.identity.data == e.identity.data and o_ap is not None
+                and o_p99 is not None and o_ap >= ap and o_p99 <= p99 and (o_ap > ap or o_p99 < p99)):
             return o
     return None
 
 
-def _rank(e: Entry) -> tuple[float, float, float]:
+def _rank(e: Entry, by_ap: bool = True) -> tuple[float, float, float]:
     m = e.metrics
-    return (_or(m.p99, math.inf), -_or(m.AP, -math.inf), _or(m.peak_rss_mb, math.inf))
+    ap = _or(m.AP, -math.inf) if by_ap else 0.0
+    return (_or(m.p99, math.inf), -ap, _or(m.peak_rss_mb, math.inf))
 
 
 def _choose(entries: list[Entry]) -> Entry | None:
-    """The fastest (p99) row meeting every budget; ties: higher AP, then less memory."""
+    """The fastest (p99) row meeting every budget; ties: higher AP (only when every such row was scored
+    on one data set), then less memory."""
     for e in entries:
         e.rejected = _budget_reasons(e)
     passing = [e for e in entries if not e.rejected]
-    pick = min(passing, key=_rank) if passing else None
+    by_ap = len({e.identity.data for e in passing}) <= 1
+    pick = min(passing, key=lambda e: _rank(e, by_ap)) if passing else None
     for e in passing:
         if pick is not None and e is not pick:
             e.rejected = _ranking_reasons(e, pick, _dominator(e, passing))
@@ -297,13 +371,28 @@ def _budget_reasons(e: Entry) -> list[dict[str, str]]:
     if not e.ok:
         status = str(e.row.status)
         return [{"code": status, "message": f"{status}: {e.row.error or 'no reason recorded'}"}]
-    reasons = [{"code": _CHECK_CODES.get((c.name, c.status), c.name), "message": c.message}
-               for c in e.checks if c.status != "pass"]
+    reasons = [_check_reason(e, c) for c in e.checks if c.status != "pass"]
     parity = e.row.parity
     if parity and parity.passed is False:
         why = "; ".join(parity.failures or []) or "outputs drift from the source model"
         reasons.append({"code": "parity_fail", "message": f"parity FAIL against the source model ({why})"})
     return reasons
+
+
+def _check_reason(e: Entry, check: BudgetCheck) -> dict[str, str]:
+    """The rejection of a check that did not pass; an unknown mAP drop says what is missing."""
+    code = _CHECK_CODES.get((check.name, check.status), check.name)
+    if code == "missing_map" and e.metrics.AP is not None:
+        if e.baseline is None:
+            why = e.note.removeprefix("no baseline: ")
+            return {"code": "no_baseline", "message": f"{_REASON_TEXT['no_baseline']}: {why}"}
+        code = "baseline_other_data" if _other_data(e) else "baseline_missing_map"
+    return {"code": code, "message": check.message}
+
+
+def reason_text(code: str) -> str:
+    """The words of a rejection code in a row's verdict cell ("over p99", "no baseline for ...")."""
+    return _REASON_TEXT.get(code, code.replace("_", " "))
 
 
 def _ranking_reasons(e: Entry, pick: Entry, by: Entry | None) -> list[dict[str, str]]:
@@ -323,7 +412,7 @@ def _ranking_reasons(e: Entry, pick: Entry, by: Entry | None) -> list[dict[str, 
     elif m.p99 != p.p99:
         reasons.append({"code": "slower", "message": f"meets the budgets but is slower: p99 "
                                                      f"{m.p99:.2f} ms vs {_f(p.p99, 2)} ms"})
-    elif _or(m.AP, -math.inf) != _or(p.AP, -math.inf):
+    elif e.identity.data == pick.identity.data and _or(m.AP, -math.inf) != _or(p.AP, -math.inf):
         reasons.append({"code": "lower_ap", "message": f"same p99 as the pick, lower AP50-95 "
                                                        f"({_f(m.AP, 3)} vs {_f(p.AP, 3)})"})
     elif _or(m.peak_rss_mb, math.inf) != _or(p.peak_rss_mb, math.inf):

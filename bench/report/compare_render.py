@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report.compare import METRICS
+from bench.report.compare import METRICS, reason_text
+from bench.report.markdown import p99_text
 
-HEADERS = ("configuration", "baseline", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
+HEADERS = ("configuration", "baseline", "flags", "n", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
            "model MiB", "AP50-95", "AP50", "Pareto", "verdict")
+#: The AP delta cell of a row whose baseline was scored on another data set (see its note).
+NO_DELTA = "—"
 _DIGITS = {"p50": 2, "p95": 2, "p99": 2, "fps": 1, "peak_rss_mb": 1, "model_size_mb": 2,
            "AP": 3, "AP50": 3}
 _PARITY_KEYS = (("box_max_abs", "boxes max|d| {:.3g} px"), ("box_cosine", "boxes cos {:.5f}"),
@@ -69,14 +72,14 @@ def _table(rows: list[dict[str, Any]], basis: dict[str, Any] | None = None, mode
     if not rows:
         return ["(no results)"]
     headers = table_headers(basis, models)
-    text = 4 if models > 1 else 3
+    text = 5 if models > 1 else 4  # configuration, [model], imgsz, baseline, flags
     out = ["| " + " | ".join(headers) + " |",
            "|" + "|".join("---" if i < text or i >= len(headers) - 2 else "---:"
                           for i in range(len(headers))) + "|"]
     for row in rows:
         model = [str(row.get("model") or "-")] if models > 1 else []
-        cells = [row["label"], *model, _imgsz(row.get("imgsz")), _baseline_cell(row),
-                 *(_metric(row, k) for k in METRICS), _pareto(row), _verdict(row)]
+        cells = [row["label"], *model, _imgsz(row.get("imgsz")), _baseline_cell(row), flags_cell(row),
+                 _count(row.get("n")), *(_metric(row, k) for k in METRICS), _pareto(row), _verdict(row)]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return out
 
@@ -93,6 +96,35 @@ def _baseline_cell(row: dict[str, Any]) -> str:
     return "(itself)" if row["baseline"] == row["label"] else row["baseline"]
 
 
+def flags_cell(row: dict[str, Any]) -> str:
+    """The kinds of a row's flags ('noisy, proxy'), '-' when none; their reasons are in `notes`."""
+    return ", ".join(row.get("flag_kinds") or ()) or "-"
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def metric_text(row: dict[str, Any], key: str) -> str:
+    """A metric's value ('-' when missing), the p99 marked when it is an estimate from too few samples."""
+    value = row["metrics"].get(key)
+    if key == "p99":
+        return p99_text(value, row.get("p99_samples"), _DIGITS[key])
+    return "-" if value is None else f"{value:.{_DIGITS[key]}f}"
+
+
+def delta_text(row: dict[str, Any], key: str) -> str:
+    """' (+0.010)' / ' (-50%)' against the row's baseline, ' (—)' for AP against another data set's
+    baseline, else ''."""
+    delta = row["deltas"].get(key)
+    kind, _ = METRICS[key]
+    if not delta:
+        return f" ({NO_DELTA})" if kind == "abs" and row.get("baseline_data_note") else ""
+    if kind == "abs":
+        return f" ({delta['abs']:+.{_DIGITS[key]}f})"
+    return f" ({delta['rel']:+.0%})" if delta["rel"] is not None else ""
+
+
 def _metric(row: dict[str, Any], key: str) -> str:
     value = row["metrics"].get(key)
     agree = row.get("agreement")
@@ -100,14 +132,7 @@ def _metric(row: dict[str, Any], key: str) -> str:
         return f"agreement mAP vs {agree['reference']}: {agree['AP']:.3f} (not compared)"
     if value is None:
         return "-"
-    text = f"{value:.{_DIGITS[key]}f}"
-    delta = row["deltas"].get(key)
-    if not delta:
-        return text
-    kind, _ = METRICS[key]
-    if kind == "abs":
-        return f"{text} ({delta['abs']:+.{_DIGITS[key]}f})"
-    return f"{text} ({delta['rel']:+.0%})" if delta["rel"] is not None else text
+    return metric_text(row, key) + delta_text(row, key)
 
 
 def _pareto(row: dict[str, Any]) -> str:
@@ -119,7 +144,7 @@ def _verdict(row: dict[str, Any]) -> str:
         return "**recommended**"
     if row["status"] != "ok":
         return str(row["status"])
-    codes = [x["code"].replace("_", " ") for x in row["rejected"]]
+    codes = [reason_text(x["code"]) for x in row["rejected"]]
     return "not chosen: " + ", ".join(codes) if codes else "-"
 
 
@@ -127,12 +152,24 @@ def _footer(result: dict[str, Any]) -> list[str]:
     notes = sorted({r["baseline_note"] for r in result["rows"] if r["baseline_note"]})
     return [*_basis_lines(result), 
         "Cells: value (delta vs the row's baseline: % for latency, FPS, memory and size; "
-        "absolute for AP). Latency is the total per frame; AP on COCO's 0..1 scale.",
+        "absolute for AP). Latency is the total per frame; AP on COCO's 0..1 scale; n = timed iterations.",
         "Pareto: 'front' = no other row is at least as accurate (AP50-95) and at least as fast "
         "(p99) while better on one; rows without both figures are not placed.",
         "Baselines: " + ("; ".join(notes) if notes else "none"),
         *_flag_lines(result["rows"]),
+        *row_notes(result),
     ]
+
+
+def row_notes(result: dict[str, Any]) -> list[str]:
+    """Notes under the table: rows whose baseline was scored on another data set, each row's flag
+    reasons, the p99-estimate footnote and, for rows of separate runs, the caution on latency ratios."""
+    rows = result["rows"]
+    lines = [f"{r['label']}: {r['baseline_data_note']}" for r in rows if r.get("baseline_data_note")]
+    lines += [f"{r['label']}: {text}" for r in rows for text in r.get("flags") or ()]
+    lines += list(result.get("p99_footnotes") or ())
+    run_note = result.get("run_note")
+    return [*lines, f"Runs: {run_note}."] if run_note else lines
 
 
 def _flag_lines(rows: list[dict[str, Any]]) -> list[str]:

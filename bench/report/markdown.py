@@ -69,7 +69,7 @@ def render_table(report: Report) -> str:
     refs = _references(results)
     out.append(TABLE_FOOTER + (f"; agree mAP = agreement mAP vs {'; '.join(refs)} (not labelled mAP)"
                                if refs else ""))
-    out += p99_footnotes(results) + flag_lines(results)
+    out += p99_footnotes(results) + flag_lines(results) + reason_lines(results)
     return "\n".join(out)
 
 
@@ -261,6 +261,12 @@ def flag_lines(results: Sequence[ResultRow]) -> list[str]:
             for text in row.flag_texts(kind):
                 configs.setdefault(text, []).append(row.config)
     return [f"{', '.join(names)}: {text}" for text, names in configs.items()]
+
+
+def reason_lines(results: Sequence[ResultRow], chars: int = _TABLE_REASON_CHARS) -> list[str]:
+    """'config: status: reason' in full for each skipped/failed row whose reason the terminal table cut."""
+    return [f"{row.config}: {row.status}: {row.error}" for row in results
+            if row.status not in ("ok", "suspect") and len(str(row.error or "")) > chars]
 
 
 def _clip(text: str, chars: int | None) -> str:

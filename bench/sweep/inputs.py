@@ -2,6 +2,7 @@
 the bundled model, and the content hash of what was scored."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,12 +28,22 @@ def check_classes(dataset: Dataset, meta: Mapping[str, Any], allow: bool) -> lis
     data_names = {int(k): str(v) for k, v in dataset.names.items()}
     if data_names == model_names:
         return []
-    what = (f"data set {dataset.source} has {len(data_names)} classes ({_names(data_names)}) but the "
-            f"model has {len(model_names)} ({_names(model_names)})")
+    what = _difference(str(dataset.source), data_names, model_names)
     if not allow:
         raise InputError(f"{what}: its mAP would score the wrong classes; use a data set with the "
                          "model's classes, or pass --allow-class-mismatch to score by class index anyway")
     return [f"class mismatch allowed (--allow-class-mismatch): {what}; classes are scored by index"]
+
+
+def _difference(source: str, data_names: Mapping[int, str], model_names: Mapping[int, str]) -> str:
+    """What differs: the class counts (with the first names of each), or, for equal counts, the first
+    class index whose names differ."""
+    if len(data_names) != len(model_names):
+        return (f"data set {source} has {len(data_names)} classes ({_names(data_names)}) but the "
+                f"model has {len(model_names)} ({_names(model_names)})")
+    index = min(k for k in {*data_names, *model_names} if data_names.get(k) != model_names.get(k))
+    return (f"the class names differ: data set {source} has class {index} "
+            f"'{data_names.get(index, '<none>')}' where the model has '{model_names.get(index, '<none>')}'")
 
 
 def _names(names: Mapping[int, str]) -> str:
@@ -40,13 +51,36 @@ def _names(names: Mapping[int, str]) -> str:
     return ", ".join(shown) + (", ..." if len(names) > _SHOWN_NAMES else "")
 
 
-def is_bundled_model(model: Path) -> bool:
-    """Whether `model` is the bundled default model (same content), False when none is bundled."""
+def is_bundled_model(model: Path, meta: Mapping[str, Any] | None = None) -> bool:
+    """Whether `model` is the bundled default model (same content), or an artifact converted from it
+    (its metadata `meta` records a conversion and the bundled model's source hash); False when none is
+    bundled."""
     try:
         bundled = default_model()
     except ModelLoadError:
         return False
-    return model.resolve() == bundled.resolve() or sha256_of(model) == sha256_of(bundled)
+    if model.resolve() == bundled.resolve() or sha256_of(model) == sha256_of(bundled):
+        return True
+    return meta is not None and _converted_from(meta, bundled)
+
+
+def _converted_from(meta: Mapping[str, Any], source: Path) -> bool:
+    """Whether `meta` (ModelMeta as a dict) is a converted artifact's whose recorded source hash is
+    `source`'s; False when it records none."""
+    recorded = meta.get("source_hash")
+    converted = bool((meta.get("extra") or {}).get("converted_from"))
+    return converted and bool(recorded) and recorded == _source_hash(str(source))
+
+
+@functools.lru_cache(maxsize=4)
+def _source_hash(onnx_path: str) -> str | None:
+    """The source hash an ONNX's metadata records (ModelMeta.source_hash), None when it has none."""
+    import onnx
+
+    from edge_sdk.meta import ModelMeta
+
+    proto = onnx.load(onnx_path, load_external_data=False)
+    return ModelMeta.from_props({p.key: p.value for p in proto.metadata_props}).source_hash
 
 
 def data_for(data: str | None, model: Path, meta: Mapping[str, Any], reference: bool) -> tuple[Path | str, str | None]:
@@ -55,7 +89,7 @@ def data_for(data: str | None, model: Path, meta: Mapping[str, Any], reference: 
     if data:
         return data, None
     path = default_data(meta)
-    if is_bundled_model(model):
+    if is_bundled_model(model, meta):
         return path, None
     scored = ("each configuration is scored against --reference's detections on its images (agreement "
               "mAP)" if reference else "latency only, no accuracy")

@@ -11,7 +11,7 @@ from bench.measure.environment import environment
 from bench.measure.memory import file_size_mb
 from bench.measure.runner import MeasureSpec, measure
 from bench.measure.sustained import skipped_section, sustained_section
-from bench.options import validate_run_options
+from bench.options import requested_precisions, validate_run_options
 from bench.report.budgets import attach_checks
 from bench.report.html import write_html_report
 from bench.report.rows import Accuracy, DataInfo, ModelInfo, Report, ResultRow, Settings
@@ -154,7 +154,7 @@ def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> 
     profile = ctx.profile
     report, matches = start_report(ctx, opts)
     for backend in opts.backends or (ctx.backend,):
-        for precision in opts.precisions or profile.precisions:
+        for precision in requested_precisions(opts.precisions) or profile.precisions:  # canonical, once each
             row = _run_one(ctx, opts, backend, precision, out)
             report.results.append(row)
             if on_row:

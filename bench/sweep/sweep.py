@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.options import validate_run_options
+from bench.options import requested_precisions, validate_run_options
 from bench.report.html import write_html_report
 from bench.report.rows import Report, ResultRow, SweepInfo
 from bench.report.writer import new_result, write_report
@@ -110,7 +110,7 @@ def _prepare(opts: SweepOptions) -> tuple[RunContext, SizeSources]:
 def configurations(ctx: RunContext, opts: SweepOptions) -> list[tuple[str, str, int]]:
     """The grid backend x precision x imgsz, in that nesting order."""
     backends = opts.backends or (ctx.profile.backend,)
-    precisions = opts.precisions or ctx.profile.precisions
+    precisions = requested_precisions(opts.precisions) or ctx.profile.precisions  # canonical, once each
     sizes = opts.imgsz or (max(_model_size(ctx)),)
     return [(b, p, s) for b in backends for p in precisions for s in sizes]
 

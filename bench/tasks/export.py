@@ -5,7 +5,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.options import COUNT, check_imgsz
+from bench.options import PARITY_IMAGES, THREADS, check_imgsz
 from converters.export import ExportResult, check_target, export, rewrite_names
 from runtimes.errors import EdgebenchError, ModelLoadError
 
@@ -67,5 +67,5 @@ def _check_numbers(opts: OnnxOptions, parity_images: int, threads: int | None) -
     """InputError for an input size off the stride, or counts below 1, before anything is written."""
     if opts.imgsz is not None:
         check_imgsz(opts.imgsz)
-    COUNT.check("parity_images", parity_images)
-    COUNT.check("threads", threads)
+    PARITY_IMAGES.check("parity_images", parity_images)
+    THREADS.check("threads", threads)

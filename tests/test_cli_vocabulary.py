@@ -27,7 +27,7 @@ def _skip_val_input_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """val's class/size check opens the model and data first; these tests pass names that do not exist."""
     import bench.commands.val_cmd as val_cmd
 
-    monkeypatch.setattr(val_cmd, "check_inputs", lambda *args: [])
+    monkeypatch.setattr(val_cmd, "check_inputs", lambda *args: ([], None))
 
 
 def _invoke(argv: list[str], capfd: pytest.CaptureFixture[str]) -> list[str]:

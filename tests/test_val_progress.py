@@ -84,7 +84,7 @@ def test_val_cli_passes_a_progress_bar_on_a_tty(monkeypatch: pytest.MonkeyPatch,
         return SimpleNamespace(to_dict=lambda: {"num_images": 2})
 
     monkeypatch.setattr(trainer.val, "validate", fake_validate)
-    monkeypatch.setattr("bench.commands.val_cmd.check_inputs", lambda *args: [])  # m.onnx does not exist
+    monkeypatch.setattr("bench.commands.val_cmd.check_inputs", lambda *args: ([], None))  # m.onnx does not exist
     main(["val", "-m", "m.onnx", "-d", "d.yaml", "--json"])  # pytest's stderr is not a terminal
     assert seen == [None] and capsys.readouterr().err == ""
     tty = TtyStream()

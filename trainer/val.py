@@ -1,7 +1,7 @@
 """validate(): COCO accuracy of a checkpoint (torch) or an exported artifact (edge_sdk.Detector)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,11 @@ def map_config(conf: float = 0.001, iou: float = 0.7, max_det: int = 300) -> Dec
 def validate(model: str | Path, data: str | Path, split: str = "val", imgsz: int | None = None,
              batch: int = 16, conf: float = 0.001, iou: float = 0.7, max_det: int = 300,
              deploy_conf: float = 0.25, backend: str | None = None, limit: int | None = None,
-             progress: Progress | None = None) -> Any:
+             progress: Progress | None = None, class_map: Mapping[int, int] | None = None) -> Any:
     """AccuracyResult of a model on a data split; checkpoints run in torch, artifacts on their runtime.
-    `progress(done, total)` is called as images are detected (after each batch of a checkpoint)."""
+    `progress(done, total)` is called as images are detected (after each batch of a checkpoint).
+    `class_map` (model class -> data set class index) re-labels detections before scoring; model classes
+    not in it are not scored, and the class counts need not match."""
     from edge_sdk.coco_eval import evaluate, restrict_to_images
     from edge_sdk.datasets import load_dataset
 
@@ -32,24 +34,49 @@ def validate(model: str | Path, data: str | Path, split: str = "val", imgsz: int
     if len(ds) == 0:
         raise DatasetError(f"{data}: the '{split}' split has no images")
     samples = ds.samples[:limit] if limit else ds.samples
-    cfg = map_config(conf, iou, max_det)
+    dets = _detections(model, data, ds, samples, map_config(conf, iou, max_det), imgsz, batch, backend,
+                       progress, class_map)
+    if class_map is not None:
+        dets = remap_detections(dets, class_map, ds.category_ids)
+    gt = restrict_to_images(ds.to_coco(), {int(s.image_id) for s in samples})
+    return evaluate(gt, dets, deploy_conf, ds.names)
+
+
+def _detections(model: str | Path, data: str | Path, ds: Any, samples: list, cfg: DecodeConfig,
+                imgsz: int | None, batch: int, backend: str | None, progress: Progress | None,
+                class_map: Mapping[int, int] | None) -> list[dict]:
+    """COCO detections of the model over `samples`: category ids are the data set's, or the model's
+    class indices under a `class_map` (re-labelled by the caller)."""
     if Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:
         from trainer.checkpoint import load_detector
         from trainer.predict_torch import checkpoint_detections
 
         loaded = load_detector(model)
-        check_classes(len(loaded.names), ds.nc, model, data)
-        dets = checkpoint_detections(loaded, samples, ds.category_ids, cfg, imgsz, batch, progress)
-    else:
-        from edge_sdk.detector import Detector
+        if class_map is None:
+            check_classes(len(loaded.names), ds.nc, model, data)
+        ids = _category_ids(range(len(loaded.names)), ds.category_ids, class_map)
+        return checkpoint_detections(loaded, samples, ids, cfg, imgsz, batch, progress)
+    from edge_sdk.detector import Detector
 
-        with Detector(model, backend=backend, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
-                      multi_label=True) as det:
-            if det.meta.nc is not None:
-                check_classes(det.meta.nc, ds.nc, model, data)
-            dets = artifact_detections(det, samples, ds.category_ids, progress)
-    gt = restrict_to_images(ds.to_coco(), {int(s.image_id) for s in samples})
-    return evaluate(gt, dets, deploy_conf, ds.names)
+    with Detector(model, backend=backend, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
+                  multi_label=True) as det:
+        if det.meta.nc is not None and class_map is None:
+            check_classes(det.meta.nc, ds.nc, model, data)
+        classes = det.meta.names or range(det.meta.nc or ds.nc)
+        return artifact_detections(det, samples, _category_ids(classes, ds.category_ids, class_map), progress)
+
+
+def _category_ids(model_classes: Iterable[int], data_ids: Mapping[int, int],
+                  class_map: Mapping[int, int] | None) -> dict[int, int]:
+    """The data set's category ids, or under a class map the model's class indices themselves."""
+    return dict(data_ids) if class_map is None else {int(k): int(k) for k in model_classes}
+
+
+def remap_detections(dets: list[dict], class_map: Mapping[int, int], category_ids: Mapping[int, int]) -> list[dict]:
+    """Detections labelled with model class indices re-labelled with the data set's category ids through
+    `class_map` (model class -> data set class index); classes not in the map are left out."""
+    cats = {int(m): int(category_ids[d]) for m, d in class_map.items()}
+    return [{**d, "category_id": cats[int(d["category_id"])]} for d in dets if int(d["category_id"]) in cats]
 
 
 def check_classes(model_nc: int, data_nc: int, model: str | Path, data: str | Path) -> None:

@@ -61,6 +61,11 @@ from bench.sweep.run import RunOptions, run, terminal_notes
 @click.option("--allow-class-mismatch", is_flag=True,
               help="Score a data set whose class names or count differ from the model's, by class index "
                    "(default: that is an error before anything runs).")
+@click.option("--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
+              help="Score a data set whose classes differ from the model's through this map: model class = "
+                   "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
+                   "mapping file. Model classes left out are not scored; data set classes nobody maps to "
+                   "score AP 0.")
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
               help=f"Seconds allowed per configuration (at most {MAX_SECONDS:.0f}, 7 days).")
@@ -81,7 +86,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
             reference: str | None, reference_conf: float, duration_s: float | None = None,
             window_s: float | None = None, rewrites: str | None = None,
             allow_class_mismatch: bool = False, overwrite: bool = False,
-            backends: tuple[str, ...] | None = None) -> None:
+            backends: tuple[str, ...] | None = None, class_map: str | None = None) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend (or each --backend) at each of its precisions that can run here, each
@@ -96,7 +101,8 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       accuracy=not no_accuracy, max_eval_images=max_eval_images,
                       strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),
                       reference=reference, reference_conf=reference_conf, duration_s=duration_s,
-                      window_s=window_s, rewrites=rewrites, allow_class_mismatch=allow_class_mismatch)
+                      window_s=window_s, rewrites=rewrites, allow_class_mismatch=allow_class_mismatch,
+                      class_map=class_map)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
     if report.sustained:

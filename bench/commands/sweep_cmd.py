@@ -70,6 +70,11 @@ from bench.sweep.sweep import SweepOptions, sweep
 @click.option("--allow-class-mismatch", is_flag=True,
               help="Score a data set whose class names or count differ from the model's, by class index "
                    "(default: that is an error before anything runs).")
+@click.option("--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
+              help="Score a data set whose classes differ from the model's through this map: model class = "
+                   "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
+                   "mapping file. Model classes left out are not scored; data set classes nobody maps to "
+                   "score AP 0.")
 @click.option("--reference-conf", type=CONF.param_type(), default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 def command(profile: str | None, model: str | None, data: str | None, backends: tuple[str, ...] | None,
@@ -78,7 +83,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
             warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, reference: str | None,
             reference_conf: float, rewrites: str | None, allow_class_mismatch: bool = False,
-            overwrite: bool = False) -> None:
+            overwrite: bool = False, class_map: str | None = None) -> None:
     """Run every configuration in its own process with a timeout; failures become rows.
 
     The report is rewritten after each configuration, so Ctrl-C keeps what was measured
@@ -90,7 +95,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
                         warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
                         accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv),
                         reference=reference, reference_conf=reference_conf, rewrites=rewrites,
-                        allow_class_mismatch=allow_class_mismatch)
+                        allow_class_mismatch=allow_class_mismatch, class_map=class_map)
     bar: dict[str, Any] = {}
 
     def start(total: int) -> None:

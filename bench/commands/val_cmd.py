@@ -44,9 +44,14 @@ CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP flo
 @click.option("--allow-class-mismatch", is_flag=True,
               help="Score a data set whose class names differ from the model's, by class index (default: that "
                    "is an error before anything runs; the class counts must still match).")
+@click.option("--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
+              help="Score a data set whose classes differ from the model's through this map: model class = "
+                   "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
+                   "mapping file. Model classes left out are not scored; data set classes nobody maps to "
+                   "score AP 0.")
 def command(model: str, data: str, split: str, imgsz: int | None, batch: int, backend: str | None, eval_conf: float,
             iou: float, max_det: int, deploy_conf: float, max_images: int | None, as_json: bool,
-            plots_dir: str | None, allow_class_mismatch: bool = False) -> None:
+            plots_dir: str | None, allow_class_mismatch: bool = False, class_map: str | None = None) -> None:
     """Validate a checkpoint or an artifact on a data set (mAP at --eval-conf 0.001, NMS 0.7, 300 dets,
     multi-label; P/R/F1 at --conf)."""
     from trainer.val import CHECKPOINT_SUFFIXES, validate
@@ -57,11 +62,12 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
         from trainer.requires import require_torch
 
         require_torch()
-    for note in check_inputs(model, data, split, imgsz, backend, allow_class_mismatch):
+    notes, pairs = check_inputs(model, data, split, imgsz, backend, allow_class_mismatch, class_map)
+    for note in notes:
         click.echo(f"note: {note}", err=True)
     with progress_bar() as progress:
         result = validate(model, data, split, imgsz, batch, eval_conf, iou, max_det, deploy_conf, backend,
-                          limit=max_images, progress=progress)
+                          limit=max_images, progress=progress, class_map=pairs)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
@@ -75,14 +81,22 @@ def command(model: str, data: str, split: str, imgsz: int | None, batch: int, ba
 
 
 def check_inputs(model: str, data: str, split: str, imgsz: int | None, backend: str | None,
-                 allow_class_mismatch: bool) -> list[str]:
-    """InputError, as `run` does, when the data set's class names differ from the model's (notes with
-    --allow-class-mismatch) or an artifact is asked for an --imgsz other than its own."""
+                 allow_class_mismatch: bool, class_map: str | None = None) -> tuple[list[str], dict[int, int] | None]:
+    """The notes and the resolved --class-map (model class -> data set class index, None without one);
+    InputError, as `run` does, when the data set's class names differ from the model's without a map
+    (notes with --allow-class-mismatch), a class of the map does not exist, or an artifact is asked
+    for an --imgsz other than its own."""
+    from bench.sweep.class_map import check_class_map_options, parse_class_map, resolve_class_map
     from bench.sweep.inputs import check_classes
     from edge_sdk.datasets import load_dataset
 
+    check_class_map_options(class_map, allow_class_mismatch)
     names = _model_names(model, imgsz, backend)
-    return check_classes(load_dataset(data, split), {"names": names}, allow_class_mismatch)
+    dataset = load_dataset(data, split)
+    if class_map is None:
+        return check_classes(dataset, {"names": names}, allow_class_mismatch), None
+    resolved = resolve_class_map(parse_class_map(class_map), names, dataset.names)
+    return resolved.notes(), resolved.pairs
 
 
 def _model_names(model: str, imgsz: int | None, backend: str | None) -> dict[int, str]:

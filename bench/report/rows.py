@@ -341,8 +341,9 @@ class Settings(Record):
     accuracy: dict[str, Any] | None = field(default_factory=dict)
     max_eval_images: int | None = None
     reference: dict[str, Any] | None = None  # bench.sweep.agreement.Reference.to_dict + "boxes"
+    class_map: dict[str, Any] | None = None  # --class-map: bench.sweep.class_map.ClassMap.to_dict
 
-    OMIT_IF_NONE = frozenset({"reference"})
+    OMIT_IF_NONE = frozenset({"reference", "class_map"})
 
 
 @dataclass

@@ -19,6 +19,7 @@ from bench.report.sustained_rows import SustainedSection
 from bench.report.writer import new_report, new_result, write_report
 from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_gt, resolve_reference
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, Planned, plan_artifact, run_config
+from bench.sweep.class_map import ClassMap, check_class_map_options, parse_class_map, resolve_class_map
 from bench.sweep.defaults import default_model
 from bench.sweep.gates import gate_collapse, gate_row
 from bench.sweep.inputs import artifact_sha256, check_classes, data_for, data_sha256
@@ -58,6 +59,7 @@ class RunOptions:
     timeout_s: float = 1800.0
     command: list[str] = field(default_factory=list)
     allow_class_mismatch: bool = False  # score a data set whose classes differ from the model's, by index
+    class_map: str | None = None  # --class-map: MODEL=DATA pairs or a YAML file (bench.sweep.class_map)
     reference: str | None = None  # "fp32" / "BACKEND:PRECISION": agreement mAP vs its detections
     reference_conf: float = DEFAULT_REFERENCE_CONF
     duration_s: float | None = None  # sustained run seconds; None = the profile's, 0 = none
@@ -79,12 +81,14 @@ class RunContext:
     reference: Reference | None = None
     reference_gt: dict[str, Any] | None = None  # COCO GT from the reference's detections
     model_precision: str = "fp32"  # what the model file computes in (the engine's precision_used)
+    class_map: ClassMap | None = None  # --class-map, resolved: detections are re-labelled before scoring
 
 
 def prepare(opts: RunOptions) -> RunContext:
     """Resolve and validate profile, model and data; raises typed errors, writes nothing."""
     validate_run_options(opts)  # every number in range, before anything loads (bench.options)
     parse_precisions(opts.precisions or ())  # an unknown name fails before anything runs
+    check_class_map_options(opts.class_map, opts.allow_class_mismatch)  # its syntax, before anything loads
     if opts.rewrites:  # a typo fails before anything runs
         from converters.export import rewrite_names
 
@@ -103,7 +107,10 @@ def prepare(opts: RunOptions) -> RunContext:
     data, data_note = data_for(opts.data, model, meta, bool(opts.reference))
     dataset = load_dataset(data, "val", strict=opts.strict_labels, allow_unlabelled=True)
     dataset.labelled = dataset.labelled and data_note is None  # bundled labels score only the bundled model
-    notes = check_classes(dataset, meta, opts.allow_class_mismatch) if opts.accuracy else []
+    class_map = _class_map(dataset, meta, opts)
+    notes = class_map.notes() if class_map else []
+    if opts.accuracy and not class_map:
+        notes = check_classes(dataset, meta, opts.allow_class_mismatch)
     label_notes = _label_notes(dataset, meta, opts)  # an unlabelled set takes the model's names
     notes += [data_note] if data_note else label_notes
     notes += [backend_note] if backend_note else []
@@ -114,7 +121,18 @@ def prepare(opts: RunOptions) -> RunContext:
         notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
                      f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
     return RunContext(profile, model, dataset, meta, versions, notes, backend, reference,
-                      model_precision=model_precision)
+                      model_precision=model_precision, class_map=class_map)
+
+
+def _class_map(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> ClassMap | None:
+    """The resolved --class-map (None without one, or with --no-accuracy); InputError when the data set
+    has no labels to map onto, or a class of the map does not exist on its side."""
+    if not opts.class_map or not opts.accuracy:
+        return None
+    if not dataset.labelled:
+        raise InputError(f"--class-map: {dataset.source} has no labels to map the model's classes onto")
+    model_names = {int(k): str(v) for k, v in (meta.get("names") or {}).items()}
+    return resolve_class_map(parse_class_map(opts.class_map), model_names, dataset.names)
 
 
 NOTHING_MEASURED = ("nothing was measured: every configuration was skipped or failed (see each row's "
@@ -183,7 +201,7 @@ def finish_report(report: Report, ctx: RunContext, matches: bool) -> None:
 def terminal_notes(report: Report) -> list[str]:
     """The lines a command prints after its table: what the data set was used for, an allowed class
     mismatch, and why nothing can be trusted (nothing measured, or every measured row suspect)."""
-    notes = [n for n in report.notes or () if n.startswith(("no --data:", "class mismatch allowed"))]
+    notes = [n for n in report.notes or () if n.startswith(("no --data:", "class mismatch allowed", "class map"))]
     if not any(r.measured for r in report.results):
         return [*notes, NOTHING_MEASURED]
     if not report.ok_rows:
@@ -217,6 +235,8 @@ def start_report(ctx: RunContext, opts: RunOptions) -> tuple[Report, bool]:
     if ctx.reference and opts.accuracy:
         ctx.reference_gt = _reference_gt(ctx, ctx.reference, opts)
         report.settings.reference = {**ctx.reference.to_dict(), "boxes": len(ctx.reference_gt["annotations"])}
+    if ctx.class_map:
+        report.settings.class_map = ctx.class_map.to_dict()
     return report, matches
 
 
@@ -244,7 +264,7 @@ def _reference_gt(ctx: RunContext, ref: Reference, opts: RunOptions) -> dict[str
     if outcome.status != "ok":
         raise InputError(f"reference {ref.label} failed: {outcome.status}: {outcome.error}")
     scored = {image_id for image_id, _ in spec.eval_images}
-    return reference_gt(ctx.dataset, outcome.value["detections"], ref.conf, scored)
+    return reference_gt(ctx.dataset, mapped(ctx, outcome.value["detections"]) or [], ref.conf, scored)
 
 
 def _threads(opts: RunOptions, profile: DeviceProfile) -> int | None:
@@ -302,7 +322,7 @@ def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, 
     if outcome.status != "ok":
         return new_result(backend, precision, status="failed", error=f"{outcome.status}: {outcome.error}", **extra)
     fields = dict(outcome.value)
-    detections = fields.pop("detections")
+    detections = mapped(ctx, fields.pop("detections"))
     row = new_result(backend, precision, **{**extra, **fields})
     row.artifact_sha256 = artifact_sha256(spec.model)
     row.source_sha256 = artifact_sha256(source) if source else None
@@ -316,6 +336,14 @@ def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, 
                                             kind="agreement", reference=ctx.reference.label)
     gate_row(row, len(detections), *_boxes_to_find(ctx, scored))
     return row
+
+
+def mapped(ctx: RunContext, detections: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """`detections` (category ids = model classes under a --class-map) re-labelled with the data set's
+    category ids, dropping the classes the map leaves out; as they are without a map."""
+    if ctx.class_map is None or detections is None:
+        return detections
+    return ctx.class_map.apply(detections, ctx.dataset.category_ids)
 
 
 def _boxes_to_find(ctx: RunContext, scored: set[int]) -> tuple[int, int]:
@@ -339,8 +367,16 @@ def measure_spec(ctx: RunContext, opts: RunOptions, artifact: Path, precision: s
         accuracy=settings.accuracy if ctx.dataset.labelled or ctx.reference else None,
         timing_images=[str(s.image_path) for s in samples[:16]],
         eval_images=[(s.image_id, str(s.image_path)) for s in evals],
-        category_ids=dict(ctx.dataset.category_ids), label=f"{backend}/{precision}",
+        category_ids=_child_category_ids(ctx), label=f"{backend}/{precision}",
     )
+
+
+def _child_category_ids(ctx: RunContext) -> dict[int, int]:
+    """The category ids the measuring child gives detections: the data set's, or under a --class-map
+    the model's class indices (the parent re-labels them, see `mapped`)."""
+    if ctx.class_map is None:
+        return dict(ctx.dataset.category_ids)
+    return {k: k for k in ctx.class_map.model_names}
 
 
 def _accuracy(ctx: RunContext, detections: list[dict[str, Any]], image_ids: set[int],

@@ -416,3 +416,13 @@ def notice_if_given(text: str) -> Callable[[click.Context, click.Parameter, Any]
 def given(ctx: click.Context, name: str) -> bool:
     """Whether parameter `name` was given on the command line."""
     return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def class_map_option() -> Callable[[F], F]:
+    """`--class-map`, the same on run, sweep and val (bench.sweep.class_map parses it)."""
+    return click.option(
+        "--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
+        help="Score a data set whose classes differ from the model's through this map: model class = "
+             "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
+             "mapping file. Model classes left out are not scored; data set classes nobody maps to "
+             "score AP 0.")

@@ -16,6 +16,7 @@ from bench.options import (
     SECONDS,
     WARMUP,
     Command,
+    class_map_option,
     deprecated,
     threads_option,
 )
@@ -61,11 +62,7 @@ from bench.sweep.run import RunOptions, run, terminal_notes
 @click.option("--allow-class-mismatch", is_flag=True,
               help="Score a data set whose class names or count differ from the model's, by class index "
                    "(default: that is an error before anything runs).")
-@click.option("--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
-              help="Score a data set whose classes differ from the model's through this map: model class = "
-                   "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
-                   "mapping file. Model classes left out are not scored; data set classes nobody maps to "
-                   "score AP 0.")
+@class_map_option()
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
               help=f"Seconds allowed per configuration (at most {MAX_SECONDS:.0f}, 7 days).")

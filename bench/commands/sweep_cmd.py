@@ -18,6 +18,7 @@ from bench.options import (
     SIZES,
     WARMUP,
     Command,
+    class_map_option,
     deprecated,
     threads_option,
 )
@@ -70,11 +71,7 @@ from bench.sweep.sweep import SweepOptions, sweep
 @click.option("--allow-class-mismatch", is_flag=True,
               help="Score a data set whose class names or count differ from the model's, by class index "
                    "(default: that is an error before anything runs).")
-@click.option("--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
-              help="Score a data set whose classes differ from the model's through this map: model class = "
-                   "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
-                   "mapping file. Model classes left out are not scored; data set classes nobody maps to "
-                   "score AP 0.")
+@class_map_option()
 @click.option("--reference-conf", type=CONF.param_type(), default=DEFAULT_REFERENCE_CONF, show_default=True,
               help="Reference detections at or above this score become the agreement ground truth.")
 def command(profile: str | None, model: str | None, data: str | None, backends: tuple[str, ...] | None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from bench.options import BACKEND, CONF, COUNT, IMGSZ, IOU, Command, deprecated, notice_if_given
+from bench.options import BACKEND, CONF, COUNT, IMGSZ, IOU, Command, class_map_option, deprecated, notice_if_given
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -44,11 +44,7 @@ CONF_CHANGED = "val --conf is now the deployment threshold (P/R/F1); the mAP flo
 @click.option("--allow-class-mismatch", is_flag=True,
               help="Score a data set whose class names differ from the model's, by class index (default: that "
                    "is an error before anything runs; the class counts must still match).")
-@click.option("--class-map", "class_map", default=None, metavar="MODEL=DATA[,...]|FILE.yaml",
-              help="Score a data set whose classes differ from the model's through this map: model class = "
-                   "data set class pairs, by name or index (e.g. car=vehicle,person=pedestrian), or a YAML "
-                   "mapping file. Model classes left out are not scored; data set classes nobody maps to "
-                   "score AP 0.")
+@class_map_option()
 def command(model: str, data: str, split: str, imgsz: int | None, batch: int, backend: str | None, eval_conf: float,
             iou: float, max_det: int, deploy_conf: float, max_images: int | None, as_json: bool,
             plots_dir: str | None, allow_class_mismatch: bool = False, class_map: str | None = None) -> None:

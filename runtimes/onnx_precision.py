@@ -2,11 +2,10 @@
 element type of their weights. Used by the ONNX Runtime backend for `precision_used`."""
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from runtimes.precision import Precision, from_counts
+from runtimes.precision import Precision, from_layers
 
 #: nodes that carry the model's arithmetic (the rest is glue whose type follows them)
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -30,20 +29,14 @@ def graph_precision(graph: Any) -> Precision:
     producers = {out: node for node in graph.node for out in node.output}
     weights = {init.name: int(init.data_type) for init in graph.initializer}
     inputs = {vi.name: int(vi.type.tensor_type.elem_type) for vi in graph.input}
-    floats: Counter[Precision] = Counter()
-    quantized = total = 0
-    for node in graph.node:
+    def layer(node: Any) -> Precision:
         if node.op_type in INTEGER_OPS:
-            quantized += 1
-            total += 1
-        elif node.op_type in COMPUTE_OPS:
-            total += 1
-            if all(_op(producers.get(name)) == "DequantizeLinear" for name in node.input[:2]):
-                quantized += 1
-            else:
-                floats[_float_kind(node, producers, weights, inputs)] += 1
-    floats.pop(Precision.UNKNOWN, None)
-    return from_counts(floats, quantized, total)
+            return Precision.INT8
+        if all(_op(producers.get(name)) == "DequantizeLinear" for name in node.input[:2]):
+            return Precision.INT8
+        return _float_kind(node, producers, weights, inputs)
+
+    return from_layers(layer(n) for n in graph.node if n.op_type in INTEGER_OPS or n.op_type in COMPUTE_OPS)
 
 
 def _op(node: Any) -> str | None:

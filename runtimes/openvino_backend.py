@@ -8,7 +8,6 @@ not what was asked for: on a CPU without fp16 arithmetic an f16 hint runs bf16 o
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line
 from runtimes.errors import HardwareUnavailableError, ModelLoadError
-from runtimes.precision import Precision, from_counts
+from runtimes.precision import Precision, from_layers
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
@@ -159,21 +158,21 @@ def runtime_precision(compiled: Any) -> Precision:
 
     Not the layer's "runtimePrecision" alone: for an IR with fp16-compressed weights under an f32 hint it
     says f16 (the weights) while activations and outputs are f32, i.e. the layer computes in f32."""
-    floats: Counter[Precision] = Counter()
-    quantized = total = 0
-    for op in compiled.get_runtime_model().get_ops():
-        info = op.get_rt_info()
-        if "layerType" not in info or _rt_str(info["layerType"]) not in _COMPUTE:
-            continue
-        total += 1
-        runtime = _rt_str(info["runtimePrecision"]) if "runtimePrecision" in info else ""
-        activation = op.input(0).get_element_type().get_type_name() if op.get_input_size() else runtime
-        if runtime in _QUANTIZED or activation in _QUANTIZED:
-            quantized += 1
-        else:
-            floats[_RUNTIME_NAMES.get(activation, Precision.UNKNOWN)] += 1
-    floats.pop(Precision.UNKNOWN, None)
-    return from_counts(floats, quantized, total)
+    return from_layers(_layer_precision(op) for op in compiled.get_runtime_model().get_ops() if _is_compute(op))
+
+
+def _is_compute(op: Any) -> bool:
+    info = op.get_rt_info()  # an RTMap: `in` and [] only
+    return "layerType" in info and _rt_str(info["layerType"]) in _COMPUTE
+
+
+def _layer_precision(op: Any) -> Precision:
+    info = op.get_rt_info()
+    runtime = _rt_str(info["runtimePrecision"]) if "runtimePrecision" in info else ""
+    activation = op.input(0).get_element_type().get_type_name() if op.get_input_size() else runtime
+    if runtime in _QUANTIZED or activation in _QUANTIZED:
+        return Precision.INT8
+    return _RUNTIME_NAMES.get(activation, Precision.UNKNOWN)
 
 
 def _rt_str(value: Any) -> str:

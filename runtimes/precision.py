@@ -102,3 +102,11 @@ def from_counts(float_kinds: Iterable[Precision], quantized: int, total: int) ->
     if len(kinds) == 1:
         return kinds.pop()
     return Precision.UNKNOWN if not kinds else Precision.MIXED
+
+
+def from_layers(layers: Iterable[Precision]) -> Precision:
+    """`from_counts` over one precision per compute layer: INT8 for a quantized layer, its float kind, or
+    UNKNOWN when that layer cannot tell (it counts in the total but names no float kind)."""
+    kinds = list(layers)
+    quantized = sum(k is Precision.INT8 for k in kinds)
+    return from_counts({k for k in kinds if k.is_float}, quantized, len(kinds))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line, read_sidecar_json
 from runtimes.errors import BackendNotImplementedError, InputError, ModelLoadError
-from runtimes.precision import Precision, from_counts
+from runtimes.precision import Precision, from_layers
 from runtimes.registry import import_engine
 from runtimes.tflite_delegation import Delegation, delegation_report
 from runtimes.tflite_quant import dequantize, is_quantized, quantize
@@ -60,19 +59,9 @@ class TfliteRuntime(Runtime):
 
     def _tensor_precision(self) -> Precision:
         tensors = {int(t["index"]): t for t in self._interp.get_tensor_details()}
-        floats: Counter[Precision] = Counter()
-        quantized = total = 0
-        for op in self._interp._get_ops_details():
-            if op["op_name"] not in _COMPUTE_OPS or not len(op["inputs"]):
-                continue
-            total += 1
-            detail = tensors.get(int(op["inputs"][0]))
-            if detail is not None and is_quantized(detail):
-                quantized += 1
-            elif detail is not None:
-                floats[_FLOAT_DTYPES.get(np.dtype(detail["dtype"]), Precision.UNKNOWN)] += 1
-        floats.pop(Precision.UNKNOWN, None)
-        return from_counts(floats, quantized, total)
+        ops = self._interp._get_ops_details()
+        return from_layers(_input_precision(tensors.get(int(op["inputs"][0])))
+                           for op in ops if op["op_name"] in _COMPUTE_OPS and len(op["inputs"]))
 
     def _check_options(self) -> None:
         if self.path.suffix.lower() != ".tflite":
@@ -167,6 +156,15 @@ class TfliteRuntime(Runtime):
     def close(self) -> None:
         with self._lock:
             self._interp = None
+
+
+def _input_precision(detail: dict[str, Any] | None) -> Precision:
+    """A compute op's precision from its input tensor: INT8 when quantized, else its float type."""
+    if detail is None:
+        return Precision.UNKNOWN
+    if is_quantized(detail):
+        return Precision.INT8
+    return _FLOAT_DTYPES.get(np.dtype(detail["dtype"]), Precision.UNKNOWN)
 
 
 def _public_input(detail: dict[str, Any], layout: str) -> TensorSpec:

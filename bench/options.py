@@ -288,7 +288,9 @@ def validate_run_options(opts: RunOptionsLike) -> None:
     for size in getattr(opts, "imgsz", None) or ():
         check_imgsz(size)
     requested_precisions(opts.precisions)
-    _check_backend_names(getattr(opts, "backends", None) or ())
+    backends = getattr(opts, "backends", None)
+    if backends:
+        check_backends(",".join(backends), several=True)
     from edge_sdk.host import warn_excess_threads
 
     stacklevel = _warning_stacklevel()
@@ -343,14 +345,6 @@ class PrecisionListType(click.ParamType[tuple[str, ...]]):
 
 
 PRECISIONS = PrecisionListType()
-
-
-def _check_backend_names(names: Sequence[str]) -> None:
-    """EdgebenchError ('unknown backend ...') for a name the capability table does not know."""
-    from runtimes.capabilities import get
-
-    for name in names:
-        get(name)
 
 
 # ----------------------------------------------------------------------------- deprecated spellings

@@ -34,9 +34,7 @@ from bench.sweep.run import (
     start_report,
 )
 from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
-from runtimes.capabilities import get as capability
-from runtimes.errors import InputError, ModelLoadError
-from runtimes.precision import parse_precisions
+from runtimes.errors import ModelLoadError
 
 __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
 
@@ -59,8 +57,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
     `on_start(n)` is told the number of configurations, `on_row(row)` each row as it finishes.
     Ctrl-C stops the sweep cleanly: the report keeps status "partial" and `interrupted: true`.
     """
-    validate_run_options(opts)  # every number in range, before anything loads (bench.options)
-    _check_options(opts)
+    validate_run_options(opts)  # every number, name and size checked before anything loads (bench.options)
     out = out_folder(opts.out_dir, opts.profile, opts.overwrite)  # refused before anything loads
     opts = dataclasses.replace(opts, out_dir=str(out))
     ctx, sources = _prepare(opts)
@@ -113,18 +110,6 @@ def configurations(ctx: RunContext, opts: SweepOptions) -> list[tuple[str, str, 
     precisions = requested_precisions(opts.precisions) or ctx.profile.precisions  # canonical, once each
     sizes = opts.imgsz or (max(_model_size(ctx)),)
     return [(b, p, s) for b in backends for p in precisions for s in sizes]
-
-
-def _check_options(opts: SweepOptions) -> None:
-    """One-line typed errors for bad lists, before anything is loaded or written."""
-    for name in opts.backends or ():
-        capability(name)
-    parse_precisions(opts.precisions or ())
-    for s in opts.imgsz or ():
-        if s <= 0 or s % 32:
-            raise InputError(f"--imgsz {s}: an input size must be a positive multiple of 32")
-    if opts.timeout_s <= 0:
-        raise InputError(f"--timeout must be positive, got {opts.timeout_s:g}")
 
 
 def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,

@@ -116,7 +116,7 @@ def verdict(checks: Sequence[BudgetCheck] | None, proxy: bool = False) -> str:
 
 def row_verdict(row: ResultRow) -> str:
     """`verdict` of a row's budget checks, a proxy verdict when the row has a "proxy" flag."""
-    return verdict(row.budget_checks, proxy=any(f.kind == "proxy" for f in row.flags or ()))
+    return verdict(row.budget_checks, proxy=row.proxy)
 
 
 def reference_check(row: ResultRow, reference: Reference | Mapping[str, Any] | None,

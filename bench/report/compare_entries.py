@@ -71,7 +71,7 @@ class Entry:
     @property
     def proxy(self) -> bool:
         """Measured on a proxy host (a "proxy" flag), not on the profile's device."""
-        return any(f.kind == "proxy" for f in self.row.flags or ())
+        return self.row.proxy
 
     @property
     def placed(self) -> bool:

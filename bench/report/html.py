@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import plots as html_plots
-from bench.report.budgets import row_verdict
+from bench.report.budgets import FAIL
 from bench.report.compare import compare
 from bench.report.compare_render import parity_text
 from bench.report.markdown import (  # shared wording with report.md
@@ -192,8 +192,8 @@ def _p99_cell(row: ResultRow) -> tuple[str, str]:
 def _status_cell(row: ResultRow) -> tuple[str, str]:
     """report.md's status text (flags with their reasons, the budget verdict); warn on any flag or overrun."""
     if not row.measured:
-        return f"{row.status or '?'}: {row.error or 'no reason recorded'}", "err"
-    warn = bool(row.flags) or "over" in row_verdict(row)
+        return _status(row, None), "err"
+    warn = bool(row.flags) or any(c.status == FAIL for c in row.budget_checks or ())
     return _status(row, None), ("warn" if warn else "ok")
 
 

@@ -273,6 +273,11 @@ class ResultRow(Record):
         if kind == "suspect" and self.status == "ok":
             self.status = "suspect"
 
+    @property
+    def proxy(self) -> bool:
+        """Measured on a proxy host (a "proxy" flag), not on the profile's device."""
+        return any(f.kind == "proxy" for f in self.flags or ())
+
     def flag_texts(self, kind: str | None = None) -> list[str]:
         """'kind: reason' of the row's flags (of one kind when given)."""
         return [f.text for f in self.flags or () if kind is None or f.kind == kind]

@@ -1,6 +1,7 @@
 """The environment record every report carries: host, CPU, OS, versions, model hash, clocks."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -109,6 +110,17 @@ def temperatures_c() -> dict[str, list[dict[str, Any]]] | None:
 
 
 def _file_sha256(path: Path) -> str:
+    """A file's digest, read once per (path, size, mtime): a run hashes the same model for the report,
+    the environment and every row."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model artifact {path}: {exc.strerror}") from exc
+    return _digest(path.resolve(), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     try:
         with path.open("rb") as fh:

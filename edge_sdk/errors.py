@@ -2,6 +2,7 @@
 from runtimes.errors import (
     BackendNotImplementedError,
     BackendUnavailableError,
+    CalibrationError,
     ConversionError,
     DatasetError,
     EdgebenchError,
@@ -18,6 +19,7 @@ from runtimes.errors import (
 __all__ = [
     "BackendNotImplementedError",
     "BackendUnavailableError",
+    "CalibrationError",
     "ConversionError",
     "DatasetError",
     "EdgebenchError",

@@ -59,3 +59,7 @@ class ReportError(EdgebenchError):
 
 class RewriteError(EdgebenchError):
     """An ONNX graph rewrite is unknown, or left a graph that does not check."""
+
+
+class CalibrationError(EdgebenchError):
+    """INT8 calibration cannot be done as asked (no images, images that overlap the evaluation set, ...)."""

@@ -150,7 +150,7 @@ def test_the_bundled_data_set_is_not_the_default_for_another_model(tmp_path, sma
 
 
 def test_report_identity_hashes_and_scored_count(tmp_path, small_model, small_data):
-    from bench.measure.environment import sha256_of
+    from edge_sdk.hashing import sha256_of
 
     report, _, md_path = run(_opts(tmp_path, small_model, small_data, precisions=("fp32",), max_eval_images=3))
     assert report.data.images == 4 and report.data.scored_images == 3 and len(report.data.sha256) == 64

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bench.report.writer as report_mod
-from bench.measure.environment import environment, sha256_of
+from bench.measure.environment import environment
 from bench.measure.timing import summarize
 from bench.report.markdown import P99_FOOTNOTE
 from bench.report.writer import (
@@ -24,6 +24,7 @@ from bench.report.writer import (
     validate_report,
     write_report,
 )
+from edge_sdk.hashing import sha256_of
 from runtimes.errors import ModelLoadError, ReportError
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

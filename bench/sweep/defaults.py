@@ -1,12 +1,12 @@
 """The bundled default model and its synthetic validation set (made on first use, deterministic)."""
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_sdk.cachedir import cache_dir
 from runtimes.errors import ModelLoadError
 
 DEFAULT_MODEL = "default_model.onnx"
@@ -23,14 +23,6 @@ def default_model() -> Path:
             "pass --model MODEL.onnx --data DATA"
         )
     return path
-
-
-def cache_dir() -> Path:
-    """Where generated data is kept: $EDGEBENCH_CACHE, else $XDG_CACHE_HOME/edgebench, else ~/.cache/edgebench."""
-    if os.environ.get("EDGEBENCH_CACHE"):
-        return Path(os.environ["EDGEBENCH_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edgebench"
 
 
 def synth_settings(meta: Mapping[str, Any] | None) -> dict[str, int]:

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.measure.environment import sha256_of
 from bench.sweep.defaults import default_data, default_model
 from edge_sdk.datasets import Dataset, Sample
+from edge_sdk.hashing import sha256_of
 from runtimes.capabilities import files_beside
 from runtimes.errors import InputError, ModelLoadError
 

@@ -17,7 +17,7 @@ $(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[test,train,openvino,ncnn,ncnn-export,tflite,tflite-export,report]'
+	$(PIP) install -c constraints.txt -e '.[test,train,openvino,openvino-int8,ncnn,ncnn-export,tflite,tflite-export,report]'
 	@touch $@ $(VENV)/.core-installed
 
 install: $(VENV)/.core-installed

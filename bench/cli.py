@@ -24,6 +24,7 @@ COMMANDS = {
     "export": "export_cmd",
     "compare": "compare_cmd",
     "sweep": "sweep_cmd",
+    "quantize": "quantize_cmd",
 }
 
 

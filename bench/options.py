@@ -106,6 +106,8 @@ IOU = Rule(integer=False, low=0.0, high=1.0, low_open=True)  #: NMS IoU
 SECONDS = Rule(integer=False, low=0.0, high=MAX_SECONDS)  #: durations where 0 means none
 POSITIVE_SECONDS = Rule(integer=False, low=0.0, high=MAX_SECONDS, low_open=True)  #: timeouts, windows
 POSITIVE = Rule(integer=False, low=0.0, low_open=True)  #: learning rates
+MAX_CALIB_IMAGES = 100_000  #: --calib-images
+CALIB_IMAGES = Rule(integer=True, low=1, high=MAX_CALIB_IMAGES)  #: calibration images
 
 #: RunOptions / SweepOptions field -> (its CLI option, its rule) (validate_run_options).
 RUN_RULES: dict[str, tuple[str, Rule]] = {
@@ -113,7 +115,7 @@ RUN_RULES: dict[str, tuple[str, Rule]] = {
     "min_iterations": ("--min-iterations", ITERATIONS), "min_duration_s": ("--min-duration", SECONDS),
     "max_eval_images": ("--max-images", COUNT), "timeout_s": ("--timeout", POSITIVE_SECONDS),
     "reference_conf": ("--reference-conf", CONF), "duration_s": ("--duration", SECONDS),
-    "window_s": ("--window", POSITIVE_SECONDS),
+    "window_s": ("--window", POSITIVE_SECONDS), "calib_images": ("--calib-images", CALIB_IMAGES),
 }
 
 

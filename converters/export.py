@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from converters.int8 import Int8Options, quantize_to
 from converters.parity import ParityResult, check_parity
 from converters.rewrite_auto import Trial, choose_rewrites
 from converters.rewrites import RewriteResult, parse_names, rewritten_onnx
 from edge_sdk.atomic import write_json_atomic
 from runtimes.base import RuntimeOptions, sidecar_path
-from runtimes.capabilities import converter_targets
+from runtimes.capabilities import converter_targets, quantizer_targets
 from runtimes.capabilities import get as capability
-from runtimes.errors import BackendNotImplementedError, EdgebenchError, ModelLoadError
+from runtimes.errors import BackendNotImplementedError, CalibrationError, EdgebenchError, ModelLoadError
 from runtimes.precision import Precision, PrecisionUnsupportedError
 
 
@@ -32,11 +33,13 @@ class ExportResult:
     parity: ParityResult | None = None
     rewrites: list[RewriteResult] = field(default_factory=list)
     rewrite_trials: list[Trial] = field(default_factory=list)  # what `--rewrite auto` measured
+    quantization: dict[str, Any] | None = None  # int8: calibration provenance, method, exclusions (converters.int8)
 
 
 def targets() -> tuple[str, ...]:
-    """What `export --to` takes: onnx (from a checkpoint) and every backend with a converter (runtimes.capabilities)."""
-    return ("onnx", *converter_targets())
+    """What `export --to` takes: onnx (from a checkpoint) and every backend with a converter or an INT8
+    quantizer (runtimes.capabilities)."""
+    return tuple(dict.fromkeys(("onnx", *converter_targets(), *quantizer_targets())))
 
 
 def check_target(target: str, precision: str) -> None:
@@ -46,10 +49,9 @@ def check_target(target: str, precision: str) -> None:
         raise BackendNotImplementedError(
             f"export target '{target}' is not implemented (available: {', '.join(targets())})")
     asked = Precision.parse(precision)
-    writes = (Precision.FP32,) if target == "onnx" else capability(target).writes
+    writes = (Precision.FP32,) if target == "onnx" else capability(target).writes + capability(target).quantized
     if asked not in writes:
-        raise PrecisionUnsupportedError(f"the {target} converter writes {', '.join(writes)}, not {asked}"
-                                        + (" (INT8 calibration is not in this version)" if asked == "int8" else ""))
+        raise PrecisionUnsupportedError(f"the {target} converter writes {', '.join(writes)}, not {asked}")
 
 
 def _check(model: Path, target: str, precision: str) -> None:
@@ -60,17 +62,22 @@ def _check(model: Path, target: str, precision: str) -> None:
         raise EdgebenchError("the model is already ONNX; export to onnx takes a training checkpoint")
     if model.suffix.lower() != ".onnx":
         raise ModelLoadError(f"{model}: conversion starts from an ONNX model (.onnx)")
+    if capability(target).converter is None:
+        raise EdgebenchError(f"{target} runs the ONNX model as it is; --to {target} makes its INT8 model "
+                             "(--precision int8 --calib IMAGES)")
 
 
 def export(model: str | Path, target: str, out: str | Path, precision: str = "fp32", parity: bool = True,
            parity_images: int = 4, threads: int | None = None,
-           rewrites: str | Iterable[str] | None = None) -> ExportResult:
+           rewrites: str | Iterable[str] | None = None, int8: Int8Options | None = None) -> ExportResult:
     """Convert an ONNX `model` to `target` at `out`; check parity against the ONNX (fp32 on ONNX Runtime)
     and store it in the artifact's sidecar JSON. Named `rewrites` (converters.rewrites) are applied to
     a temporary copy of the ONNX before conversion; parity still compares against the original.
     `rewrites="auto"` keeps each exact rewrite only when it measurably helps the target
     (converters.rewrite_auto: delegated ops and interleaved latency, with and without it)."""
     src, dst, target = Path(model), Path(out), target.lower()
+    if Precision.parse(precision) is Precision.INT8:
+        return _export_int8(src, target, dst, int8, parity, parity_images, threads, rewrites)
     auto = _is_auto(rewrites)
     names = [] if auto else parse_names(rewrites)
     _check(src, target, precision)
@@ -90,6 +97,23 @@ def export(model: str | Path, target: str, out: str | Path, precision: str = "fp
     if auto:
         result.rewrite_trials = trials
         _record(result.path, "rewrite_trials", [t.to_dict() for t in trials])
+    return result
+
+
+def _export_int8(src: Path, target: str, dst: Path, int8: Int8Options | None, parity: bool, images: int,
+                 threads: int | None, rewrites: str | Iterable[str] | None) -> ExportResult:
+    """converters.int8 on `src` (no rewrites: exclusions name the model's own nodes), then parity."""
+    check_target(target, "int8")
+    if int8 is None:
+        raise CalibrationError("INT8 needs calibration images (--calib DIR|data.yaml|list.txt)")
+    if parse_names(None if _is_auto(rewrites) else rewrites):
+        raise EdgebenchError("--rewrite is not applied to INT8 exports in this version (the exclusion set names "
+                             "the model's own nodes); export without it")
+    made = quantize_to(src, target, dst, int8, threads)
+    result = ExportResult(made.path, target, "int8", quantization=made.provenance())
+    if parity:
+        result.parity = _parity(src, made.path, target, "int8", threads, images)
+        record_parity(made.path, result.parity)
     return result
 
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from runtimes.errors import InputError, ModelLoadError
-from runtimes.precision import Precision, check_request, parse_precision
+from runtimes.precision import LayerTally, Precision, check_request, parse_precision
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Runtime(abc.ABC):
         self.options = options or RuntimeOptions()
         self._inputs: list[TensorSpec] = []  # filled by the backend when it loads the model
         self._outputs: list[TensorSpec] = []
+        self._tally: LayerTally | None = None  # the compute-layer tally, where the backend reads one
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -108,6 +109,12 @@ class Runtime(abc.ABC):
         """The precision the engine runs, from the engine or the artifact, never from the request;
         UNKNOWN where neither can tell. Backends override it."""
         return Precision.UNKNOWN
+
+    @property
+    def layer_tally(self) -> LayerTally | None:
+        """How many compute layers the engine runs quantized, of how many (None where unknown): the
+        integer-op fraction of an int8 or mixed model."""
+        return self._tally
 
     def _check_precision(self, why: str = "") -> None:
         """Called by each backend once loaded: PrecisionUnsupportedError when an explicit request is not

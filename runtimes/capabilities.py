@@ -40,6 +40,8 @@ class Capability:
     hardware: str | None = None  # "nvidia-gpu", "apple": checked by edge_sdk.host
     devices: tuple[str, ...] = ()  # device kinds it targets (documentation and `edgebench env`)
     export_extra: str | None = None  # the extra that installs the converter's own tools, when not `extra`
+    quantizer: str | None = None  # "module:function" (a calibration Quantizer): INT8 PTQ by the engine's own tool
+    quantize_extra: str | None = None  # the extra that installs that quantizer, when not `extra`
 
     @property
     def suffix(self) -> str:
@@ -48,14 +50,26 @@ class Capability:
 
     @property
     def produced(self) -> tuple[Precision, ...]:
-        """The precisions this version can give an artifact: written by the converter or hinted at load."""
-        return tuple(dict.fromkeys(self.writes + self.hints))
+        """The precisions this version can give an artifact: written by the converter, made by the
+        quantizer (int8) or hinted at load."""
+        return tuple(dict.fromkeys(self.writes + self.quantized + self.hints))
+
+    @property
+    def quantized(self) -> tuple[Precision, ...]:
+        """(INT8,) when the backend has a PTQ quantizer, else ()."""
+        return (I8,) if self.quantizer else ()
 
     def load_runtime_class(self) -> type[Any]:
         """Import the Runtime subclass (the engine itself is imported later, when a model loads)."""
         if self.runtime is None:
             raise EdgebenchError(f"backend '{self.name}' has no runtime in this version")
         return _resolve(self.runtime)  # type: ignore[no-any-return]
+
+    def load_quantizer(self) -> Any:
+        """Import the quantizer entry point (a calibration.request.Quantizer)."""
+        if self.quantizer is None:
+            raise EdgebenchError(f"backend '{self.name}' has no INT8 quantizer in this version")
+        return _resolve(self.quantizer)
 
     def load_converter(self) -> Converter:
         """Import the converter entry point."""
@@ -72,21 +86,23 @@ def _resolve(ref: str) -> Any:
 _BUILTIN = (
     Capability("onnxruntime", "onnxruntime", "onnxruntime", None, (".onnx",),
                runtime="runtimes.ort_backend:OnnxRuntime", runs=(F32, F16, I8, MIX), writes=(F32,),
+               quantizer="calibration.ort:quantize",
                devices=("x86_64 CPU", "arm64 CPU", "NVIDIA GPU (CUDA/TensorRT EPs)")),
     Capability("openvino", "openvino", "openvino", "openvino", (".xml",), beside=(".bin",),
                runtime="runtimes.openvino_backend:OpenVinoRuntime", converter="converters.openvino:to_openvino",
                runs=(F32, F16, B16, I8, MIX), writes=(F32, F16, B16), hints=(F32, F16, B16),
-               devices=("x86_64 CPU", "Intel GPU", "Intel NPU")),
+               devices=("x86_64 CPU", "Intel GPU", "Intel NPU"),
+               quantizer="calibration.openvino:quantize", quantize_extra="openvino-int8"),
     Capability("ncnn", "ncnn", "ncnn", "ncnn", (".param",), beside=(".bin",),
                runtime="runtimes.ncnn_backend:NcnnRuntime", converter="converters.ncnn:to_ncnn",
                runs=(F32, F16, B16, I8), writes=(F32, F16, B16), hints=(F32, F16, B16),
                devices=("arm64 CPU (Raspberry Pi)", "armv7 CPU", "x86_64 CPU"),
-               export_extra="ncnn-export"),
+               export_extra="ncnn-export", quantizer="calibration.ncnn:quantize"),
     Capability("tflite", "ai_edge_litert", "ai-edge-litert", "tflite", (".tflite",),
                runtime="runtimes.tflite_backend:TfliteRuntime", converter="converters.tflite:to_tflite",
                runs=(F32, F16, I8), writes=(F32, F16),
                devices=("Android arm64 (XNNPACK)", "arm64 CPU", "x86_64 CPU"),
-               export_extra="tflite-export"),
+               export_extra="tflite-export", quantizer="calibration.tflite:quantize"),
     Capability("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),
                runs=(F32, F16, I8, MIX), hardware="nvidia-gpu", devices=("Jetson Orin", "NVIDIA GPU")),
     Capability("coreml", "coremltools", "coremltools", "coreml", (".mlpackage", ".mlmodel"),
@@ -135,8 +151,13 @@ def files_beside(path: str | Path) -> list[Path]:
 
 
 def all_written_precisions() -> tuple[Precision, ...]:
-    """Every precision some converter writes (export's --precision choices)."""
+    """Every precision some converter writes or some quantizer makes (export's --precision choices)."""
     seen: dict[Precision, None] = {}
     for cap in BACKENDS.values():
-        seen.update(dict.fromkeys(cap.writes))
+        seen.update(dict.fromkeys(cap.writes + cap.quantized))
     return tuple(seen)
+
+
+def quantizer_targets() -> tuple[str, ...]:
+    """Backends with an INT8 quantizer, in table order."""
+    return tuple(c.name for c in BACKENDS.values() if c.quantizer)

@@ -14,8 +14,8 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, read_sidecar_json, sidecar_path
 from runtimes.errors import BackendNotImplementedError, EdgebenchError, InputError, ModelLoadError
-from runtimes.ncnn_precision import PRECISION_FLAGS, param_precision, switches_take_effect
-from runtimes.precision import Precision
+from runtimes.ncnn_precision import PRECISION_FLAGS, param_tally, switches_take_effect
+from runtimes.precision import LayerTally, Precision
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
@@ -43,11 +43,14 @@ class NcnnRuntime(Runtime):
         self._check_precision(_refusal(self.options.precision, self._precision))
 
     def _measured_precision(self, ncnn: Any, param_text: str) -> Precision:
-        quantized = param_precision(param_text)
-        if quantized is not None:
-            return quantized
+        counted = param_tally(param_text)
+        if counted.quantized:
+            self._tally = counted
+            return counted.precision
         switched = self._switched()
-        return switched if switches_take_effect(ncnn, switched) else Precision.FP32
+        used = switched if switches_take_effect(ncnn, switched) else Precision.FP32
+        self._tally = LayerTally(used, 0, counted.total)
+        return used
 
     def _switched(self) -> Precision:
         """The float precision whose switches are set (fp32 for no request and for int8/mixed models)."""

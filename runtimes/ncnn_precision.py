@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from runtimes.errors import EdgebenchError
-from runtimes.precision import Precision, from_counts
+from runtimes.precision import LayerTally, Precision, from_counts
 
 #: precision -> ncnn option switches; every switch is always set (ncnn turns fp16 on by default)
 PRECISION_FLAGS: dict[Precision, dict[str, bool]] = {
@@ -36,10 +36,14 @@ _INT8_LAYER = re.compile(r"^(Convolution|ConvolutionDepthWise|InnerProduct)\s.*\
 
 def param_precision(param_text: str) -> Precision | None:
     """INT8 / MIXED for a .param with int8 layers (all / some of its compute layers), else None (float)."""
-    quantized = len(_INT8_LAYER.findall(param_text))
-    if not quantized:
-        return None
-    return from_counts((), quantized, len(_COMPUTE_LAYER.findall(param_text)))
+    counted = param_tally(param_text)
+    return counted.precision if counted.quantized else None
+
+
+def param_tally(param_text: str) -> LayerTally:
+    """The .param's compute layers and those with int8 weights (the precision is only meaningful when some are)."""
+    quantized, total = len(_INT8_LAYER.findall(param_text)), len(_COMPUTE_LAYER.findall(param_text))
+    return LayerTally(from_counts((), quantized, total), quantized, total)
 
 
 @functools.cache

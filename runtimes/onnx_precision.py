@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtimes.precision import Precision, from_layers
+from runtimes.precision import LayerTally, Precision, tally
 
 #: nodes that carry the model's arithmetic (the rest is glue whose type follows them)
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -16,16 +16,26 @@ _FLOAT_TYPES = {1: Precision.FP32, 10: Precision.FP16, 16: Precision.BF16}
 
 
 def onnx_precision(path: str | Path) -> Precision:
+    """The precision of `onnx_tally(path)`."""
+    return onnx_tally(path).precision
+
+
+def onnx_tally(path: str | Path) -> LayerTally:
     """fp32/fp16/bf16 from the weights of the compute nodes; int8 when every one is quantized (Q/DQ
     around it or an integer op), mixed when some are; UNKNOWN when the file has no compute node."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    return graph_precision(proto.graph)
+    return graph_tally(proto.graph)
 
 
 def graph_precision(graph: Any) -> Precision:
     """`onnx_precision` on a loaded GraphProto (subgraphs are not visited)."""
+    return graph_tally(graph).precision
+
+
+def graph_tally(graph: Any) -> LayerTally:
+    """The compute-layer tally of a loaded GraphProto (subgraphs are not visited)."""
     producers = {out: node for node in graph.node for out in node.output}
     weights = {init.name: int(init.data_type) for init in graph.initializer}
     inputs = {vi.name: int(vi.type.tensor_type.elem_type) for vi in graph.input}
@@ -36,7 +46,7 @@ def graph_precision(graph: Any) -> Precision:
             return Precision.INT8
         return _float_kind(node, producers, weights, inputs)
 
-    return from_layers(layer(n) for n in graph.node if n.op_type in INTEGER_OPS or n.op_type in COMPUTE_OPS)
+    return tally(layer(n) for n in graph.node if n.op_type in INTEGER_OPS or n.op_type in COMPUTE_OPS)
 
 
 def _op(node: Any) -> str | None:

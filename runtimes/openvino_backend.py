@@ -15,7 +15,7 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line
 from runtimes.errors import HardwareUnavailableError, ModelLoadError
-from runtimes.precision import Precision, from_layers
+from runtimes.precision import LayerTally, Precision, tally
 from runtimes.registry import import_engine
 from runtimes.threads import resolve_threads
 
@@ -47,7 +47,8 @@ class OpenVinoRuntime(Runtime):
         self._inputs = [_spec(p) for p in self._model.inputs]
         self._outputs = [_spec(p) for p in self._model.outputs]
         self._props = _rt_props(self._model)
-        self._precision = runtime_precision(self._compiled)
+        self._tally = runtime_tally(self._compiled)
+        self._precision = self._tally.precision
         self._check_precision(_refusal(self.options.precision, self._precision))
 
     def compile_config(self) -> dict[str, Any]:
@@ -153,12 +154,17 @@ def _refusal(asked: Precision | None, used: Precision) -> str:
 
 
 def runtime_precision(compiled: Any) -> Precision:
+    """The precision of `runtime_tally(compiled)`."""
+    return runtime_tally(compiled).precision
+
+
+def runtime_tally(compiled: Any) -> LayerTally:
     """The precision of a compiled model from its executable graph: what each compute layer takes its
     activations in (int8 when all are quantized, mixed when some are or when float kinds differ).
 
     Not the layer's "runtimePrecision" alone: for an IR with fp16-compressed weights under an f32 hint it
     says f16 (the weights) while activations and outputs are f32, i.e. the layer computes in f32."""
-    return from_layers(_layer_precision(op) for op in compiled.get_runtime_model().get_ops() if _is_compute(op))
+    return tally(_layer_precision(op) for op in compiled.get_runtime_model().get_ops() if _is_compute(op))
 
 
 def _is_compute(op: Any) -> bool:

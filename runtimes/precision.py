@@ -9,6 +9,7 @@ from the request; where neither can tell, it is UNKNOWN and the request is not c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import Enum
 
 from runtimes.errors import EdgebenchError
@@ -104,9 +105,33 @@ def from_counts(float_kinds: Iterable[Precision], quantized: int, total: int) ->
     return Precision.UNKNOWN if not kinds else Precision.MIXED
 
 
-def from_layers(layers: Iterable[Precision]) -> Precision:
-    """`from_counts` over one precision per compute layer: INT8 for a quantized layer, its float kind, or
-    UNKNOWN when that layer cannot tell (it counts in the total but names no float kind)."""
+@dataclass(frozen=True)
+class LayerTally:
+    """A model's compute layers as the engine runs them: how many are quantized, of how many, and the
+    precision that makes (`from_counts`)."""
+
+    precision: Precision
+    quantized: int
+    total: int
+
+    @property
+    def integer_fraction(self) -> float | None:
+        """Quantized compute layers / all compute layers (None when there are none)."""
+        return self.quantized / self.total if self.total else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"precision": self.precision.value, "quantized_layers": self.quantized, "compute_layers": self.total,
+                "integer_fraction": self.integer_fraction}
+
+
+def tally(layers: Iterable[Precision]) -> LayerTally:
+    """One precision per compute layer (INT8 for a quantized layer, its float kind, or UNKNOWN when that
+    layer cannot tell: it counts in the total but names no float kind) -> the tally."""
     kinds = list(layers)
     quantized = sum(k is Precision.INT8 for k in kinds)
-    return from_counts({k for k in kinds if k.is_float}, quantized, len(kinds))
+    return LayerTally(from_counts({k for k in kinds if k.is_float}, quantized, len(kinds)), quantized, len(kinds))
+
+
+def from_layers(layers: Iterable[Precision]) -> Precision:
+    """The precision of `tally(layers)`."""
+    return tally(layers).precision

@@ -21,7 +21,7 @@ import numpy as np
 
 from runtimes.base import Runtime, RuntimeOptions, TensorSpec, first_line, read_sidecar_json
 from runtimes.errors import BackendNotImplementedError, InputError, ModelLoadError
-from runtimes.precision import Precision, from_layers
+from runtimes.precision import LayerTally, Precision, tally
 from runtimes.registry import import_engine
 from runtimes.tflite_delegation import Delegation, delegation_report
 from runtimes.tflite_quant import dequantize, is_quantized, quantize
@@ -53,14 +53,15 @@ class TfliteRuntime(Runtime):
         self._inputs = [_public_input(d, lay) for d, lay in zip(self._in, self._layouts, strict=False)]
         self._outputs = self._output_specs()
         self._delegation: Delegation | None = None
-        self._precision = self._tensor_precision()
+        self._tally = self._tensor_tally()
+        self._precision = self._tally.precision
         self._check_precision("the precision is in the .tflite file's tensor types (LiteRT's Python "
                               "Interpreter cannot force XNNPACK fp16)")
 
-    def _tensor_precision(self) -> Precision:
+    def _tensor_tally(self) -> LayerTally:
         tensors = {int(t["index"]): t for t in self._interp.get_tensor_details()}
         ops = self._interp._get_ops_details()
-        return from_layers(_input_precision(tensors.get(int(op["inputs"][0])))
+        return tally(_input_precision(tensors.get(int(op["inputs"][0])))
                            for op in ops if op["op_name"] in _COMPUTE_OPS and len(op["inputs"]))
 
     def _check_options(self) -> None:

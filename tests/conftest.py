@@ -51,24 +51,42 @@ def qdq_model(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
-def write_yolo_set(root: Path, n: int = 4, names: dict[int, str] = NAMES, seed: int = 0) -> Path:
-    """A YOLO data set with n random images, one box each; returns data.yaml."""
+def write_yolo_set(root: Path, n: int = 4, names: dict[int, str] = NAMES, seed: int = 0,
+                   model: Path | None = None) -> Path:
+    """A YOLO data set with n random images, one box each; returns data.yaml. With `model`, each label is
+    that model's own best detection on the image (so its AP is real, not 0), else a fixed centred box."""
     rng = np.random.default_rng(seed)
     (root / "images" / "val").mkdir(parents=True)
     (root / "labels" / "val").mkdir(parents=True)
     for i in range(n):
         img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
         cv2.imwrite(str(root / "images" / "val" / f"{i}.jpg"), img)
-        (root / "labels" / "val" / f"{i}.txt").write_text(f"{i % len(names)} 0.5 0.5 0.25 0.3\n")
+        label = _own_detection(model, cv2.imread(str(root / "images" / "val" / f"{i}.jpg"))) if model else None
+        (root / "labels" / "val" / f"{i}.txt").write_text(label or f"{i % len(names)} 0.5 0.5 0.25 0.3\n")
     data = root / "data.yaml"
     data.write_text(yaml.safe_dump({"path": ".", "val": "images/val", "names": dict(names)}))
     return data
 
 
+def _own_detection(model: Path, image: np.ndarray) -> str | None:
+    """The model's highest-scoring detection on `image` as a YOLO label line, or None."""
+    from edge_sdk import Detector
+
+    with Detector(model, conf=0.001) as det:
+        d = det(image)
+    if not len(d.scores):
+        return None
+    best = int(np.argmax(d.scores))
+    x1, y1, x2, y2 = (float(v) for v in d.xyxy[best])
+    h, w = image.shape[:2]
+    return f"{int(d.class_ids[best])} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
+
+
 @pytest.fixture()
-def small_data(tmp_path: Path) -> Path:
-    """data.yaml of a 4-image YOLO data set matching small_model's classes."""
-    return write_yolo_set(tmp_path / "data")
+def small_data(tmp_path: Path, small_model: Path) -> Path:
+    """data.yaml of a 4-image YOLO data set matching small_model's classes, labelled with small_model's own
+    best detection per image (so a correct run of small_model scores AP > 0)."""
+    return write_yolo_set(tmp_path / "data", model=small_model)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

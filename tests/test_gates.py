@@ -11,6 +11,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from bench.report.compare import compare
+from bench.report.rows import Accuracy
 from bench.report.writer import new_report
 from bench.sweep.defaults import default_model
 from bench.sweep.gates import COLLAPSE_RATIO, MIN_REFERENCE_AP, collapse_reason, gate_collapse, gate_row
@@ -68,8 +69,10 @@ def test_failed_parity_makes_the_row_suspect(tmp_path, small_model, small_data):
     ctx = prepare(opts)
     spec = measure_spec(ctx, opts, small_model, "fp32")
     first = spec.eval_images[0][0]
+    label = next(a for a in ctx.dataset.to_coco()["annotations"] if a["image_id"] == first)  # found where it is
     value = {"latency_ms": {"total": {"p50": 1.0, "p99": 2.0}}, "fps": 500.0,
-             "detections": [{"image_id": first, "category_id": 0, "bbox": [1.0, 1.0, 5.0, 5.0], "score": 0.9}]}
+             "detections": [{"image_id": first, "category_id": label["category_id"], "bbox": label["bbox"],
+                             "score": 0.9}]}
     parity = {"passed": False, "failures": ["scores cos 0.90 < 0.99"]}
     bad = row_from_outcome(ctx, spec, ChildOutcome("ok", value), parity=parity)
     assert bad.status == "suspect" and "parity failed" in bad.flag_texts()[0] and "0.90" in bad.flag_texts()[0]
@@ -89,6 +92,22 @@ def test_gate_row_leaves_unmeasured_and_unlabelled_rows_alone():
     reference_boxes = row()
     gate_row(reference_boxes, 0, 0, reference_boxes=7)
     assert reference_boxes.status == "suspect" and "7 reference boxes" in reference_boxes.flag_texts()[0]
+
+
+def test_detections_that_match_no_label_make_the_row_suspect():
+    found_nothing = row()
+    found_nothing.accuracy = Accuracy(AP=0.0, AP50=0.0)
+    gate_row(found_nothing, 250, 40)
+    assert found_nothing.status == "suspect"
+    assert found_nothing.flag_texts() == ["suspect: AP50 0.000 on 40 labelled boxes: none of its 250 detections "
+                                          "is where a label is"]
+    weak_but_real = row()
+    weak_but_real.accuracy = Accuracy(AP=0.001, AP50=0.004)
+    gate_row(weak_but_real, 250, 40)
+    assert weak_but_real.status == "ok"
+    unlabelled = row(ap=None)
+    gate_row(unlabelled, 250, 0)
+    assert unlabelled.status == "ok"
 
 
 def test_ap_collapse_threshold():

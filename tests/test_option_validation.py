@@ -32,6 +32,7 @@ SYNTH_IMAGES = ("-1", "1000001")
 BUDGET = ("-5",)
 FRACTION = ("-0.1", "2")
 LIMIT = ("0", "-2", "1.5", "abc")
+CALIB_IMAGES = ("0", "-3", "100001")
 
 #: "command option" -> values that must be refused. Every numeric option found must be here.
 BAD_VALUES: dict[str, tuple[str, ...]] = {
@@ -59,6 +60,9 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "train --limit-val-batches": LIMIT,
     "val --imgsz": IMGSZ, "val --batch": COUNT, "val --eval-conf": CONF, "val --iou": IOU,
     "val --max-det": COUNT, "val --conf": CONF, "val --deploy-conf": CONF, "val --max-images": COUNT,
+    "run --calib-images": CALIB_IMAGES, "sweep --calib-images": CALIB_IMAGES, "export --calib-images": CALIB_IMAGES,
+    "quantize --calib-images": CALIB_IMAGES, "quantize --max-images": COUNT, "quantize --max-map-drop": FRACTION,
+    "quantize --max-added": COUNT, "quantize --threads": THREADS,
 }
 
 #: Arguments that make each command otherwise complete (so the bad value is the only fault).
@@ -66,7 +70,7 @@ REQUIRED = {
     "export": ["--model", "m.onnx", "-o", "m.xml"], "map": ["--gt", "gt.json", "--pred", "dt.json"],
     "predict": ["--model", "m.onnx", "--source", "img.jpg"], "sweep": ["--out", "sweep"],
     "train": ["--data", "data.yaml"], "val": ["--model", "m.onnx", "--data", "data.yaml"],
-    "data synth": ["synth"],
+    "data synth": ["synth"], "quantize": ["--model", "m.onnx", "-o", "m.int8.onnx"],
 }
 
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Any
 
 import click
 
+from bench.commands.int8_flags import int8_flags
 from bench.options import IMGSZ, PARITY_IMAGES, Command, deprecated, threads_option
 from converters.export import targets
 from converters.rewrites import REWRITES
@@ -23,7 +25,8 @@ OPSET_MIN = 11
                                         ".tflite for tflite).")
 @deprecated("--out", "out", "--output")
 @click.option("--precision", default="fp32", show_default=True,
-              help=f"One of {', '.join(all_written_precisions())}, as the target's converter writes them. "
+              help=f"One of {', '.join(all_written_precisions())}, as the target's converter writes them "
+                   "(int8: the target's own quantizer, see the --calib options and `edgebench quantize`). "
                    "openvino: fp16 stores float16 weights, bf16/fp32 set the inference precision hint; "
                    "ncnn: fp16 stores float16 weights, bf16 runs with bf16 storage; "
                    "tflite: fp32 or fp16 (float16 conv weights, fp32 compute).")
@@ -42,9 +45,10 @@ OPSET_MIN = 11
               help=f"ONNX graph rewrites applied before conversion ({', '.join(REWRITES)}), or 'auto': "
                    "each exact rewrite is kept only if it measurably helps the target (delegated ops, latency). "
                    "Parity still compares against the original ONNX.")
+@int8_flags(rows=False)
 def command(model: str, target: str, out: str | None, precision: str, imgsz: int | None, opset: int,
             dynamic_batch: bool, no_simplify: bool, weights_fp16: bool, no_parity: bool, parity_images: int,
-            threads: int | None, rewrites: str | None) -> None:
+            threads: int | None, rewrites: str | None, **int8: Any) -> None:
     """Export with names, size, stride, layout and source hash inside; other targets get a parity check.
 
     Exits 1 (artifact kept, verdict in its sidecar JSON) when the parity check fails.
@@ -55,7 +59,8 @@ def command(model: str, target: str, out: str | None, precision: str, imgsz: int
 
     opts = OnnxOptions(imgsz, opset, dynamic_batch, simplify=not no_simplify, weights_fp16=weights_fp16)
     result = export_model(model, target, out, precision, opts, parity=not no_parity,
-                          parity_images=parity_images, threads=threads, rewrites=rewrites)
+                          parity_images=parity_images, threads=threads, rewrites=rewrites,
+                          int8=int8_export_options(model, precision, int8))
     if not model.lower().endswith(".onnx") and not no_simplify and importlib.util.find_spec("onnxslim") is None:
         click.echo("note: onnxslim is not installed; the graph was not simplified", err=True)
     for trial in result.rewrite_trials:
@@ -67,3 +72,20 @@ def command(model: str, target: str, out: str | None, precision: str, imgsz: int
         click.echo(result.parity.summary())
         if not result.parity.passed:
             sys.exit(1)
+
+
+def int8_export_options(model: str, precision: str, flags: dict[str, Any]) -> Any:
+    """converters.int8.Int8Options from the int8 flags when --precision int8 (None otherwise)."""
+    if precision.strip().lower() != "int8":
+        return None
+    from pathlib import Path
+
+    from bench.sweep.int8 import calib_source
+    from converters.int8 import Int8Options
+
+    source, note = calib_source(flags["calib"], Path(model))
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return Int8Options(calib=source, method=flags["calib_method"], exclude=flags["exclude"],
+                       int8_io=flags["int8_io"], calib_images=flags["calib_images"],
+                       allow_overlap=flags["allow_calib_overlap"])

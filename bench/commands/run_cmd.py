@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
+from bench.commands.int8_flags import int8_flags
 from bench.options import (
     BACKENDS,
     CONF,
@@ -66,6 +68,7 @@ from bench.sweep.run import RunOptions, run, terminal_notes
 @click.option("--strict-labels", is_flag=True, help="Stop at the first bad label instead of skipping it.")
 @click.option("--timeout", "timeout_s", type=POSITIVE_SECONDS.param_type(), default=1800.0, show_default=True,
               help=f"Seconds allowed per configuration (at most {MAX_SECONDS:.0f}, 7 days).")
+@int8_flags()
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
               help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
                    "'auto' keeps each exact rewrite only if it measurably helps that backend.")
@@ -83,7 +86,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
             reference: str | None, reference_conf: float, duration_s: float | None = None,
             window_s: float | None = None, rewrites: str | None = None,
             allow_class_mismatch: bool = False, overwrite: bool = False,
-            backends: tuple[str, ...] | None = None, class_map: str | None = None) -> None:
+            backends: tuple[str, ...] | None = None, class_map: str | None = None, **int8: Any) -> None:
     """Measure latency per stage, memory and mAP of a model on a device profile.
 
     Runs the profile's backend (or each --backend) at each of its precisions that can run here, each
@@ -99,7 +102,7 @@ def command(profile: str | None, model: str | None, data: str | None, out_dir: s
                       strict_labels=strict_labels, timeout_s=timeout_s, command=list(sys.argv),
                       reference=reference, reference_conf=reference_conf, duration_s=duration_s,
                       window_s=window_s, rewrites=rewrites, allow_class_mismatch=allow_class_mismatch,
-                      class_map=class_map)
+                      class_map=class_map, **int8)
     report, json_path, md_path = run(opts, on_row=lambda row: click.echo(_row_line(row), err=True))
     click.echo(render_table(report))
     if report.sustained:

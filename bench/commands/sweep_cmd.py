@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from bench.commands.int8_flags import int8_flags
 from bench.options import (
     BACKENDS,
     CONF,
@@ -65,6 +66,7 @@ from bench.sweep.sweep import SweepOptions, sweep
 @click.option("--reference", default=None,
               help="PRECISION or BACKEND:PRECISION (e.g. fp32): also score every configuration against "
                    "this configuration's own detections ('agreement mAP', works without labels).")
+@int8_flags()
 @click.option("--rewrite", "rewrites", default=None, metavar="NAME[,NAME]|auto",
               help="ONNX graph rewrites before converting to the backend (see `edgebench export --help`); "
                    "'auto' keeps each exact rewrite only if it measurably helps that backend.")
@@ -80,7 +82,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
             warmup: int | None, min_iterations: int | None, min_duration_s: float | None,
             no_accuracy: bool, max_eval_images: int | None, reference: str | None,
             reference_conf: float, rewrites: str | None, allow_class_mismatch: bool = False,
-            overwrite: bool = False, class_map: str | None = None) -> None:
+            overwrite: bool = False, class_map: str | None = None, **int8: Any) -> None:
     """Run every configuration in its own process with a timeout; failures become rows.
 
     The report is rewritten after each configuration, so Ctrl-C keeps what was measured
@@ -92,7 +94,7 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
                         warmup=warmup, min_iterations=min_iterations, min_duration_s=min_duration_s,
                         accuracy=not no_accuracy, max_eval_images=max_eval_images, command=list(sys.argv),
                         reference=reference, reference_conf=reference_conf, rewrites=rewrites,
-                        allow_class_mismatch=allow_class_mismatch, class_map=class_map)
+                        allow_class_mismatch=allow_class_mismatch, class_map=class_map, **int8)
     bar: dict[str, Any] = {}
 
     def start(total: int) -> None:

@@ -64,6 +64,7 @@ def measure(spec: MeasureSpec) -> dict[str, Any]:
     latency = loop.summary()
     return {
         "precision_used": det.runtime.precision_used,
+        "layers": det.runtime.layer_tally.to_dict() if det.runtime.layer_tally else None,
         "threads": resolve_threads(spec.threads),
         "imgsz": list(det.input_size),
         "latency_ms": latency,

@@ -186,6 +186,8 @@ def _row_notes(row: ResultRow) -> list[str]:
     notes += _check_notes(row)
     if row.parity:
         notes.append(f"{who}: {_parity_line(row.parity)}")
+    if row.quantization:
+        notes.append(f"{who}: {row.quantization.summary(row.layers)}")
     if row.delegation and row.delegation.summary:
         notes.append(f"{who}: {row.delegation.summary}")
     if row.source_sha256:

@@ -19,8 +19,8 @@ from bench.report.sustained_rows import SustainedSection
 __all__ = [
     "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
     "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
-    "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "Stability", "ResultRow", "ModelInfo",
-    "DataInfo", "Settings",
+    "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "Stability", "Layers", "Quantization",
+    "ResultRow", "ModelInfo", "DataInfo", "Settings",
     "SweepInfo", "Report",
 ]
 
@@ -185,7 +185,57 @@ class Samples(Record):
 
 
 _ROW_ONLY_WHEN_SET = ("artifact", "latency_samples_ms", "iterations", "duration_s", "stopped_by",
-                      "engine_versions", "flags", "stability", "artifact_sha256", "source_sha256")
+                      "engine_versions", "flags", "stability", "artifact_sha256", "source_sha256", "layers",
+                      "quantization")
+
+
+@dataclass
+class Layers(Record):
+    """The compute layers as the engine runs them (runtimes.precision.LayerTally): how many are
+    quantized, of how many; integer_fraction is the integer-op fraction of an int8/mixed row."""
+
+    precision: str | None = None
+    quantized_layers: int | None = None
+    compute_layers: int | None = None
+    integer_fraction: float | None = None
+
+
+@dataclass
+class Quantization(Record):
+    """How an int8 artifact was made (converters.int8): the method, the calibration images (source,
+    count, content hash, overlap with the evaluation set), what was kept in float, and the quantizer."""
+
+    method: str | None = None
+    calibration: dict[str, Any] | None = None
+    exclusion: dict[str, Any] | None = None
+    quantizer: str | None = None
+    scheme: str | None = None
+    excluded: list[str] | None = None  # in the engine's own names
+    float_ops: list[str] | None = None
+    int8_io: bool | None = None
+    cache_hit: bool | None = None
+    notes: list[str] | None = None
+
+    def summary(self, layers: Layers | None = None) -> str:
+        """One line: who quantized how, on what, what stayed float, and the integer-layer fraction."""
+        calib = self.calibration or {}
+        excl = self.exclusion or {}
+        kept = len(excl.get("nodes") or ()) + len(excl.get("added") or ())
+        parts = [f"int8 by {self.quantizer or '?'} ({self.scheme or '?'})",
+                 f"{self.method or '?'} calibration on {calib.get('images', '?')} images from "
+                 f"{calib.get('source', '?')} (sha256 {str(calib.get('sha256') or '-')[:12]})",
+                 f"{kept} node(s) kept in float ({excl.get('mode', '?')})"]
+        if layers is not None and layers.integer_fraction is not None:
+            parts.append(f"{layers.quantized_layers}/{layers.compute_layers} compute layers integer "
+                         f"({layers.integer_fraction:.0%})")
+        if self.float_ops:
+            parts.append(f"ops left in float: {', '.join(self.float_ops[:6])}"
+                         + (" ..." if len(self.float_ops) > 6 else ""))
+        if calib.get("overlap_with_eval"):
+            parts.append(f"CALIBRATED ON {calib['overlap_with_eval']} EVALUATION IMAGE(S) (--allow-calib-overlap)")
+        if self.cache_hit:
+            parts.append("calibration from cache")
+        return "; ".join(parts)
 
 
 @dataclass
@@ -248,12 +298,14 @@ class ResultRow(Record):
     stability: Stability | None = None
     artifact_sha256: str | None = None  # the file(s) measured (bench.sweep.inputs.artifact_sha256)
     source_sha256: str | None = None  # the model it was converted from, when it was converted
+    layers: Layers | None = None  # compute layers quantized / total, from the engine
+    quantization: Quantization | None = None  # int8 rows: calibration provenance, method, exclusions
 
     OMIT_IF_NONE = frozenset(_ROW_ONLY_WHEN_SET)
     NESTED = {"latency_ms": Latency, "memory": Memory, "accuracy": Accuracy, "budget_checks": BudgetCheck,
               "reference_check": ReferenceCheck, "parity": Parity, "agreement": Accuracy,
               "delegation": Delegation, "latency_samples_ms": Samples, "flags": Flag,
-              "stability": Stability}
+              "stability": Stability, "layers": Layers, "quantization": Quantization}
 
     @property
     def ok(self) -> bool:

@@ -41,12 +41,15 @@ class ConfigJob:
     source: str | None = None
     target: str | None = None
     rewrites: str | None = None  # converters.rewrites names or "auto", applied before converting
+    int8: Any = None  # converters.int8.Int8Options of an int8 configuration (calibration images, method, ...)
 
 
-def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path) -> Planned:
+def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path,
+                  int8: Any = None) -> Planned:
     """Where the artifact of (backend, precision) comes from; ConfigSkipped with the reason otherwise.
     `model_precision` is what the model computes in (the engine's `precision_used`, not its metadata):
-    a pre-quantized ONNX serves its own precision as it is and is never converted."""
+    a pre-quantized ONNX serves its own precision as it is and is never converted. An int8 row of a float
+    ONNX is quantized by the backend's own quantizer when `int8` (converters.int8.Int8Options) is given."""
     cap = capability(backend)
     if _quantized(model_precision):
         if backend_for_path(model) != backend:
@@ -54,11 +57,12 @@ def plan_artifact(model: Path, backend: str, precision: str, model_precision: st
                                 f"model to {backend} is not in this version (it runs as it is on "
                                 f"{backend_for_path(model)})")
         return Planned(resolve_artifact(model, backend, precision, model_precision))
+    if precision == "int8" and model.suffix.lower() == ".onnx":
+        return _plan_int8(model, backend, out_dir, int8)
     if cap.converter and model.suffix.lower() == ".onnx":
         if precision not in cap.writes:
-            what = "INT8 calibration (calibration/), not in this version" if precision == "int8" else \
-                f"a precision the {backend} converter does not write ({', '.join(cap.writes)})"
-            raise ConfigSkipped(f"{backend} {precision} needs {what}")
+            raise ConfigSkipped(f"{backend} {precision} needs a precision the {backend} converter does not "
+                                f"write ({', '.join(cap.writes)})")
         name = f"{model.stem}-{backend}-{precision}{cap.suffix}"
         return Planned(out_dir / "artifacts" / name, model, backend)
     return Planned(resolve_artifact(model, backend, precision, model_precision))
@@ -77,25 +81,37 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
         if _quantized(model_precision):
             raise ConfigSkipped(f"{backend} {precision}: {model.name} is already quantized ({model_precision}: "
                                 f"Q/DQ or integer ops); {precision} needs the float model it was made from")
-        what = "INT8 calibration (calibration/)" if precision == "int8" else f"a {precision} conversion"
-        raise ConfigSkipped(f"{backend} {precision} needs {what}, not in this version; "
-                            f"the model is {model_precision}")
+        what = "an ONNX model to quantize" if precision == "int8" else f"a {precision} conversion"
+        raise ConfigSkipped(f"{backend} {precision} needs {what}; the model is a {model_precision} "
+                            f"{model.suffix} file")
     return model
+
+
+def _plan_int8(model: Path, backend: str, out_dir: Path, int8: Any) -> Planned:
+    """The int8 artifact quantized from the float ONNX `model` by `backend`'s own quantizer."""
+    cap = capability(backend)
+    if not cap.quantizer:
+        raise ConfigSkipped(f"{backend} int8: this version has no INT8 quantizer for {backend}")
+    if int8 is None:
+        raise ConfigSkipped(f"{backend} int8 needs calibration images: pass --calib DIR|data.yaml|list.txt")
+    name = f"{model.stem}-{backend}-int8-{int8.method}{cap.suffix}"
+    return Planned(out_dir / "artifacts" / name, model, backend)
 
 
 def _quantized(model_precision: str) -> bool:
     return model_precision in (Precision.INT8.value, Precision.MIXED.value)
 
 
-def convert_job(job: ConfigJob) -> dict[str, Any] | None:
-    """Child side: convert `job.source` to `job.target` at `job.spec.model`; returns the parity dict."""
+def convert_job(job: ConfigJob) -> dict[str, Any]:
+    """Child side: convert (or quantize) `job.source` to `job.target` at `job.spec.model`; returns
+    {"parity": dict or None, "quantization": dict or None}."""
     from converters.export import export
 
     if job.source is None or job.target is None:  # run_config converts only planned jobs
         raise ValueError(f"nothing to convert for {job.spec.model}: the job has no source and target")
     result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
-                    threads=job.spec.threads, rewrites=job.rewrites)
-    return result.parity.to_dict() if result.parity else None
+                    threads=job.spec.threads, rewrites=None if job.int8 else job.rewrites, int8=job.int8)
+    return {"parity": result.parity.to_dict() if result.parity else None, "quantization": result.quantization}
 
 
 def run_job(job: ConfigJob) -> dict[str, Any]:
@@ -104,13 +120,15 @@ def run_job(job: ConfigJob) -> dict[str, Any]:
 
 
 def run_config(job: ConfigJob, timeout_s: float | None, measure_fn: Callable[[ConfigJob], dict[str, Any]] = run_job
-               ) -> tuple[ChildOutcome, dict[str, Any] | None]:
-    """Convert (when planned) in one child, then measure in another; (outcome, parity dict or None).
-    A conversion that fails, crashes or hangs is the outcome, prefixed with what was being done."""
-    parity = None
+               ) -> tuple[ChildOutcome, dict[str, Any]]:
+    """Convert (when planned) in one child, then measure in another; (outcome, {"parity": ...,
+    "quantization": ...} of the conversion, empty without one). A conversion that fails, crashes or hangs
+    is the outcome, prefixed with what was being done."""
+    made: dict[str, Any] = {}
     if job.target:
         conv = run_isolated(convert_job, job, timeout_s=timeout_s)
         if conv.status != "ok":
-            return ChildOutcome(conv.status, None, f"converting to {job.target}: {conv.error}"), None
-        parity = conv.value
-    return run_isolated(measure_fn, job, timeout_s=timeout_s), parity
+            doing = "quantizing for" if job.int8 else "converting to"
+            return ChildOutcome(conv.status, None, f"{doing} {job.target}: {conv.error}"), {}
+        made = {k: v for k, v in (conv.value or {}).items() if v is not None}
+    return run_isolated(measure_fn, job, timeout_s=timeout_s), made

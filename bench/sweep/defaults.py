@@ -41,3 +41,19 @@ def default_data(meta: Mapping[str, Any] | None = None) -> Path:
     if not (out / "data.yaml").is_file():
         generate(out, train=0, val=s["val"], imgsz=s["imgsz"], seed=s["seed"])
     return out / "data.yaml"
+
+
+#: Calibration images made for the bundled model: from its own training split (never its val images).
+DEFAULT_CALIB_IMAGES = 300
+
+
+def default_calibration(meta: Mapping[str, Any] | None = None) -> Path:
+    """data.yaml of the synthetic *train* split the bundled model was trained on (its first
+    DEFAULT_CALIB_IMAGES images), generated once into the cache: the bundled model's calibration set."""
+    from edge_sdk.synth import generate
+
+    s = synth_settings(meta)
+    out = cache_dir() / f"synth-train-seed{s['seed']}-{s['imgsz']}px-{DEFAULT_CALIB_IMAGES}"
+    if not (out / "data.yaml").is_file():
+        generate(out, train=DEFAULT_CALIB_IMAGES, val=0, imgsz=s["imgsz"], seed=s["seed"])
+    return out / "data.yaml"

@@ -3,6 +3,8 @@
 A suspect row keeps its numbers (tables show them) but compare never recommends it. The gates:
 
 - zero detections on scored images that have labels (or, with --reference, reference boxes);
+- detections, but AP50 0 on labelled boxes: nothing it finds is where the labels are (crushed scores,
+  boxes in the wrong scale, a class mismatch slipping through);
 - parity failed against the source model (`row.parity.passed is False`);
 - AP collapsed against its reference: the same backend's fp32 row at the same input size in the
   run, or compare's baseline row. When the reference's AP50-95 is at least MIN_REFERENCE_AP, a row
@@ -33,10 +35,17 @@ def gate_row(row: ResultRow, detections: int | None, label_boxes: int, reference
     if detections == 0 and (label_boxes or reference_boxes):
         what = f"{label_boxes} labelled boxes" if label_boxes else f"{reference_boxes} reference boxes"
         row.add_flag("suspect", f"zero detections on images with {what}")
+    elif detections and label_boxes and _ap50(row) == 0.0:
+        row.add_flag("suspect", f"AP50 0.000 on {label_boxes} labelled boxes: none of its {detections} "
+                                "detections is where a label is")
     parity = row.parity
     if parity is not None and parity.passed is False:
         why = "; ".join(parity.failures or []) or "outputs drift from the source model"
         row.add_flag("suspect", f"parity failed against the source model ({why})")
+
+
+def _ap50(row: ResultRow) -> float | None:
+    return row.accuracy.AP50 if row.accuracy is not None else None
 
 
 def collapse_reason(ap: float | None, ref_ap: float | None, ref_name: str) -> str | None:

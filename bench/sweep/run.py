@@ -23,9 +23,11 @@ from bench.sweep.class_map import ClassMap, check_class_map_options, parse_class
 from bench.sweep.defaults import default_model
 from bench.sweep.gates import gate_collapse, gate_row
 from bench.sweep.inputs import artifact_sha256, check_classes, data_for, data_sha256
+from bench.sweep.int8 import int8_options
 from bench.sweep.isolate import ChildOutcome, run_isolated
 from bench.sweep.outdir import out_folder
 from bench.sweep.qualify import default_threads, qualify, sustained_duration, thread_notes
+from converters.int8 import Int8Options
 from edge_sdk.coco_eval import evaluate, restrict_to_images
 from edge_sdk.datasets import Dataset, Sample, load_dataset
 from edge_sdk.detector import Detector
@@ -65,6 +67,12 @@ class RunOptions:
     duration_s: float | None = None  # sustained run seconds; None = the profile's, 0 = none
     window_s: float | None = None  # sustained window seconds; None = duration / 20 (0.5..10 s)
     rewrites: str | None = None  # ONNX rewrites for converted backends ("auto", names; converters.rewrites)
+    calib: str | None = None  # int8 calibration images (folder, data.yaml[:split], .txt); None = bundled model's own
+    calib_method: str = "minmax"  # calibration.methods.Method
+    calib_images: int = 300
+    exclude: str = "auto"  # what int8 keeps in float: auto (the decode tail), none, or node names
+    allow_calib_overlap: bool = False  # calibrate on images that are also evaluated (recorded in the rows)
+    int8_io: bool = False  # full-integer I/O where the engine has it (TFLite)
 
 
 @dataclass
@@ -82,6 +90,7 @@ class RunContext:
     reference_gt: dict[str, Any] | None = None  # COCO GT from the reference's detections
     model_precision: str = "fp32"  # what the model file computes in (the engine's precision_used)
     class_map: ClassMap | None = None  # --class-map, resolved: detections are re-labelled before scoring
+    int8: Int8Options | None = None  # how int8 rows quantize (None: no int8 row, or no calibration images)
 
 
 def prepare(opts: RunOptions) -> RunContext:
@@ -117,11 +126,14 @@ def prepare(opts: RunOptions) -> RunContext:
     reference = (resolve_reference(opts.reference, opts.reference_conf, model, backend, model_precision)
                  if opts.reference else None)
     notes += thread_notes(opts.threads, profile)
+    int8, int8_notes = int8_options(opts, model, meta, dataset, requested_precisions(opts.precisions)
+                                    or profile.precisions)
+    notes += int8_notes
     if tuple(model_hw) != tuple(profile.imgsz):
         notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
                      f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
     return RunContext(profile, model, dataset, meta, versions, notes, backend, reference,
-                      model_precision=model_precision, class_map=class_map)
+                      model_precision=model_precision, class_map=class_map, int8=int8)
 
 
 def _class_map(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> ClassMap | None:
@@ -292,11 +304,16 @@ def _run_one(ctx: RunContext, opts: RunOptions, backend: str, precision: str, ou
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
-    job = ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
-                    rewrites=opts.rewrites)
-    outcome, parity = run_config(job, opts.timeout_s)
-    return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), parity=parity,
+    job = config_job(ctx, opts, spec, plan, precision)
+    outcome, made = run_config(job, opts.timeout_s)
+    return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), **made,
                             source=str(plan.source) if plan.source else None)
+
+
+def config_job(ctx: RunContext, opts: RunOptions, spec: MeasureSpec, plan: Planned, precision: str) -> ConfigJob:
+    """The child's job: measure `spec`, converting (or quantizing, for int8) `plan.source` first when planned."""
+    return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
+                     rewrites=opts.rewrites, int8=ctx.int8 if precision == "int8" else None)
 
 
 def plan_config(ctx: RunContext, model: Path, backend: str, precision: str, out: Path) -> Planned:
@@ -307,7 +324,7 @@ def plan_config(ctx: RunContext, model: Path, backend: str, precision: str, out:
         raise ConfigSkipped(f"{backend}: {why}")
     if precision not in capability(backend).runs:
         raise ConfigSkipped(f"{backend} does not run {precision}")
-    return plan_artifact(model, backend, precision, ctx.model_precision, out)
+    return plan_artifact(model, backend, precision, ctx.model_precision, out, ctx.int8)
 
 
 def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, source: str | None = None,

@@ -26,6 +26,7 @@ from bench.sweep.outdir import out_folder
 from bench.sweep.run import (
     RunContext,
     RunOptions,
+    config_job,
     finish_report,
     measure_spec,
     plan_config,
@@ -123,9 +124,9 @@ def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: st
         job = _plan(ctx, opts, backend, precision, size, sources)
     except ConfigSkipped as exc:
         return new_result(backend, precision, imgsz=imgsz, status="skipped", error=str(exc))
-    outcome, parity = run_config(job, opts.timeout_s, opts.job_fn or run_job)
+    outcome, made = run_config(job, opts.timeout_s, opts.job_fn or run_job)
     return row_from_outcome(ctx, job.spec, outcome, source=job.source, artifact=job.spec.model, imgsz=imgsz,
-                            parity=parity)
+                            **made)
 
 
 def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,
@@ -137,8 +138,7 @@ def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, siz
                             f"to measure {size}")
     plan = plan_config(ctx, sources.onnx[size], backend, precision, _out(opts))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
-    return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
-                     rewrites=opts.rewrites)
+    return config_job(ctx, opts, spec, plan, precision)
 
 
 def _out(opts: SweepOptions) -> Path:

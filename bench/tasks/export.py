@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.options import PARITY_IMAGES, THREADS, check_imgsz
 from converters.export import ExportResult, check_target, export, rewrite_names
+from converters.int8 import Int8Options
 from runtimes.errors import EdgebenchError, ModelLoadError
 
 
@@ -34,7 +35,8 @@ def checkpoint_to_onnx(ckpt: Path, out: Path, opts: OnnxOptions) -> Path:
 
 def export_model(model: str | Path, target: str, out: str | Path, precision: str = "fp32",
                  onnx_options: OnnxOptions | None = None, parity: bool = True, parity_images: int = 4,
-                 threads: int | None = None, rewrites: str | list[str] | None = None) -> ExportResult:
+                 threads: int | None = None, rewrites: str | list[str] | None = None,
+                 int8: Int8Options | None = None) -> ExportResult:
     """Export `model` (our checkpoint, or an ONNX file) to `target` at `out`; non-ONNX targets get a
     parity check against the ONNX fp32 reference, stored in the artifact's sidecar JSON. `rewrites`
     (converters.rewrites names) are applied to the ONNX before a non-ONNX conversion."""
@@ -56,11 +58,11 @@ def export_model(model: str | Path, target: str, out: str | Path, precision: str
             raise EdgebenchError("rewrites apply when converting to another target, not to onnx")
         return ExportResult(checkpoint_to_onnx(src, dst, opts), target, precision)
     if src.suffix.lower() == ".onnx":
-        return export(src, target, dst, precision, parity, parity_images, threads, names)
+        return export(src, target, dst, precision, parity, parity_images, threads, names, int8)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export.", dir=dst.parent) as tmp:
         reference = checkpoint_to_onnx(src, Path(tmp) / f"{dst.stem}.onnx", opts)
-        return export(reference, target, dst, precision, parity, parity_images, threads, names)
+        return export(reference, target, dst, precision, parity, parity_images, threads, names, int8)
 
 
 def _check_numbers(opts: OnnxOptions, parity_images: int, threads: int | None) -> None:

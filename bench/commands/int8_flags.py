@@ -1,0 +1,50 @@
+"""The INT8 options `run`, `sweep`, `export` and `quantize` share (one declaration each)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from bench.options import CALIB_IMAGES
+from calibration.dataset import DEFAULT_IMAGES
+from calibration.methods import DEFAULT_METHOD, Method
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the keyword names the options give the command function (RunOptions fields of the same names)
+INT8_KEYS = ("calib", "calib_method", "calib_images", "exclude", "allow_calib_overlap", "int8_io")
+
+
+def int8_flags(rows: bool = True) -> Callable[[F], F]:
+    """--calib, --calib-method, --calib-images, --exclude, --allow-calib-overlap, --int8-io. `rows`: the
+    help speaks of a run's int8 rows (run, sweep) rather than of one artifact (export, quantize)."""
+    what = "the int8 rows" if rows else "INT8"
+    options = [
+        click.option("--calib", default=None, metavar="DIR|DATA.yaml[:SPLIT]|LIST.txt",
+                     help=f"Calibration images for {what}: a folder, a data.yaml (its train split; "
+                          "data.yaml:SPLIT for another) or a .txt list. Never the evaluation images: an "
+                          "overlap (same content) is refused. Default: the bundled model's own synthetic "
+                          "training split; other models need it."),
+        click.option("--calib-method", type=click.Choice([m.value for m in Method], case_sensitive=False),
+                     default=DEFAULT_METHOD.value, show_default=True,
+                     help="How activation ranges are chosen (each engine's quantizer does it; one it "
+                          "lacks is refused)."),
+        click.option("--calib-images", type=CALIB_IMAGES.param_type(), default=DEFAULT_IMAGES, show_default=True,
+                     help="Calibration images used at most (a seeded sample of a larger set)."),
+        click.option("--exclude", default="auto", show_default=True, metavar="auto|none|NODE[,NODE]",
+                     help="Layers kept in float: auto = the detection head's decode tail (level concat, DFL "
+                          "softmax, box decode, final concat), found by graph position; none; or ONNX node "
+                          "names / glob patterns."),
+        click.option("--allow-calib-overlap", is_flag=True,
+                     help="Calibrate even on images that are also evaluated (recorded in every int8 row)."),
+        click.option("--int8-io", is_flag=True,
+                     help="Full-integer model with int8 input/output tensors where the engine has it (TFLite)."),
+    ]
+
+    def apply(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply

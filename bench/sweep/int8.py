@@ -1,0 +1,57 @@
+"""The int8 rows of a run or sweep: which calibration images, checked before anything runs.
+
+The calibration set is the user's `--calib`, or for the bundled model its own synthetic training split;
+it is checked here, in the parent, against the evaluation images (by content) so an overlap is a one-line
+error before any row runs (unless --allow-calib-overlap, which every int8 row then records). Each int8
+configuration's child quantizes with the resulting converters.int8.Int8Options.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.sweep.defaults import default_calibration
+from bench.sweep.inputs import is_bundled_model
+from calibration.dataset import build_calibration_set
+from calibration.methods import Method
+from converters.int8 import Int8Options
+from edge_sdk.datasets import Dataset
+from edge_sdk.letterbox import input_hw
+from runtimes.errors import CalibrationError
+
+__all__ = ["calib_source", "int8_options"]
+
+
+def calib_source(calib: str | None, model: Path, meta: Mapping[str, Any] | None = None) -> tuple[str, str | None]:
+    """(the calibration source, a note) : `calib` itself, or for the bundled model (and artifacts made from
+    it) its own synthetic training split; CalibrationError for any other model without one."""
+    if calib is not None:
+        return calib, None
+    if not is_bundled_model(model, meta):
+        raise CalibrationError(f"INT8 needs calibration images for {model.name}: pass --calib DIR|data.yaml|"
+                               "list.txt (a few hundred images like the deployment's, not the evaluation set)")
+    source = str(default_calibration(meta))
+    return source, f"int8 calibration: the bundled model's own synthetic training split ({source}:train)"
+
+
+def int8_options(opts: Any, model: Path, meta: Mapping[str, Any], dataset: Dataset,
+                 precisions: Sequence[str]) -> tuple[Int8Options | None, list[str]]:
+    """(Int8Options, notes) for the run's int8 rows, or (None, notes) when none is asked or the model is not
+    a float ONNX; the calibration set is built once here to refuse an overlap early."""
+    if "int8" not in precisions or model.suffix.lower() != ".onnx":
+        return None, []
+    method = Method.parse(opts.calib_method)
+    if opts.calib is None and not is_bundled_model(model, meta):
+        return None, []  # the int8 rows say they need --calib
+    source, note = calib_source(opts.calib, model, meta)
+    notes = [note] if note else []
+    evals = tuple(str(s.image_path) for s in dataset.samples)
+    calib = build_calibration_set(source, input_hw(tuple(meta["imgsz"])), limit=opts.calib_images,
+                                  eval_images=evals, allow_overlap=opts.allow_calib_overlap)
+    if calib.overlap:
+        notes.append(f"int8 calibration overlaps the evaluation set: {calib.overlap} of {len(calib)} images "
+                     "(--allow-calib-overlap); the int8 mAP may be flattered")
+    return Int8Options(calib=source, method=method, exclude=opts.exclude, int8_io=opts.int8_io,
+                       calib_images=opts.calib_images, eval_images=evals,
+                       allow_overlap=opts.allow_calib_overlap), notes

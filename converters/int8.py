@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,14 @@ from typing import Any
 
 import onnx
 
-from calibration.cache import CalibrationCache
+from calibration.cache import CacheWarning, CalibrationCache
 from calibration.dataset import DEFAULT_IMAGES, CalibrationSet, Progress, build_calibration_set
 from calibration.exclusions import Exclusion, resolve_exclusion
 from calibration.methods import DEFAULT_METHOD, Method
 from calibration.onnx_prep import float32_onnx
 from calibration.request import QuantizeRequest, QuantizeResult
 from converters.onnx_info import onnx_io
+from converters.quiet import quiet_output
 from edge_sdk.atomic import write_json_atomic
 from runtimes.base import sidecar_path
 from runtimes.capabilities import files_beside, quantizer_targets
@@ -131,13 +133,27 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
         staged.parent.mkdir()
         req = QuantizeRequest(source, artifact, staged, calib, method, exclusion.all_nodes, opts.int8_io, cache,
                               threads)
-        result = capability(target).load_quantizer()(req)
+        result = _run_quantizer(target, req)
         _carry_metadata(artifact, staged)
         done = Int8Artifact(dst, target, result, calib.provenance(), exclusion, method, opts.int8_io)
         _record(staged, done.provenance())
         _move(staged, dst)
     result.path = dst
     return done
+
+
+def _run_quantizer(target: str, req: QuantizeRequest) -> QuantizeResult:
+    """The engine's quantizer with its chatter (NNCF's logs and progress bars, ...) kept off the terminal; a
+    cache entry it could not trust is still said: a warning here and a note in the provenance."""
+    quantizer = capability(target).load_quantizer()
+    with quiet_output(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CacheWarning)
+        result: QuantizeResult = quantizer(req)
+    for w in caught:
+        if issubclass(w.category, CacheWarning):
+            warnings.warn(str(w.message), CacheWarning, stacklevel=3)
+            result.notes = (*result.notes, str(w.message))
+    return result
 
 
 def _exclusion(opts: Int8Options, model: onnx.ModelProto) -> Exclusion:

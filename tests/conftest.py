@@ -79,7 +79,8 @@ def _own_detection(model: Path, image: np.ndarray) -> str | None:
     best = int(np.argmax(d.scores))
     x1, y1, x2, y2 = (float(v) for v in d.xyxy[best])
     h, w = image.shape[:2]
-    return f"{int(d.class_ids[best])} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
+    cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
+    return f"{int(d.class_ids[best])} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n"
 
 
 @pytest.fixture()

@@ -118,7 +118,7 @@ def _score(artifact: Path, data: str, backend: str, opts: QuantizeOptions) -> di
     from trainer.val import validate
 
     r = validate(artifact, data, backend=backend, limit=opts.max_images)
-    return {"AP50-95": float(r.stats["AP50-95"]), "AP50": float(r.stats["AP50"]), "images": int(r.num_images),
+    return {"AP50-95": float(r.stats["AP"]), "AP50": float(r.stats["AP50"]), "images": int(r.num_images),
             "detections": int(r.num_detections)}
 
 

@@ -61,8 +61,11 @@ def summary_lines(outcome: QuantizeOutcome) -> list[str]:
              f"kept in float: {len(q.get('excluded') or [])} ({(q.get('exclusion') or {}).get('mode')})"]
     if result.parity is not None:
         lines.append(result.parity.summary())
+    if outcome.sensitivity:
+        lines += ["layer sensitivity (output SQNR with that layer kept in float):", outcome.sensitivity]
     for step in outcome.search:
-        lines.append(f"search: +{step['added'][-1]} -> AP50-95 {step['AP50-95']:.4f} (drop {step['drop']:.1%})")
+        on = f" on {step['on']}" if step.get("on") else ""
+        lines.append(f"search: +{step['added'][-1]} -> AP50-95 {step['AP50-95']:.4f} (drop {step['drop']:.1%}{on})")
     s = outcome.scores
     if s is not None:
         lines.append(f"AP50-95 fp32 {s.fp32['AP50-95']:.4f} -> int8 {s.int8['AP50-95']:.4f} (drop {s.drop:.1%}); "

@@ -73,6 +73,7 @@ class QuantizeOutcome:
     scores: Scores | None = None
     search: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sensitivity: str | None = None  # the ranked Markdown table (calibration.sensitivity.format_table)
 
 
 def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutcome:
@@ -99,7 +100,10 @@ def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutc
     fp32 = _score(model, data, "onnxruntime", opts)
     outcome.scores = Scores(fp32["images"], fp32, _score(Path(result.path), data, opts.backend, opts))
     if _over_budget(outcome.scores, opts):
-        _search(model, data, int8, opts, outcome, outcome.scores, say)
+        if opts.backend == "openvino" and opts.exclude == "auto":
+            _accuracy_control(model, data, source, int8, opts, outcome, outcome.scores, say)
+        else:
+            _search(model, (data, source), int8, opts, outcome, outcome.scores, say)
     return outcome
 
 
@@ -114,10 +118,11 @@ def _meta(model: Path) -> dict[str, Any] | None:
     return dataclasses.asdict(ModelMeta.from_props(props))
 
 
-def _score(artifact: Path, data: str, backend: str, opts: QuantizeOptions) -> dict[str, Any]:
+def _score(artifact: Path, data: str, backend: str, opts: QuantizeOptions, split: str = "val",
+           limit: int | None = None) -> dict[str, Any]:
     from trainer.val import validate
 
-    r = validate(artifact, data, backend=backend, limit=opts.max_images)
+    r = validate(artifact, data, split=split, backend=backend, limit=limit or opts.max_images)
     return {"AP50-95": float(r.stats["AP"]), "AP50": float(r.stats["AP50"]), "images": int(r.num_images),
             "detections": int(r.num_detections)}
 
@@ -126,30 +131,85 @@ def _over_budget(scores: Scores, opts: QuantizeOptions) -> bool:
     return opts.max_map_drop is not None and scores.drop > opts.max_map_drop
 
 
-def _search(model: Path, data: str, int8: Int8Options, opts: QuantizeOptions, outcome: QuantizeOutcome,
-            first: Scores, say: Progress) -> None:
-    """Keep the most sensitive layers in float, one more at a time, until the drop fits the budget."""
+def _search(model: Path, data_calib: tuple[str, str], int8: Int8Options, opts: QuantizeOptions,
+            outcome: QuantizeOutcome, first: Scores, say: Progress) -> None:
+    """Keep the most sensitive layers in float, one more at a time, until the drop fits the budget. Each step
+    is judged on the labelled calibration split (up to AC_ITEMS images) when there is one, so the evaluation
+    images do not choose the layers; the final scores are on the evaluation images."""
+    data, calib = data_calib
     if opts.exclude != "auto":
         outcome.notes.append(f"AP50-95 drop {first.drop:.1%} > {opts.max_map_drop:.1%}, but --exclude is "
                              "explicit: no layers were added (use --exclude auto for the search)")
         return
-    from calibration.sensitivity import rank_layers
+    from calibration.sensitivity import format_table, rank_layers
 
     say("ranking layers by sensitivity (output SQNR with one layer kept in float)")
     ranked = rank_layers_for(model, int8, rank_layers)
+    outcome.sensitivity = format_table(ranked)
+    judge, split = _validation_split(calib, data)
+    if judge == data:
+        outcome.notes.append("the layers were chosen on the evaluation images (the calibration images have no "
+                             "labels): the final int8 score is slightly flattered")
+    base = _score(model, judge, "onnxruntime", opts, split, AC_ITEMS)
     added: list[str] = []
     for layer in ranked[: opts.max_added]:
-        added.append(layer.name)
+        added.append(layer.node)
         trial = replace(int8, extra_exclude=tuple(added))
-        say(f"  + {layer.name}: re-quantizing")
+        say(f"  + {layer.node}: re-quantizing")
         result = export(model, opts.backend, opts.out, "int8", parity=opts.parity, threads=opts.threads, int8=trial)
-        scores = Scores(first.images, first.fp32, _score(Path(result.path), data, opts.backend, opts))
-        outcome.search.append({"added": list(added), "AP50-95": scores.int8["AP50-95"], "drop": scores.drop})
-        outcome.export, outcome.scores = result, scores
-        if not _over_budget(scores, opts):
-            return
-    outcome.notes.append(f"the drop is still over {opts.max_map_drop:.1%} after keeping {len(added)} more "
-                         "layer(s) in float; consider QAT (edgebench qat) or another method")
+        step = Scores(base["images"], base, _score(Path(result.path), judge, opts.backend, opts, split, AC_ITEMS))
+        outcome.search.append({"added": list(added), "AP50-95": step.int8["AP50-95"], "drop": step.drop,
+                               "on": f"{judge}:{split}"})
+        outcome.export = result
+        if not _over_budget(step, opts):
+            break
+    outcome.scores = Scores(first.images, first.fp32, _score(Path(outcome.export.path), data, opts.backend, opts))
+    if _over_budget(outcome.scores, opts):
+        outcome.notes.append(f"the drop is still over {opts.max_map_drop:.1%} after keeping {len(added)} more "
+                             "layer(s) in float; consider QAT or another method")
+
+
+#: validation images NNCF's accuracy control scores each candidate on (it evaluates the set many times)
+AC_ITEMS = 100
+
+
+def _accuracy_control(model: Path, data: str, calib: str, int8: Int8Options, opts: QuantizeOptions,
+                      outcome: QuantizeOutcome, first: Scores, say: Progress) -> None:
+    """OpenVINO's own route for a budget: NNCF's accuracy-controlled quantization, validating on the labelled
+    calibration split when there is one (else on the first AC_ITEMS evaluation images, which flatters the
+    final score: said in a note)."""
+    from functools import partial
+
+    from calibration.openvino_accuracy import AccuracyControl, detection_map, quantize_with_accuracy_control
+
+    items_from, split = _validation_split(calib, data)
+    if items_from == data:
+        outcome.notes.append(f"accuracy control validated on the first {AC_ITEMS} evaluation images (the "
+                             "calibration images have no labels): the int8 score is slightly flattered")
+    hw = tuple(int(v) for v in (_meta(model) or {}).get("imgsz") or ())
+    metric, items = detection_map(items_from, (hw[0], hw[1]), split=split, limit=AC_ITEMS)
+    control = AccuracyControl(metric, items, max_drop=(opts.max_map_drop or 0.0) * first.fp32["AP50-95"])
+    say(f"NNCF accuracy control: max AP50-95 drop {control.max_drop:.4f} on {len(items)} images of {items_from}")
+    result = export(model, opts.backend, opts.out, "int8", parity=opts.parity, threads=opts.threads, int8=int8,
+                    quantizer=partial(quantize_with_accuracy_control, control=control))
+    scores = Scores(first.images, first.fp32, _score(Path(result.path), data, opts.backend, opts))
+    kept = (result.quantization or {}).get("float_ops") or []
+    outcome.search.append({"added": [f"NNCF returned {len(kept)} layer(s) to float"],
+                           "AP50-95": scores.int8["AP50-95"], "drop": scores.drop})
+    outcome.export, outcome.scores = result, scores
+
+
+def _validation_split(calib: str, data: str) -> tuple[str, str]:
+    """(data set, split) to validate on: the calibration source when it is a labelled data.yaml, else `data`."""
+    head, _, split = calib.rpartition(":") if calib.lower().rsplit(":", 1)[-1] in ("train", "val", "test") \
+        else (calib, "", "train")
+    path = Path(head)
+    if path.suffix.lower() in (".yaml", ".yml") and path.is_file():
+        from edge_sdk.datasets import load_dataset
+
+        if load_dataset(path, split).labelled:
+            return str(path), split
+    return data, "val"
 
 
 def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) -> list[Any]:
@@ -158,11 +218,15 @@ def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) ->
 
     import onnx
 
+    from calibration.cache import CalibrationCache
     from calibration.exclusions import decode_tail
+    from calibration.methods import Method
     from calibration.onnx_prep import float32_onnx
     from converters.int8 import calibration_set
 
     with tempfile.TemporaryDirectory(prefix="edgebench-sens-") as tmp:
         source = float32_onnx(model, Path(tmp) / "model.onnx")
         calib = calibration_set(source, int8)
-        return list(rank(source, calib, int8.method, decode_tail(onnx.load(str(source)))))
+        cache = CalibrationCache(int8.cache_dir) if int8.cache else None
+        return list(rank(source, calib, Method.parse(int8.method), decode_tail(onnx.load(str(source))),
+                         cache=cache))

@@ -7,11 +7,13 @@ from runtimes.errors import InputError
 
 
 class Method(str, Enum):
-    """minmax: the observed range; percentile: clip the tails (99.99th by default); entropy: the range
-    that minimises the KL divergence of the quantized histogram (TensorRT/ncnn-style); distribution:
-    ORT's distribution-based range (mean/std of the histogram)."""
+    """minmax: the observed range over all images; moving_average: each image's range, averaged image by
+    image (ai-edge-quantizer's default; ORT's CalibMovingAverage); percentile: clip the tails; entropy:
+    the range that minimises the KL divergence of the quantized histogram (TensorRT/ncnn-style);
+    distribution: ORT's distribution-based range."""
 
     MINMAX = "minmax"
+    MOVING_AVERAGE = "moving_average"
     PERCENTILE = "percentile"
     ENTROPY = "entropy"
     DISTRIBUTION = "distribution"
@@ -32,3 +34,14 @@ class Method(str, Enum):
 
 
 DEFAULT_METHOD = Method.MINMAX
+#: what `--calib-method auto` means per engine (the method each engine's quantizer does best here, by the
+#: measurements in docs/quantization.md); engines not listed: DEFAULT_METHOD
+AUTO = "auto"
+ENGINE_DEFAULTS: dict[str, Method] = {"tflite": Method.MOVING_AVERAGE}
+
+
+def resolve_method(name: object, engine: str) -> Method:
+    """`name` as a Method; "auto" (or None) is the engine's default (ENGINE_DEFAULTS)."""
+    if name is None or str(name).strip().lower() == AUTO:
+        return ENGINE_DEFAULTS.get(engine, DEFAULT_METHOD)
+    return Method.parse(name)

@@ -30,7 +30,7 @@ from runtimes.errors import BackendUnavailableError, CalibrationError
 ENGINE = "openvino"
 PRESET = "MIXED"
 #: our method -> NNCF's activation range estimator (RangeEstimatorParametersSet member)
-RANGES = {Method.MINMAX: "MINMAX", Method.PERCENTILE: "MEAN_QUANTILE"}
+RANGES = {Method.MINMAX: "MINMAX", Method.MOVING_AVERAGE: "MEAN_MINMAX", Method.PERCENTILE: "MEAN_QUANTILE"}
 #: percentile: the tails NNCF's quantile estimator clips (1e-4 = the 0.01th and 99.99th percentiles)
 OUTLIER_PROB = 1e-4
 FILES = ("model.xml", "model.bin")

@@ -46,6 +46,7 @@ class RangeSettings:
 #: settings); distribution: ORT's distribution calibrator, whose int8 range is the histogram's extent.
 SETTINGS: dict[Method, RangeSettings] = {
     Method.MINMAX: RangeSettings("MinMax"),
+    Method.MOVING_AVERAGE: RangeSettings("MinMax", {"moving_average": True, "averaging_constant": 0.1}),
     Method.PERCENTILE: RangeSettings("Percentile", {"num_bins": 2048, "percentile": 99.999, "symmetric": False}),
     Method.ENTROPY: RangeSettings("Entropy", {"num_bins": 2048, "num_quantized_bins": 128}),
     Method.DISTRIBUTION: RangeSettings("Distribution", {"num_bins": 2048, "scenario": "same"}),

@@ -10,7 +10,7 @@ the runtime quantizes and dequantizes with their scale (runtimes.tflite_quant).
 
 Methods: ai-edge-quantizer calibrates min/max ranges only, updated image by image with a moving average
 (0.95) of each image's min/max (its default; on the bundled model it kept 0.5 AP points more than the
-plain min/max over all images). That is our `minmax`; the other methods are refused.
+plain min/max over all images). That is our `moving_average`; the other methods are refused.
 
 Calibration results (tensor name -> min/max, JSON) are cached under `req.cache`: a hit runs no image.
 """
@@ -45,7 +45,7 @@ EXTRA = "tflite-export"
 #: the calibration-result file stored in the cache
 QSV_FILE = "tflite_qsvs.json"
 #: our methods this quantizer has: its min/max calibration (a moving average of each image's range)
-METHODS = (Method.MINMAX,)
+METHODS = (Method.MOVING_AVERAGE,)
 RANGES = "moving average 0.95 of each image's min/max"
 SCHEME = ("static int8 (ai-edge-quantizer static_wi8_ai8): weights int8 symmetric per-channel, activations "
           f"int8 per-tensor from min/max ranges ({RANGES})")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibration.request import Quantizer
 from converters.int8 import Int8Options, quantize_to
 from converters.parity import ParityResult, check_parity
 from converters.rewrite_auto import Trial, choose_rewrites
@@ -73,7 +74,8 @@ def _check(model: Path, target: str, precision: str) -> None:
 
 def export(model: str | Path, target: str, out: str | Path, precision: str = "fp32", parity: bool = True,
            parity_images: int = 4, threads: int | None = None,
-           rewrites: str | Iterable[str] | None = None, int8: Int8Options | None = None) -> ExportResult:
+           rewrites: str | Iterable[str] | None = None, int8: Int8Options | None = None,
+           quantizer: Quantizer | None = None) -> ExportResult:
     """Convert an ONNX `model` to `target` at `out`; check parity against the ONNX (fp32 on ONNX Runtime)
     and store it in the artifact's sidecar JSON. Named `rewrites` (converters.rewrites) are applied to
     a temporary copy of the ONNX before conversion; parity still compares against the original.
@@ -81,7 +83,7 @@ def export(model: str | Path, target: str, out: str | Path, precision: str = "fp
     (converters.rewrite_auto: delegated ops and interleaved latency, with and without it)."""
     src, dst, target = Path(model), Path(out), target.lower()
     if Precision.parse(precision) is Precision.INT8:
-        return _export_int8(src, target, dst, int8, parity, parity_images, threads, rewrites)
+        return _export_int8(src, target, dst, int8, parity, parity_images, threads, rewrites, quantizer)
     auto = _is_auto(rewrites)
     names = [] if auto else parse_names(rewrites)
     _check(src, target, precision)
@@ -105,15 +107,17 @@ def export(model: str | Path, target: str, out: str | Path, precision: str = "fp
 
 
 def _export_int8(src: Path, target: str, dst: Path, int8: Int8Options | None, parity: bool, images: int,
-                 threads: int | None, rewrites: str | Iterable[str] | None) -> ExportResult:
-    """converters.int8 on `src` (no rewrites: exclusions name the model's own nodes), then parity."""
+                 threads: int | None, rewrites: str | Iterable[str] | None,
+                 quantizer: Quantizer | None = None) -> ExportResult:
+    """converters.int8 on `src` (no rewrites: exclusions name the model's own nodes), then parity;
+    `quantizer` replaces the backend's own (converters.int8.quantize_to)."""
     check_target(target, "int8")
     if int8 is None:
         raise CalibrationError("INT8 needs calibration images (--calib DIR|data.yaml|list.txt)")
     if parse_names(None if _is_auto(rewrites) else rewrites):
         raise EdgebenchError("--rewrite is not applied to INT8 exports in this version (the exclusion set names "
                              "the model's own nodes); export without it")
-    made = quantize_to(src, target, dst, int8, threads)
+    made = quantize_to(src, target, dst, int8, threads, quantizer=quantizer)
     result = ExportResult(made.path, target, "int8", quantization=made.provenance())
     if parity:  # int8 flips a few near-tied classes: judge agreement over enough detections to mean something
         result.parity = _parity(src, made.path, target, "int8", threads, max(images, INT8_PARITY_IMAGES))

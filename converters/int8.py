@@ -22,9 +22,9 @@ import onnx
 from calibration.cache import CacheWarning, CalibrationCache
 from calibration.dataset import DEFAULT_IMAGES, CalibrationSet, Progress, build_calibration_set
 from calibration.exclusions import Exclusion, resolve_exclusion
-from calibration.methods import DEFAULT_METHOD, Method
+from calibration.methods import AUTO, Method, resolve_method
 from calibration.onnx_prep import float32_onnx
-from calibration.request import QuantizeRequest, QuantizeResult
+from calibration.request import Quantizer, QuantizeRequest, QuantizeResult
 from converters.onnx_info import onnx_io
 from converters.quiet import quiet_output
 from edge_sdk.atomic import write_json_atomic
@@ -46,7 +46,7 @@ class Int8Options:
     and the evaluation images calibration must not overlap (by content) unless allowed."""
 
     calib: str | Path | Sequence[str | Path] | CalibrationSet
-    method: Method | str = DEFAULT_METHOD
+    method: Method | str = AUTO  # a Method, or "auto": the engine's default (calibration.methods)
     exclude: str | Sequence[str] | None = "auto"
     int8_io: bool = False
     calib_images: int = DEFAULT_IMAGES
@@ -59,7 +59,7 @@ class Int8Options:
     def to_dict(self) -> dict[str, Any]:
         calib = self.calib.source if isinstance(self.calib, CalibrationSet) else self.calib
         return {"calib": [str(c) for c in calib] if isinstance(calib, (list, tuple)) else str(calib),
-                "method": str(Method.parse(self.method)), "exclude": self.exclude, "int8_io": self.int8_io,
+                "method": str(self.method), "exclude": self.exclude, "int8_io": self.int8_io,
                 "calib_images": self.calib_images, "allow_overlap": self.allow_overlap}
 
 
@@ -114,14 +114,15 @@ def calibration_set(model: Path, opts: Int8Options, progress: Progress | None = 
 
 
 def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Options, threads: int | None = None,
-                progress: Progress | None = None) -> Int8Artifact:
+                progress: Progress | None = None, quantizer: Quantizer | None = None) -> Int8Artifact:
     """Quantize the float ONNX `model` for `target` into `out` (+ files beside it, + sidecar); the parity
-    check is the caller's (converters.export)."""
+    check is the caller's (converters.export). `quantizer` replaces the backend's own entry point (e.g.
+    OpenVINO's accuracy-controlled route)."""
     src, dst, target = Path(model), Path(out), target.lower()
     check_quantizable(src, target)
     if dst.suffix.lower() != capability(target).suffix:
         raise ModelLoadError(f"{dst.name}: a {target} artifact ends in {capability(target).suffix}")
-    method = Method.parse(opts.method)
+    method = resolve_method(opts.method, target)
     calib = calibration_set(src, opts, progress)
     cache = CalibrationCache(opts.cache_dir) if opts.cache else None
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
         staged.parent.mkdir()
         req = QuantizeRequest(source, artifact, staged, calib, method, exclusion.all_nodes, opts.int8_io, cache,
                               threads)
-        result = _run_quantizer(target, req)
+        result = _run_quantizer(quantizer or capability(target).load_quantizer(), req)
         _carry_metadata(artifact, staged)
         done = Int8Artifact(dst, target, result, calib.provenance(), exclusion, method, opts.int8_io)
         _record(staged, done.provenance())
@@ -142,10 +143,9 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
     return done
 
 
-def _run_quantizer(target: str, req: QuantizeRequest) -> QuantizeResult:
+def _run_quantizer(quantizer: Quantizer, req: QuantizeRequest) -> QuantizeResult:
     """The engine's quantizer with its chatter (NNCF's logs and progress bars, ...) kept off the terminal; a
     cache entry it could not trust is still said: a warning here and a note in the provenance."""
-    quantizer = capability(target).load_quantizer()
     with quiet_output(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CacheWarning)
         result: QuantizeResult = quantizer(req)

@@ -8,7 +8,7 @@ import click
 
 from bench.options import CALIB_IMAGES
 from calibration.dataset import DEFAULT_IMAGES
-from calibration.methods import DEFAULT_METHOD, Method
+from calibration.methods import AUTO, Method
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,10 +26,11 @@ def int8_flags(rows: bool = True) -> Callable[[F], F]:
                           "data.yaml:SPLIT for another) or a .txt list. Never the evaluation images: an "
                           "overlap (same content) is refused. Default: the bundled model's own synthetic "
                           "training split; other models need it."),
-        click.option("--calib-method", type=click.Choice([m.value for m in Method], case_sensitive=False),
-                     default=DEFAULT_METHOD.value, show_default=True,
-                     help="How activation ranges are chosen (each engine's quantizer does it; one it "
-                          "lacks is refused)."),
+        click.option("--calib-method", type=click.Choice([AUTO, *(m.value for m in Method)], case_sensitive=False),
+                     default=AUTO, show_default=True,
+                     help="How activation ranges are chosen, by each engine's own quantizer (one it lacks is "
+                          "refused); auto: the engine's best here (moving_average for tflite, minmax for the "
+                          "others)."),
         click.option("--calib-images", type=CALIB_IMAGES.param_type(), default=DEFAULT_IMAGES, show_default=True,
                      help="Calibration images used at most (a seeded sample of a larger set)."),
         click.option("--exclude", default="auto", show_default=True, metavar="auto|none|NODE[,NODE]",

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.measure.runner import MeasureSpec, measure
 from bench.sweep.isolate import ChildOutcome, run_isolated
+from calibration.methods import resolve_method
 from runtimes.capabilities import get as capability
 from runtimes.precision import Precision, satisfies
 from runtimes.registry import backend_for_path
@@ -94,7 +95,7 @@ def _plan_int8(model: Path, backend: str, out_dir: Path, int8: Any) -> Planned:
         raise ConfigSkipped(f"{backend} int8: this version has no INT8 quantizer for {backend}")
     if int8 is None:
         raise ConfigSkipped(f"{backend} int8 needs calibration images: pass --calib DIR|data.yaml|list.txt")
-    name = f"{model.stem}-{backend}-int8-{int8.method}{cap.suffix}"
+    name = f"{model.stem}-{backend}-int8-{resolve_method(int8.method, backend)}{cap.suffix}"
     return Planned(out_dir / "artifacts" / name, model, backend)
 
 

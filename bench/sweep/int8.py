@@ -14,7 +14,7 @@ from typing import Any
 from bench.sweep.defaults import default_calibration
 from bench.sweep.inputs import is_bundled_model
 from calibration.dataset import build_calibration_set
-from calibration.methods import Method
+from calibration.methods import AUTO, Method
 from converters.int8 import Int8Options
 from edge_sdk.datasets import Dataset
 from edge_sdk.letterbox import input_hw
@@ -41,7 +41,9 @@ def int8_options(opts: Any, model: Path, meta: Mapping[str, Any], dataset: Datas
     a float ONNX; the calibration set is built once here to refuse an overlap early."""
     if "int8" not in precisions or model.suffix.lower() != ".onnx":
         return None, []
-    method = Method.parse(opts.calib_method)
+    method = opts.calib_method
+    if str(method).lower() != AUTO:
+        method = Method.parse(method)  # a typo fails before anything runs
     if opts.calib is None and not is_bundled_model(model, meta):
         return None, []  # the int8 rows say they need --calib
     source, note = calib_source(opts.calib, model, meta)

@@ -68,7 +68,7 @@ class RunOptions:
     window_s: float | None = None  # sustained window seconds; None = duration / 20 (0.5..10 s)
     rewrites: str | None = None  # ONNX rewrites for converted backends ("auto", names; converters.rewrites)
     calib: str | None = None  # int8 calibration images (folder, data.yaml[:split], .txt); None = bundled model's own
-    calib_method: str = "minmax"  # calibration.methods.Method
+    calib_method: str = "auto"  # calibration.methods: a Method name, or auto (each engine's default)
     calib_images: int = 300
     exclude: str = "auto"  # what int8 keeps in float: auto (the decode tail), none, or node names
     allow_calib_overlap: bool = False  # calibrate on images that are also evaluated (recorded in the rows)

@@ -37,7 +37,7 @@ class QuantizeOptions:
     model: str | None = None
     backend: str = "onnxruntime"
     calib: str | None = None
-    calib_method: str = "minmax"
+    calib_method: str = "auto"  # calibration.methods: a Method name, or auto (the engine's default)
     calib_images: int = 300
     exclude: str = "auto"
     allow_calib_overlap: bool = False
@@ -220,7 +220,7 @@ def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) ->
 
     from calibration.cache import CalibrationCache
     from calibration.exclusions import decode_tail
-    from calibration.methods import Method
+    from calibration.methods import resolve_method
     from calibration.onnx_prep import float32_onnx
     from converters.int8 import calibration_set
 
@@ -228,5 +228,5 @@ def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) ->
         source = float32_onnx(model, Path(tmp) / "model.onnx")
         calib = calibration_set(source, int8)
         cache = CalibrationCache(int8.cache_dir) if int8.cache else None
-        return list(rank(source, calib, Method.parse(int8.method), decode_tail(onnx.load(str(source))),
+        return list(rank(source, calib, resolve_method(int8.method, "onnxruntime"), decode_tail(onnx.load(str(source))),
                          cache=cache))

@@ -60,7 +60,7 @@ def ultralytics_python() -> str:
 def test_every_script_has_a_smoke_test() -> None:
     scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
     tested = {"backend_latency.py", "detector_overhead.py", "harness_overhead.py", "peer_train_ultralytics.py",
-              "report_screenshot.py", "train_throughput.py", "ultralytics_agreement.py"}
+              "report_screenshot.py", "train_throughput.py", "ultralytics_agreement.py", "int8_accuracy.py"}
     assert scripts == tested
 
 
@@ -84,6 +84,19 @@ def test_backend_latency(tmp_path: Path) -> None:
     assert re.search(r"\| 64 \| 1 \| onnxruntime \| fp32 / fp32 \| - \| [0-9.]+ \| [0-9.]+\* \| 3 \| reference \| - \|",
                      out), out  # delegation "-": the base Runtime reports None
     assert f"* fewer than {P99_MIN} samples: p99 is close to the max" in out
+
+
+def test_int8_accuracy(tmp_path: Path) -> None:
+    doc = tmp_path / "q.md"
+    doc.write_text("before\n<!-- int8-bench -->\nold\n<!-- int8-bench -->\nafter\n")
+    out = ok(run_script("int8_accuracy.py", "--backends", "onnxruntime", "--methods", "minmax", "entropy",
+                        "--calib-images", "4", "--max-images", "4", "--sizes", "64", "--iters", "3",
+                        "--write", str(doc), tmp_path=tmp_path))
+    assert re.search(r"\| onnxruntime \| minmax \| auto \| [0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|", out), out
+    assert re.search(r"\| onnxruntime \| minmax \| none \| [0-9.]+ \| 0\.0000 \|", out), out  # crushed scores
+    assert re.search(r"\| 64 \| onnxruntime \| \d+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+× \| (int8|mixed) \|", out), out
+    text = doc.read_text()
+    assert text.startswith("before\n<!-- int8-bench -->\nModel:") and text.endswith("<!-- int8-bench -->\nafter\n")
 
 
 def test_detector_overhead(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,23 @@ class CalibrationSet:
     source: str = ""  # what was asked for: a folder, "data.yaml:train", a list file
     overlap_allowed: bool = False
     overlap: int = 0  # images also in the evaluation set (only non-zero when allowed)
+    progress: Progress | None = field(default=None, compare=False)  # called (done, total) as images are read
 
     def __len__(self) -> int:
         return len(self.files)
 
     def arrays(self, limit: int | None = None) -> Iterator[np.ndarray]:
         """The preprocessed input tensors, one image each (float32, batch 1), in file order."""
-        for path in self.files[:limit]:
+        files = self.files[:limit]
+        for done, path in enumerate(files, start=1):
             blob, _ = preprocess(read_image(path), self.input_hw, layout=self.layout)
             yield blob
+            if self.progress is not None:
+                self.progress(done, len(files))
+
+    def with_progress(self, progress: Progress | None) -> CalibrationSet:
+        """The same set, calling `progress(done, total)` after each image `arrays()` yields."""
+        return replace(self, progress=progress)
 
     def with_layout(self, layout: str) -> CalibrationSet:
         """The same images fed as `layout` ("nchw" or "nhwc"); the content hash is unchanged."""

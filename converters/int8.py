@@ -9,11 +9,12 @@ in float and the quantizer; the parity check against the ONNX's fp32 outputs fol
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class Int8Options:
     cache: bool = True
     cache_dir: str | None = None  # None: <edgebench cache>/calibration
     extra_exclude: tuple[str, ...] = ()  # nodes a sensitivity search adds to the auto set
+    progress: bool = False  # draw "calibrating i/N" on the terminal (when it is one)
 
     def to_dict(self) -> dict[str, Any]:
         calib = self.calib.source if isinstance(self.calib, CalibrationSet) else self.calib
@@ -134,7 +136,7 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
         staged.parent.mkdir()
         req = QuantizeRequest(source, artifact, staged, calib, method, exclusion.all_nodes, opts.int8_io, cache,
                               threads)
-        result = _run_quantizer(quantizer or capability(target).load_quantizer(), req)
+        result = _run_quantizer(quantizer or capability(target).load_quantizer(), req, opts.progress)
         _carry_metadata(artifact, staged)
         done = Int8Artifact(dst, target, result, calib.provenance(), exclusion, method, opts.int8_io)
         _record(staged, done.provenance())
@@ -143,17 +145,30 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
     return done
 
 
-def _run_quantizer(quantizer: Quantizer, req: QuantizeRequest) -> QuantizeResult:
-    """The engine's quantizer with its chatter (NNCF's logs and progress bars, ...) kept off the terminal; a
-    cache entry it could not trust is still said: a warning here and a note in the provenance."""
-    with quiet_output(), warnings.catch_warnings(record=True) as caught:
+def _run_quantizer(quantizer: Quantizer, req: QuantizeRequest, show: bool = False) -> QuantizeResult:
+    """The engine's quantizer with its chatter (NNCF's logs and progress bars, ...) kept off the terminal
+    (with `show`, our own "calibrating i/N" line still reaches it); a cache entry it could not trust is
+    still said: a warning here and a note in the provenance."""
+    with quiet_output() as captured, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CacheWarning)
+        if show and captured.terminal_fd is not None and os.isatty(captured.terminal_fd):
+            req = replace(req, calib=req.calib.with_progress(_line_to(captured.terminal_fd)))
         result: QuantizeResult = quantizer(req)
+        if show and captured.terminal_fd is not None and os.isatty(captured.terminal_fd):
+            os.write(captured.terminal_fd, b"\n")
     for w in caught:
         if issubclass(w.category, CacheWarning):
             warnings.warn(str(w.message), CacheWarning, stacklevel=3)
             result.notes = (*result.notes, str(w.message))
     return result
+
+
+def _line_to(fd: int) -> Progress:
+    """A progress callback redrawing one "calibrating done/total" line on the terminal `fd`."""
+    def show(done: int, total: int) -> None:
+        os.write(fd, f"\r  calibrating {done}/{total} images".encode())
+
+    return show
 
 
 def _exclusion(opts: Int8Options, model: onnx.ModelProto) -> Exclusion:

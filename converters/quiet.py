@@ -25,6 +25,7 @@ class Captured:
     """What the quiet block wrote to stderr (filled when the block ends)."""
 
     text: str = ""
+    terminal_fd: int | None = None  # the real stderr while the block runs (for a progress line), else None
 
     def last_line(self) -> str:
         lines = [ln for ln in self.text.splitlines() if ln.strip()]
@@ -44,10 +45,12 @@ def quiet_output() -> Iterator[Captured]:
         warnings.simplefilter("ignore")
         for fd in FDS:
             os.dup2(sink.fileno(), fd)
+        captured.terminal_fd = saved[2]
         try:
             yield captured
         finally:
             _flush()
+            captured.terminal_fd = None
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)

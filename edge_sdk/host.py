@@ -291,7 +291,8 @@ def backend_status() -> dict[str, dict[str, Any]]:
                         "reason": "" if ok else why, "suffixes": list(spec.suffixes),
                         "converter": spec.converter is not None, "writes": [str(p) for p in spec.writes],
                         "hints": [str(p) for p in spec.hints], "runs": [str(p) for p in spec.runs],
-                        "hardware": spec.hardware, "devices": list(spec.devices)}
+                        "hardware": spec.hardware, "devices": list(spec.devices),
+                        "int8": spec.quantizer is not None, "int8_missing": spec.quantizer_missing() or ""}
     return status
 
 

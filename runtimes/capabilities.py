@@ -8,6 +8,7 @@ runtime module + its converter module (see docs/architecture.md).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ class Capability:
     export_extra: str | None = None  # the extra that installs the converter's own tools, when not `extra`
     quantizer: str | None = None  # "module:function" (a calibration Quantizer): INT8 PTQ by the engine's own tool
     quantize_extra: str | None = None  # the extra that installs that quantizer, when not `extra`
+    quantize_import: str | None = None  # the quantizer's own top-level module, when not the engine's
 
     @property
     def suffix(self) -> str:
@@ -64,6 +66,17 @@ class Capability:
         if self.runtime is None:
             raise EdgebenchError(f"backend '{self.name}' has no runtime in this version")
         return _resolve(self.runtime)  # type: ignore[no-any-return]
+
+    def quantizer_missing(self) -> str | None:
+        """Why this host cannot quantize for the backend (its quantizer package is not installed), or None."""
+        if self.quantizer is None:
+            return f"this version has no INT8 quantizer for {self.name}"
+        module = self.quantize_import or self.import_name
+        if importlib.util.find_spec(module) is None:
+            extra = self.quantize_extra or self.extra
+            return (f"its quantizer needs the Python package '{module}'"
+                    + (f" (pip install 'edgebench[{extra}]')" if extra else ""))
+        return None
 
     def load_quantizer(self) -> Any:
         """Import the quantizer entry point (a calibration.request.Quantizer)."""
@@ -92,7 +105,7 @@ _BUILTIN = (
                runtime="runtimes.openvino_backend:OpenVinoRuntime", converter="converters.openvino:to_openvino",
                runs=(F32, F16, B16, I8, MIX), writes=(F32, F16, B16), hints=(F32, F16, B16),
                devices=("x86_64 CPU", "Intel GPU", "Intel NPU"),
-               quantizer="calibration.openvino:quantize", quantize_extra="openvino-int8"),
+               quantizer="calibration.openvino:quantize", quantize_extra="openvino-int8", quantize_import="nncf"),
     Capability("ncnn", "ncnn", "ncnn", "ncnn", (".param",), beside=(".bin",),
                runtime="runtimes.ncnn_backend:NcnnRuntime", converter="converters.ncnn:to_ncnn",
                runs=(F32, F16, B16, I8), writes=(F32, F16, B16), hints=(F32, F16, B16),
@@ -102,7 +115,8 @@ _BUILTIN = (
                runtime="runtimes.tflite_backend:TfliteRuntime", converter="converters.tflite:to_tflite",
                runs=(F32, F16, I8), writes=(F32, F16),
                devices=("Android arm64 (XNNPACK)", "arm64 CPU", "x86_64 CPU"),
-               export_extra="tflite-export", quantizer="calibration.tflite:quantize"),
+               export_extra="tflite-export", quantizer="calibration.tflite:quantize",
+               quantize_extra="tflite-export", quantize_import="ai_edge_quantizer"),
     Capability("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),
                runs=(F32, F16, I8, MIX), hardware="nvidia-gpu", devices=("Jetson Orin", "NVIDIA GPU")),
     Capability("coreml", "coremltools", "coremltools", "coreml", (".mlpackage", ".mlmodel"),

@@ -164,7 +164,8 @@ def test_openvino_runs_an_onnx_runtime_qdq_model_as_int8(source: Path, data: Pat
 @pytest.mark.parametrize("method", [Method.ENTROPY, Method.DISTRIBUTION])
 def test_methods_nncf_lacks_are_refused_in_one_line(int8: tuple, method: Method, work: Path) -> None:
     req, _ = int8
-    with pytest.raises(CalibrationError, match=r"^the OpenVINO \(NNCF\) quantizer has no .* minmax, moving_average, percentile$"):
+    refused = r"^the OpenVINO \(NNCF\) quantizer has no .* minmax, moving_average, percentile$"
+    with pytest.raises(CalibrationError, match=refused):
         quantize(replace(req, out=work / "refused.xml", method=method))
 
 

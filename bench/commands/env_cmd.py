@@ -34,7 +34,8 @@ def _made(b: dict[str, Any]) -> str:
     """What this version can give an artifact of the backend: converter-written and load-time hinted precisions."""
     made = ",".join(b["writes"]) if b["converter"] else ""
     hinted = [p for p in b["hints"] if p not in b["writes"]]
-    return " ".join(x for x in (made, f"hint {','.join(hinted)}" if hinted else "") if x) or "-"
+    int8 = ("int8" if not b.get("int8_missing") else "int8 (quantizer missing)") if b.get("int8") else ""
+    return " ".join(x for x in (made, f"hint {','.join(hinted)}" if hinted else "", int8) if x) or "-"
 
 
 @click.command(name="env")

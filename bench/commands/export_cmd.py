@@ -88,4 +88,4 @@ def int8_export_options(model: str, precision: str, flags: dict[str, Any]) -> An
         click.echo(f"note: {note}", err=True)
     return Int8Options(calib=source, method=flags["calib_method"], exclude=flags["exclude"],
                        int8_io=flags["int8_io"], calib_images=flags["calib_images"],
-                       allow_overlap=flags["allow_calib_overlap"])
+                       allow_overlap=flags["allow_calib_overlap"], progress=True)

@@ -91,8 +91,9 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
 def _plan_int8(model: Path, backend: str, out_dir: Path, int8: Any) -> Planned:
     """The int8 artifact quantized from the float ONNX `model` by `backend`'s own quantizer."""
     cap = capability(backend)
-    if not cap.quantizer:
-        raise ConfigSkipped(f"{backend} int8: this version has no INT8 quantizer for {backend}")
+    missing = cap.quantizer_missing()
+    if missing:
+        raise ConfigSkipped(f"{backend} int8: {missing}")
     if int8 is None:
         raise ConfigSkipped(f"{backend} int8 needs calibration images: pass --calib DIR|data.yaml|list.txt")
     name = f"{model.stem}-{backend}-int8-{resolve_method(int8.method, backend)}{cap.suffix}"

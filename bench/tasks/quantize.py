@@ -89,7 +89,8 @@ def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutc
     dataset = load_dataset(data, "val", allow_unlabelled=True) if data else None
     evals = tuple(str(s.image_path) for s in dataset.samples) if dataset else ()
     int8 = Int8Options(calib=source, method=opts.calib_method, exclude=opts.exclude, int8_io=opts.int8_io,
-                       calib_images=opts.calib_images, eval_images=evals, allow_overlap=opts.allow_calib_overlap)
+                       calib_images=opts.calib_images, eval_images=evals, allow_overlap=opts.allow_calib_overlap,
+                       progress=True)
     say(f"quantizing {model.name} for {opts.backend} ({opts.calib_method}, calibration: {source})")
     result = export(model, opts.backend, opts.out, "int8", parity=opts.parity, threads=opts.threads, int8=int8)
     outcome = QuantizeOutcome(result, notes=[note] if note else [])

@@ -89,18 +89,19 @@ def _ort_version() -> str:
 
 
 def prepare(source: Path, out: Path, exclude: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
-    """ORT's `quant_pre_process` of `source` into `out`; when its graph optimisation removes a node named in
+    """ORT's `quant_pre_process` of `source` into `out` (ONNX shape inference: calibration needs static shapes, so
+    ORT's symbolic one, which needs sympy, is skipped); when its graph optimisation removes a node named in
     `exclude`, the pre-processing is redone without optimisation (names must survive). Returns the notes."""
     import onnx
     from onnxruntime.quantization import quant_pre_process
 
     with contextlib.redirect_stdout(io.StringIO()):
-        quant_pre_process(str(source), str(out))
+        quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
     missing = _missing(out, exclude)
     if not missing:
         return out, []
     with contextlib.redirect_stdout(io.StringIO()):
-        quant_pre_process(str(source), str(out), skip_optimization=True)
+        quant_pre_process(str(source), str(out), skip_optimization=True, skip_symbolic_shape=True)
     still = _missing(out, exclude)
     if still:
         names = {n.name for n in onnx.load(str(source), load_external_data=False).graph.node}

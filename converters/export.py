@@ -99,10 +99,10 @@ def export(model: str | Path, target: str, out: str | Path, precision: str = "fp
             source, results = rewritten_onnx(src, names, tmp)
             result = _convert(source, src, target, dst, precision, parity, parity_images, threads)
         result.rewrites = results
-        _record(result.path, "rewrites", [r.to_dict() for r in results])
+        record_sidecar(result.path, "rewrites", [r.to_dict() for r in results])
     if auto:
         result.rewrite_trials = trials
-        _record(result.path, "rewrite_trials", [t.to_dict() for t in trials])
+        record_sidecar(result.path, "rewrite_trials", [t.to_dict() for t in trials])
     return result
 
 
@@ -169,10 +169,11 @@ def _parity(reference: Path, path: Path, target: str, precision: str, threads: i
 
 def record_parity(artifact: Path, result: ParityResult) -> Path:
     """Add the parity result to the artifact's sidecar JSON (created when missing)."""
-    return _record(artifact, "parity", result.to_dict())
+    return record_sidecar(artifact, "parity", result.to_dict())
 
 
-def _record(artifact: Path, key: str, value: Any) -> Path:
+def record_sidecar(artifact: Path, key: str, value: Any) -> Path:
+    """Set `key` in the artifact's sidecar JSON (created when missing)."""
     side = sidecar_path(artifact)
     data: dict[str, Any] = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
     data[key] = value

@@ -99,6 +99,8 @@ def test_export_and_quantize_from_the_cli(tmp_path: Path) -> None:
     proc = run_cli("quantize", "--calib-images", "8", "--max-images", "16", "-o", str(q), cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr
     assert "AP50-95 fp32" in proc.stdout and "-> int8" in proc.stdout, proc.stdout
+    kept = json.loads(Path(f"{q}.json").read_text())["quantize"]
+    assert kept["scores"]["images"] == 16 and 0 < kept["scores"]["int8"]["AP50-95"] <= 1
 
 
 def test_a_foreign_model_needs_calib(tmp_path: Path, small_model: Path, small_data: Path) -> None:

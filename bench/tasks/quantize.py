@@ -15,7 +15,7 @@ from typing import Any
 from bench.sweep.defaults import default_data, default_model
 from bench.sweep.inputs import is_bundled_model
 from bench.sweep.int8 import calib_source
-from converters.export import ExportResult, check_target, export
+from converters.export import ExportResult, check_target, export, record_sidecar
 from converters.int8 import Int8Options
 from edge_sdk.datasets import load_dataset
 from edge_sdk.meta import ModelMeta
@@ -75,6 +75,13 @@ class QuantizeOutcome:
     notes: list[str] = field(default_factory=list)
     sensitivity: str | None = None  # the ranked Markdown table (calibration.sensitivity.format_table)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What the artifact's sidecar keeps under "quantize": the scores, the search and the ranked table."""
+        s = self.scores
+        return {"scores": None if s is None else {"images": s.images, "fp32": s.fp32, "int8": s.int8,
+                                                  "relative_drop": s.drop},
+                "search": self.search, "sensitivity": self.sensitivity, "notes": self.notes}
+
 
 def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutcome:
     """Quantize, score, and (when over budget) search for the layers to keep in float."""
@@ -105,6 +112,7 @@ def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutc
             _accuracy_control(model, data, source, int8, opts, outcome, outcome.scores, say)
         else:
             _search(model, (data, source), int8, opts, outcome, outcome.scores, say)
+    record_sidecar(Path(outcome.export.path), "quantize", outcome.to_dict())
     return outcome
 
 

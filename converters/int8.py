@@ -130,6 +130,7 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".int8.", dir=dst.parent) as tmp:
         source = float32_onnx(src, Path(tmp) / f"{src.stem}.onnx")
+        notes = _normalize_for_int8_io(source, target, opts)
         exclusion = _exclusion(opts, onnx.load(str(source)))
         artifact = _float_artifact(source, target, Path(tmp))
         staged = Path(tmp) / "out" / dst.name
@@ -137,6 +138,7 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
         req = QuantizeRequest(source, artifact, staged, calib, method, exclusion.all_nodes, opts.int8_io, cache,
                               threads)
         result = _run_quantizer(quantizer or capability(target).load_quantizer(), req, opts.progress)
+        result.notes = (*notes, *result.notes)
         _carry_metadata(artifact, staged)
         done = Int8Artifact(dst, target, result, calib.provenance(), exclusion, method, opts.int8_io)
         _record(staged, done.provenance())
@@ -161,6 +163,21 @@ def _run_quantizer(quantizer: Quantizer, req: QuantizeRequest, show: bool = Fals
             warnings.warn(str(w.message), CacheWarning, stacklevel=3)
             result.notes = (*result.notes, str(w.message))
     return result
+
+
+def _normalize_for_int8_io(source: Path, target: str, opts: Int8Options) -> tuple[str, ...]:
+    """Full-integer I/O with the decode tail quantized too (`--int8-io --exclude none`): one int8 output scale
+    would cover boxes (0..imgsz px) and scores (0..1) and crush the scores, so the box rows are divided by
+    the input size first (converters.rewrites_outputs; the decoder multiplies them back). In place."""
+    if not opts.int8_io or target != "tflite" or opts.exclude not in ("none", ["none"], ("none",)):
+        return ()
+    from converters.rewrites_outputs import normalize_boxes
+
+    model, sites = normalize_boxes(onnx.load(str(source)))
+    if not sites:
+        return ("--int8-io: no [B, 4+nc, N] box/score concat found to normalise; the output scale is shared",)
+    onnx.save(model, str(source))
+    return ("--int8-io: boxes divided by the input size before the output concat (decoded back to pixels)",)
 
 
 def _line_to(fd: int) -> Progress:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.decode import DecodeConfig, decode, infer_layout
+from edge_sdk.decode import DecodeConfig, decode, infer_layout, pixel_boxes
 from edge_sdk.letterbox import preprocess
 from edge_sdk.meta import ModelMeta
 from edge_sdk.nms import box_iou_one
@@ -229,5 +229,7 @@ def check_parity(reference: str | Path, candidate: str | Path, *, backend: str |
         ref_out = [ref_rt.infer(x)[0] for x in xs]
         cand_out = [cand_rt.infer(_to_layout(x, cand_rt))[0] for x in xs]
         used = cand_rt.precision_used
+        cand_extra = ModelMeta.from_props(cand_rt.metadata(), cand_rt.inputs[0].shape).extra
     layout = meta.layout or infer_layout(tuple(ref_out[0].shape), meta.nc)
+    cand_out = [pixel_boxes(o, layout, cand_extra, meta.imgsz) for o in cand_out]  # normalised boxes: as pixels
     return compare_outputs(ref_out, cand_out, layout, meta.imgsz, tolerance or tolerance_for(used), conf, used)

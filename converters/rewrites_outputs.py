@@ -14,10 +14,11 @@ import numpy as np
 import onnx
 
 from converters.rewrites_graph import Edit, GraphIndex, apply_edits, attrs
+from edge_sdk.decode import NORMALIZED_BOXES
 from edge_sdk.meta import EDGEBENCH_KEY, ModelMeta
 
-#: what the rewritten model's metadata says about its boxes
-NORMALIZED = "normalized"
+#: what the rewritten model's metadata says about its boxes (edge_sdk.decode.pixel_boxes multiplies them back)
+NORMALIZED = NORMALIZED_BOXES
 
 
 def normalize_boxes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

@@ -141,3 +141,19 @@ def decode(output: np.ndarray, layout: str, cfg: DecodeConfig) -> list[Decoded]:
     if arr.ndim != 3:
         raise LayoutError(f"detection output must have rank 3, got shape {tuple(arr.shape)}")
     return [fn(arr[i].astype(np.float32, copy=False), cfg) for i in range(arr.shape[0])]
+
+
+#: ModelMeta.extra["boxes"] of a model whose box rows are divided by the input size (full-integer int8
+#: outputs: converters.rewrites_outputs.normalize_boxes); decoding multiplies them back first
+NORMALIZED_BOXES = "normalized"
+
+
+def pixel_boxes(output: np.ndarray, layout: str, extra: dict[str, object], input_hw: tuple[int, int]) -> np.ndarray:
+    """`output` with its box rows in input pixels: multiplied by (W, H, W, H) when the model's metadata says
+    its boxes are normalised (YOLOv8 layout [B, 4+nc, N] only); `output` itself otherwise."""
+    if extra.get("boxes") != NORMALIZED_BOXES or layout != "yolov8":
+        return output
+    h, w = input_hw
+    scaled = np.array(output, dtype=np.float32, copy=True)
+    scaled[:, :4, :] *= np.array([w, h, w, h], np.float32).reshape(1, 4, 1)
+    return scaled

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.decode import DecodeConfig, decode, infer_layout
+from edge_sdk.decode import DecodeConfig, decode, infer_layout, pixel_boxes
 from edge_sdk.detections import Detections
 from edge_sdk.letterbox import InputBuffer, Letterbox, preprocess
 from edge_sdk.meta import ModelMeta
@@ -96,7 +96,8 @@ class Detector:
         """Decode, NMS and rescale one image's outputs to original-image pixels."""
         if not outputs:
             raise LayoutError("model returned no outputs")
-        xyxy, scores, cls = decode(outputs[0], self.layout, config or self.config)[0]
+        raw = pixel_boxes(outputs[0], self.layout, self.meta.extra, self.input_size)
+        xyxy, scores, cls = decode(raw, self.layout, config or self.config)[0]
         return Detections(lb.to_original(xyxy, clip=self.clip), scores, cls, self.names, lb.image_size)
 
     def __call__(self, frame: np.ndarray, config: DecodeConfig | None = None) -> Detections:

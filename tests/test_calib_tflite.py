@@ -208,3 +208,19 @@ def test_normalize_boxes_divides_the_box_rows_and_says_so(source: Path) -> None:
     meta = json.loads({p.key: p.value for p in model.metadata_props}[EDGEBENCH_KEY])
     assert meta["extra"]["boxes"] == NORMALIZED and meta["extra"]["box_scale_hw"] == [SIZE, SIZE]
     assert normalize_boxes(model)[1] == 0  # never twice
+
+
+def test_normalised_boxes_decode_and_check_parity_as_pixels(source: Path, work: Path) -> None:
+    """Detector and the parity check multiply the boxes back (edge_sdk.decode.pixel_boxes): the normalised
+    model finds what the original finds, and passes fp32 parity against it."""
+    from converters.parity import check_parity
+    from edge_sdk import Detector
+
+    model, _ = normalize_boxes(onnx.load(str(source)))
+    onnx.save(model, str(work / "normalized.onnx"))
+    frame = (np.random.default_rng(1).random((240, 320, 3)) * 255).astype(np.uint8)
+    with Detector(source, conf=0.01) as a, Detector(work / "normalized.onnx", conf=0.01) as b:
+        da, db = a(frame), b(frame)
+    np.testing.assert_allclose(db.xyxy, da.xyxy, atol=1e-2)
+    np.testing.assert_array_equal(db.class_ids, da.class_ids)
+    assert check_parity(source, work / "normalized.onnx", backend="onnxruntime").passed

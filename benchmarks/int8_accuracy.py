@@ -11,10 +11,11 @@ Accuracy: the model (default: the bundled one, its synthetic val split, calibrat
 `--exclude auto` and once with `--exclude none`; fp32 and int8 are scored on the same images by the same
 evaluator (edge_sdk.Detector + pycocotools). A method an engine's quantizer does not have is listed as
 refused. Latency: a YOLOv8n-sized ONNX (testkit.models.make_yolov8_onnx, 10 classes) at each size,
-quantized with minmax + auto exclusions, fp32 and int8 timed interleaved on one input (`--iters` calls
-after warm-up; ONNX Runtime, OpenVINO and ncnn at all physical cores, TFLite at 1 thread as on a phone
-core). OpenVINO's fp32 is true fp32 (f32 hint), not its silent bf16. With --write, the tables replace the
-block between the `<!-- int8-bench -->` markers of that file.
+quantized with each engine's default method (auto) and the auto exclusions, fp32 and int8 timed
+interleaved on one input (`--iters` calls after warm-up; ONNX Runtime, OpenVINO and ncnn at all
+physical cores, TFLite at 1 thread as on a phone core). OpenVINO's fp32 is true fp32 (f32 hint), not its
+silent bf16. With --write, the tables replace the block between the `<!-- int8-bench -->` markers of that
+file (`--block NAME`: the `<!-- int8-bench:NAME -->` pair).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import numpy as np
 from backend_latency import Config, time_all
 
 from bench.sweep.defaults import default_calibration, default_data, default_model
+from calibration.methods import resolve_method
 from converters.export import export
 from converters.int8 import Int8Options
 from edge_sdk.host import host_facts
@@ -40,6 +42,11 @@ from testkit.models import make_yolov8_onnx
 from trainer.val import validate
 
 MARK = "<!-- int8-bench -->"
+
+
+def marker(block: str | None) -> str:
+    """The marker pair of a block: `<!-- int8-bench -->`, or `<!-- int8-bench:NAME -->`."""
+    return f"<!-- int8-bench:{block} -->" if block else MARK
 
 
 def score(artifact: Path, data: str, backend: str, limit: int | None) -> tuple[float, float]:
@@ -68,7 +75,10 @@ def accuracy_rows(args: argparse.Namespace, tmp: Path) -> list[str]:
         ref = score(float_artifact(model, backend, folder), data, backend, args.max_images)
         for method in args.methods:
             for exclude in ("auto", "none"):
-                rows.append(_int8_row(model, backend, method, exclude, calib, data, ref, folder, args))
+                row = _int8_row(model, backend, method, exclude, calib, data, ref, folder, args)
+                rows.append(row)
+                if "refused:" in row:  # the method, not the exclusion: once is enough
+                    break
     return rows
 
 
@@ -82,12 +92,13 @@ def _int8_row(model: Path, backend: str, method: str, exclude: str, calib: str, 
     try:
         result = export(model, backend, out, "int8", parity_images=2, int8=opts)
     except CalibrationError as exc:
-        return f"| {backend} | {method} | {exclude} | {ref[0]:.4f} | refused: {exc} | | | | |"
+        return f"| {backend} | {method} | - | {ref[0]:.4f} | refused: {exc} | | | | |"
     seconds = time.perf_counter() - start
     ap = score(result.path, data, backend, args.max_images)
     parity = "pass" if result.parity and result.parity.passed else "FAIL"
     print(f"  {backend} {method} {exclude}: {ap[0]:.4f} ({seconds:.0f} s)", file=sys.stderr)
-    return (f"| {backend} | {method} | {exclude} | {ref[0]:.4f} | {ap[0]:.4f} | {100 * (ref[0] - ap[0]):+.2f} "
+    shown = resolve_method(method, backend)
+    return (f"| {backend} | {shown} | {exclude} | {ref[0]:.4f} | {ap[0]:.4f} | {100 * (ap[0] - ref[0]):+.2f} "
             f"| {ref[1]:.4f} → {ap[1]:.4f} | {parity} | {seconds:.0f} |")
 
 
@@ -103,7 +114,7 @@ def latency_rows(args: argparse.Namespace, tmp: Path) -> list[str]:
             folder = tmp / f"lat-{backend}-{size}"
             folder.mkdir()
             fp32 = float_artifact(onnx_path, backend, folder)
-            opts = Int8Options(calib=calib, method="minmax", exclude="auto", calib_images=min(args.calib_images, 64))
+            opts = Int8Options(calib=calib, method="auto", exclude="auto", calib_images=min(args.calib_images, 64))
             from runtimes.capabilities import get
 
             int8 = export(onnx_path, backend, folder / f"int8{get(backend).suffix}", "int8", parity=False,
@@ -124,7 +135,7 @@ def render(acc: list[str], lat: list[str], args: argparse.Namespace) -> str:
     model = args.model or "the bundled model (edge_sdk/assets/default_model.onnx)"
     lines = [f"Model: {model}; data: {args.data or 'its synthetic val split (200 images)'}; calibration: "
              f"{args.calib or 'its synthetic train split'} ({args.calib_images} images).", "",
-             "| backend | method | exclude | AP50-95 fp32 | AP50-95 int8 | drop (points) | AP50 fp32 → int8 | parity "
+             "| backend | method | exclude | AP50-95 fp32 | AP50-95 int8 | change (points) | AP50 fp32 → int8 | parity "
              "| quantize s |", "|---|---|---|---:|---:|---:|---|---|---:|", *acc, ""]
     if lat:
         lines += ["| size | backend | threads | fp32 p50 ms | int8 p50 ms | speed-up | int8 runs |",
@@ -135,12 +146,13 @@ def render(acc: list[str], lat: list[str], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_into(path: Path, text: str) -> None:
+def write_into(path: Path, text: str, block: str | None = None) -> None:
+    mark = marker(block)
     doc = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(MARK) + ".*?" + re.escape(MARK), re.S)
+    pattern = re.compile(re.escape(mark) + ".*?" + re.escape(mark), re.S)
     if not pattern.search(doc):
-        raise SystemExit(f"{path} has no pair of {MARK} markers")
-    path.write_text(pattern.sub(lambda _: f"{MARK}\n{text}\n{MARK}", doc), encoding="utf-8")
+        raise SystemExit(f"{path} has no pair of {mark} markers")
+    path.write_text(pattern.sub(lambda _: f"{mark}\n{text}\n{mark}", doc), encoding="utf-8")
 
 
 def main() -> None:
@@ -149,12 +161,15 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--calib", default=None)
     parser.add_argument("--backends", nargs="+", default=None)
-    parser.add_argument("--methods", nargs="+", default=["minmax", "percentile", "entropy", "distribution"])
+    parser.add_argument("--methods", nargs="+",
+                        default=["minmax", "moving_average", "percentile", "entropy", "distribution"],
+                        help="calibration methods (or auto: each engine's default)")
     parser.add_argument("--calib-images", type=int, default=300)
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--sizes", type=int, nargs="*", default=[320, 640])
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--write", default=None, help="replace the marked block of this Markdown file")
+    parser.add_argument("--block", default=None, help="write into the <!-- int8-bench:BLOCK --> pair instead")
     args = parser.parse_args()
     installed = [b for b in quantizer_targets() if availability(b)[0]]
     args.backends = [b for b in (args.backends or installed) if b in installed]
@@ -167,7 +182,7 @@ def main() -> None:
     text = render(acc, lat, args)
     print(text)
     if args.write:
-        write_into(Path(args.write), text)
+        write_into(Path(args.write), text, args.block)
 
 
 if __name__ == "__main__":

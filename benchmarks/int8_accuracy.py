@@ -96,10 +96,11 @@ def _int8_row(model: Path, backend: str, method: str, exclude: str, calib: str, 
     seconds = time.perf_counter() - start
     ap = score(result.path, data, backend, args.max_images)
     parity = "pass" if result.parity and result.parity.passed else "FAIL"
+    cached = " (cached)" if (result.quantization or {}).get("cache_hit") else ""
     print(f"  {backend} {method} {exclude}: {ap[0]:.4f} ({seconds:.0f} s)", file=sys.stderr)
     shown = resolve_method(method, backend)
     return (f"| {backend} | {shown} | {exclude} | {ref[0]:.4f} | {ap[0]:.4f} | {100 * (ap[0] - ref[0]):+.2f} "
-            f"| {ref[1]:.4f} → {ap[1]:.4f} | {parity} | {seconds:.0f} |")
+            f"| {ref[1]:.4f} → {ap[1]:.4f} | {parity} | {seconds:.0f}{cached} |")
 
 
 def latency_rows(args: argparse.Namespace, tmp: Path) -> list[str]:
@@ -136,7 +137,9 @@ def render(acc: list[str], lat: list[str], args: argparse.Namespace) -> str:
     lines = [f"Model: {model}; data: {args.data or 'its synthetic val split (200 images)'}; calibration: "
              f"{args.calib or 'its synthetic train split'} ({args.calib_images} images).", "",
              "| backend | method | exclude | AP50-95 fp32 | AP50-95 int8 | change (points) | AP50 fp32 → int8 | parity "
-             "| quantize s |", "|---|---|---|---:|---:|---:|---|---|---:|", *acc, ""]
+             "| quantize s |", "|---|---|---|---:|---:|---:|---|---|---:|", *acc, "",
+             "quantize s: wall time of the int8 export (float conversion, calibration, quantization, parity); "
+             "\"(cached)\": the calibration came from the cache (calibration/cache.py), so it was not repeated.", ""]
     if lat:
         lines += ["| size | backend | threads | fp32 p50 ms | int8 p50 ms | speed-up | int8 runs |",
                   "|---:|---|---:|---:|---:|---:|---|", *lat, "",

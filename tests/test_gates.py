@@ -234,3 +234,14 @@ def test_an_artifact_converted_from_the_bundled_model_takes_the_bundled_data(sma
                   {"source_hash": bundled_hash, "extra": {}}, {}):
         assert not is_bundled_model(small_model, other)
         assert "labels are not used" in (data_for(None, small_model, other, False)[1] or "")
+
+
+def test_a_qdq_onnx_is_converted_as_it_is_for_openvino(tmp_path, qdq_model, small_data):
+    """OpenVINO reads Q/DQ as FakeQuantize: the quantized ONNX becomes an int8 IR without quantizing again;
+    the other converters are still refused with the reason."""
+    report, _, _ = run(_opts(tmp_path, qdq_model, small_data, backends=("openvino", "tflite"), precisions=("int8",)))
+    ov, tfl = report.results
+    assert ov.measured and ov.precision_used in ("int8", "mixed"), (ov.status, ov.error)
+    assert ov.artifact.endswith("-openvino-int8.xml") and ov.quantization is None
+    assert ov.parity is not None and ov.parity.precision_used in ("int8", "mixed")  # checked against the Q/DQ ONNX
+    assert tfl.status == "skipped" and "already quantized" in tfl.error and "on openvino at int8" in tfl.error

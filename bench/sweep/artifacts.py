@@ -32,6 +32,7 @@ class Planned:
     artifact: Path
     source: Path | None = None
     target: str | None = None
+    as_stored: bool = False  # convert the (already quantized) source as it is, without quantizing again
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ConfigJob:
     target: str | None = None
     rewrites: str | None = None  # converters.rewrites names or "auto", applied before converting
     int8: Any = None  # converters.int8.Int8Options of an int8 configuration (calibration images, method, ...)
+    as_stored: bool = False  # the source is already quantized: convert its Q/DQ graph as it is (OpenVINO)
 
 
 def plan_artifact(model: Path, backend: str, precision: str, model_precision: str, out_dir: Path,
@@ -53,11 +55,15 @@ def plan_artifact(model: Path, backend: str, precision: str, model_precision: st
     ONNX is quantized by the backend's own quantizer when `int8` (converters.int8.Int8Options) is given."""
     cap = capability(backend)
     if _quantized(model_precision):
-        if backend_for_path(model) != backend:
-            raise ConfigSkipped(f"{model.name} is already quantized ({model_precision}); converting a quantized "
-                                f"model to {backend} is not in this version (it runs as it is on "
-                                f"{backend_for_path(model)})")
-        return Planned(resolve_artifact(model, backend, precision, model_precision))
+        if backend_for_path(model) == backend:
+            return Planned(resolve_artifact(model, backend, precision, model_precision))
+        if backend in QDQ_READERS and model.suffix.lower() == ".onnx" and precision in ("int8", "mixed"):
+            name = f"{model.stem}-{backend}-{precision}{cap.suffix}"
+            return Planned(out_dir / "artifacts" / name, model, backend, as_stored=True)
+        raise ConfigSkipped(f"{model.name} is already quantized ({model_precision}); converting a quantized "
+                            f"model to {backend} is not in this version (it runs as it is on "
+                            f"{backend_for_path(model)}" + (", and on openvino at int8" if
+                                                            model.suffix.lower() == ".onnx" else "") + ")")
     if precision == "int8" and model.suffix.lower() == ".onnx":
         return _plan_int8(model, backend, out_dir, int8)
     if cap.converter and model.suffix.lower() == ".onnx":
@@ -88,6 +94,10 @@ def resolve_artifact(model: Path, backend: str, precision: str, model_precision:
     return model
 
 
+#: backends whose converter keeps an ONNX Q/DQ graph quantized (OpenVINO turns Q/DQ into FakeQuantize)
+QDQ_READERS = ("openvino",)
+
+
 def _plan_int8(model: Path, backend: str, out_dir: Path, int8: Any) -> Planned:
     """The int8 artifact quantized from the float ONNX `model` by `backend`'s own quantizer."""
     cap = capability(backend)
@@ -111,7 +121,8 @@ def convert_job(job: ConfigJob) -> dict[str, Any]:
 
     if job.source is None or job.target is None:  # run_config converts only planned jobs
         raise ValueError(f"nothing to convert for {job.spec.model}: the job has no source and target")
-    result = export(job.source, job.target, job.spec.model, precision=job.spec.precision,
+    precision = "fp32" if job.as_stored else job.spec.precision  # as stored: the converter keeps the Q/DQ
+    result = export(job.source, job.target, job.spec.model, precision=precision,
                     threads=job.spec.threads, rewrites=None if job.int8 else job.rewrites, int8=job.int8)
     return {"parity": result.parity.to_dict() if result.parity else None, "quantization": result.quantization}
 

@@ -313,7 +313,8 @@ def _run_one(ctx: RunContext, opts: RunOptions, backend: str, precision: str, ou
 def config_job(ctx: RunContext, opts: RunOptions, spec: MeasureSpec, plan: Planned, precision: str) -> ConfigJob:
     """The child's job: measure `spec`, converting (or quantizing, for int8) `plan.source` first when planned."""
     return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
-                     rewrites=opts.rewrites, int8=ctx.int8 if precision == "int8" else None)
+                     rewrites=opts.rewrites, int8=ctx.int8 if precision == "int8" and not plan.as_stored else None,
+                     as_stored=plan.as_stored)
 
 
 def plan_config(ctx: RunContext, model: Path, backend: str, precision: str, out: Path) -> Planned:

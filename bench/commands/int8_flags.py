@@ -40,7 +40,9 @@ def int8_flags(rows: bool = True) -> Callable[[F], F]:
         click.option("--allow-calib-overlap", is_flag=True,
                      help="Calibrate even on images that are also evaluated (recorded in every int8 row)."),
         click.option("--int8-io", is_flag=True,
-                     help="Full-integer model with int8 input/output tensors where the engine has it (TFLite)."),
+                     help="Int8 input/output tensors where the engine has them (TFLite). With --exclude none "
+                          "(full integer) the boxes are divided by the input size before the output concat, so "
+                          "one int8 output scale cannot crush the scores (decoded back to pixels)."),
     ]
 
     def apply(fn: F) -> F:

@@ -100,7 +100,7 @@ def _files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], str]:
         _check_exist(files, "the calibration list")
         return files, f"a list of {len(files)} image(s)"
     text = str(source)
-    path, split = _split_suffix(text)
+    path, split = split_source(text)
     if path.is_dir() and not any((path / n).is_file() for n in ("data.yaml", "data.yml")):
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), str(path)
     if path.is_dir():
@@ -116,8 +116,9 @@ def _files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], str]:
                            "a data.yaml, data.yaml:SPLIT or a .txt list of image paths)")
 
 
-def _split_suffix(text: str) -> tuple[Path, str | None]:
-    """'data.yaml:val' -> (data.yaml, 'val'); anything else -> (path, None)."""
+def split_source(text: str) -> tuple[Path, str | None]:
+    """A calibration source as (path, split): 'data.yaml:val' -> (data.yaml, 'val'); anything else -> (path,
+    None)."""
     head, sep, tail = text.rpartition(":")
     if sep and head.lower().endswith((".yaml", ".yml")) and tail and "/" not in tail:
         return Path(head), tail

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from calibration.cache import CacheWarning, CalibrationCache
 from calibration.dataset import DEFAULT_IMAGES, CalibrationSet, Progress, build_calibration_set
 from calibration.exclusions import Exclusion, resolve_exclusion
 from calibration.methods import AUTO, Method, resolve_method
-from calibration.onnx_prep import float32_onnx
+from calibration.onnx_prep import fold_weight_casts
 from calibration.request import Quantizer, QuantizeRequest, QuantizeResult
 from converters.onnx_info import onnx_io
 from converters.quiet import quiet_output
@@ -58,12 +58,6 @@ class Int8Options:
     extra_exclude: tuple[str, ...] = ()  # nodes a sensitivity search adds to the auto set
     progress: bool = False  # draw "calibrating i/N" on the terminal (when it is one)
 
-    def to_dict(self) -> dict[str, Any]:
-        calib = self.calib.source if isinstance(self.calib, CalibrationSet) else self.calib
-        return {"calib": [str(c) for c in calib] if isinstance(calib, (list, tuple)) else str(calib),
-                "method": str(self.method), "exclude": self.exclude, "int8_io": self.int8_io,
-                "calib_images": self.calib_images, "allow_overlap": self.allow_overlap}
-
 
 @dataclass
 class Int8Artifact:
@@ -76,7 +70,6 @@ class Int8Artifact:
     exclusion: Exclusion
     method: Method
     int8_io: bool
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self) -> dict[str, Any]:
         """The row's `quantization` record (bench.report.rows.Quantization) and the sidecar's int8 key."""
@@ -127,11 +120,13 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
     method = resolve_method(opts.method, target)
     calib = calibration_set(src, opts, progress)
     cache = CalibrationCache(opts.cache_dir) if opts.cache else None
+    folded = fold_weight_casts(onnx.load(str(src)))
+    exclusion = _exclusion(opts, folded)  # a bad --exclude fails before anything is written
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".int8.", dir=dst.parent) as tmp:
-        source = float32_onnx(src, Path(tmp) / f"{src.stem}.onnx")
+        source = Path(tmp) / f"{src.stem}.onnx"
+        onnx.save(folded, str(source))
         notes = _normalize_for_int8_io(source, target, opts)
-        exclusion = _exclusion(opts, onnx.load(str(source)))
         artifact = _float_artifact(source, target, Path(tmp))
         staged = Path(tmp) / "out" / dst.name
         staged.parent.mkdir()
@@ -153,11 +148,13 @@ def _run_quantizer(quantizer: Quantizer, req: QuantizeRequest, show: bool = Fals
     still said: a warning here and a note in the provenance."""
     with quiet_output() as captured, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CacheWarning)
-        if show and captured.terminal_fd is not None and os.isatty(captured.terminal_fd):
-            req = replace(req, calib=req.calib.with_progress(_line_to(captured.terminal_fd)))
+        fd = captured.terminal_fd if show and captured.terminal_fd is not None and os.isatty(captured.terminal_fd) \
+            else None
+        if fd is not None:
+            req = replace(req, calib=req.calib.with_progress(_line_to(fd)))
         result: QuantizeResult = quantizer(req)
-        if show and captured.terminal_fd is not None and os.isatty(captured.terminal_fd):
-            os.write(captured.terminal_fd, b"\n")
+        if fd is not None:
+            os.write(fd, b"\n")
     for w in caught:
         if issubclass(w.category, CacheWarning):
             warnings.warn(str(w.message), CacheWarning, stacklevel=3)

@@ -1,6 +1,7 @@
 """Shared fixtures: a small YOLOv8-architecture ONNX model, a tiny YOLO data set, a CLI runner."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from expected_skips import (  # noqa: F401  (hooks: fail the run on a skip that 
 
 from converters.parity import match_detections
 from edge_sdk.detections import Detections
+from edge_sdk.detector import Detector
 from testkit.models import make_yolov8_onnx
 
 NAMES = {i: f"class{i}" for i in range(4)}
@@ -58,22 +60,21 @@ def write_yolo_set(root: Path, n: int = 4, names: dict[int, str] = NAMES, seed: 
     rng = np.random.default_rng(seed)
     (root / "images" / "val").mkdir(parents=True)
     (root / "labels" / "val").mkdir(parents=True)
-    for i in range(n):
-        img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
-        cv2.imwrite(str(root / "images" / "val" / f"{i}.jpg"), img)
-        label = _own_detection(model, cv2.imread(str(root / "images" / "val" / f"{i}.jpg"))) if model else None
-        (root / "labels" / "val" / f"{i}.txt").write_text(label or f"{i % len(names)} 0.5 0.5 0.25 0.3\n")
+    with contextlib.ExitStack() as stack:
+        det = stack.enter_context(Detector(model, conf=0.001)) if model else None
+        for i in range(n):
+            img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
+            cv2.imwrite(str(root / "images" / "val" / f"{i}.jpg"), img)
+            label = _own_detection(det, cv2.imread(str(root / "images" / "val" / f"{i}.jpg"))) if det else None
+            (root / "labels" / "val" / f"{i}.txt").write_text(label or f"{i % len(names)} 0.5 0.5 0.25 0.3\n")
     data = root / "data.yaml"
     data.write_text(yaml.safe_dump({"path": ".", "val": "images/val", "names": dict(names)}))
     return data
 
 
-def _own_detection(model: Path, image: np.ndarray) -> str | None:
-    """The model's highest-scoring detection on `image` as a YOLO label line, or None."""
-    from edge_sdk import Detector
-
-    with Detector(model, conf=0.001) as det:
-        d = det(image)
+def _own_detection(det: Detector, image: np.ndarray) -> str | None:
+    """The detector's highest-scoring detection on `image` as a YOLO label line, or None."""
+    d = det(image)
     if not len(d.scores):
         return None
     best = int(np.argmax(d.scores))

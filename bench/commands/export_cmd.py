@@ -79,13 +79,11 @@ def int8_export_options(model: str, precision: str, flags: dict[str, Any]) -> An
     if precision.strip().lower() != "int8":
         return None
     from pathlib import Path
+    from types import SimpleNamespace
 
-    from bench.sweep.int8 import calib_source
-    from converters.int8 import Int8Options
+    from bench.sweep.int8 import calib_source, int8_from_flags
 
     source, note = calib_source(flags["calib"], Path(model))
     if note:
         click.echo(f"note: {note}", err=True)
-    return Int8Options(calib=source, method=flags["calib_method"], exclude=flags["exclude"],
-                       int8_io=flags["int8_io"], calib_images=flags["calib_images"],
-                       allow_overlap=flags["allow_calib_overlap"], progress=True)
+    return int8_from_flags(SimpleNamespace(**flags), source, progress=True)

@@ -12,10 +12,6 @@ from calibration.methods import AUTO, Method
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: the keyword names the options give the command function (RunOptions fields of the same names)
-INT8_KEYS = ("calib", "calib_method", "calib_images", "exclude", "allow_calib_overlap", "int8_io")
-
-
 def int8_flags(rows: bool = True) -> Callable[[F], F]:
     """--calib, --calib-method, --calib-images, --exclude, --allow-calib-overlap, --int8-io. `rows`: the
     help speaks of a run's int8 rows (run, sweep) rather than of one artifact (export, quantize)."""

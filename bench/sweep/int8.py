@@ -41,19 +41,25 @@ def int8_options(opts: Any, model: Path, meta: Mapping[str, Any], dataset: Datas
     a float ONNX; the calibration set is built once here to refuse an overlap early."""
     if "int8" not in precisions or model.suffix.lower() != ".onnx":
         return None, []
-    method = opts.calib_method
-    if str(method).lower() != AUTO:
-        method = Method.parse(method)  # a typo fails before anything runs
+    if str(opts.calib_method).lower() != AUTO:
+        Method.parse(opts.calib_method)  # a typo fails before anything runs
     if opts.calib is None and not is_bundled_model(model, meta):
         return None, []  # the int8 rows say they need --calib
     source, note = calib_source(opts.calib, model, meta)
     notes = [note] if note else []
-    evals = tuple(str(s.image_path) for s in dataset.samples)
-    calib = build_calibration_set(source, input_hw(tuple(meta["imgsz"])), limit=opts.calib_images,
-                                  eval_images=evals, allow_overlap=opts.allow_calib_overlap)
+    int8 = int8_from_flags(opts, source, tuple(str(s.image_path) for s in dataset.samples))
+    calib = build_calibration_set(source, input_hw(tuple(meta["imgsz"])), limit=int8.calib_images,
+                                  eval_images=int8.eval_images, allow_overlap=int8.allow_overlap)
     if calib.overlap:
         notes.append(f"int8 calibration overlaps the evaluation set: {calib.overlap} of {len(calib)} images "
                      "(--allow-calib-overlap); the int8 mAP may be flattered")
-    return Int8Options(calib=source, method=method, exclude=opts.exclude, int8_io=opts.int8_io,
-                       calib_images=opts.calib_images, eval_images=evals,
-                       allow_overlap=opts.allow_calib_overlap), notes
+    return int8, notes
+
+
+def int8_from_flags(flags: Any, source: str, eval_images: tuple[str, ...] = (), progress: bool = False
+                    ) -> Int8Options:
+    """converters.int8.Int8Options from the shared int8 flags (bench.commands.int8_flags: calib_method, exclude,
+    int8_io, calib_images, allow_calib_overlap), as RunOptions, QuantizeOptions or the CLI keywords hold them."""
+    return Int8Options(calib=source, method=flags.calib_method, exclude=flags.exclude, int8_io=flags.int8_io,
+                       calib_images=flags.calib_images, eval_images=eval_images,
+                       allow_overlap=flags.allow_calib_overlap, progress=progress)

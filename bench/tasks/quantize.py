@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.sweep.defaults import default_data, default_model
 from bench.sweep.inputs import is_bundled_model
-from bench.sweep.int8 import calib_source
+from bench.sweep.int8 import calib_source, int8_from_flags
 from converters.export import ExportResult, check_target, export, record_sidecar
 from converters.int8 import Int8Options
 from edge_sdk.datasets import load_dataset
@@ -95,9 +95,7 @@ def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutc
     data = opts.data or (str(default_data(meta)) if is_bundled_model(model, meta) else None)
     dataset = load_dataset(data, "val", allow_unlabelled=True) if data else None
     evals = tuple(str(s.image_path) for s in dataset.samples) if dataset else ()
-    int8 = Int8Options(calib=source, method=opts.calib_method, exclude=opts.exclude, int8_io=opts.int8_io,
-                       calib_images=opts.calib_images, eval_images=evals, allow_overlap=opts.allow_calib_overlap,
-                       progress=True)
+    int8 = int8_from_flags(opts, source, evals, progress=True)
     say(f"quantizing {model.name} for {opts.backend} ({opts.calib_method}, calibration: {source})")
     result = export(model, opts.backend, opts.out, "int8", parity=opts.parity, threads=opts.threads, int8=int8)
     outcome = QuantizeOutcome(result, notes=[note] if note else [])
@@ -210,9 +208,10 @@ def _accuracy_control(model: Path, data: str, calib: str, int8: Int8Options, opt
 
 def _validation_split(calib: str, data: str) -> tuple[str, str]:
     """(data set, split) to validate on: the calibration source when it is a labelled data.yaml, else `data`."""
-    head, _, split = calib.rpartition(":") if calib.lower().rsplit(":", 1)[-1] in ("train", "val", "test") \
-        else (calib, "", "train")
-    path = Path(head)
+    from calibration.dataset import DEFAULT_SPLIT, split_source
+
+    path, given = split_source(calib)
+    split = given or DEFAULT_SPLIT
     if path.suffix.lower() in (".yaml", ".yml") and path.is_file():
         from edge_sdk.datasets import load_dataset
 

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint install install-test clean
+.PHONY: run test lint install install-test clean modelopt-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[test,train,openvino,openvino-int8,ncnn,ncnn-export,tflite,tflite-export,report]'
+	$(PIP) install -c constraints.txt -e '.[test,train,openvino,openvino-int8,ncnn,ncnn-export,tflite,tflite-export,coreml,coreml-export,report]'
 	@touch $@ $(VENV)/.core-installed
 
 install: $(VENV)/.core-installed
@@ -32,6 +32,16 @@ lint: $(VENV)/.test-installed
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# TensorRT INT8 (calibration/modelopt.py): NVIDIA ModelOpt pins its own onnx and onnxruntime-gpu, so it gets a venv of
+# its own, where calibration.modelopt looks for it (<edgebench cache>/modelopt-venv; or set EDGEBENCH_MODELOPT_PYTHON)
+MODELOPT_VENV ?= $(or $(EDGEBENCH_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edgebench)/modelopt-venv
+MODELOPT_PIN  ?= nvidia-modelopt[onnx]==0.47.0
+
+modelopt-venv:
+	$(PYTHON) -m venv $(MODELOPT_VENV)
+	$(MODELOPT_VENV)/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt '$(MODELOPT_PIN)'
+	$(MODELOPT_VENV)/bin/python -c "import modelopt.onnx.quantization" && echo "ModelOpt ready: $(MODELOPT_VENV)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -4,10 +4,10 @@ Run (Ultralytics lives only in a scratch venv, never in ours):
     python -m venv /tmp/ulvenv
     /tmp/ulvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 ultralytics onnx
     python benchmarks/peer_train_ultralytics.py --ultralytics-python /tmp/ulvenv/bin/python \
-        [--train 1000] [--val 200] [--epochs 10] [--close-mosaic 2] [--work /tmp/peer]
+        [--train 1000] [--val 200] [--epochs 10] [--close-mosaic 2] [--data-seed 0] [--hours H] [--work /tmp/peer]
     (`--only ours` trains our side alone and needs no Ultralytics: a check that the script still runs)
 
-Both train from scratch on the same synthetic data set (edge_sdk.synth, seed 0) with the same
+Both train from scratch on the same synthetic data set (edge_sdk.synth, seed 0 unless --data-seed) with the same
 epochs, image size, batch, data-loader workers, close-mosaic, images cached in RAM, optimizer
 choice 'auto', fp32, on the CPU, validating every epoch. Each best checkpoint is exported to ONNX
 and scored by the same evaluator (edge_sdk.Detector on ONNX Runtime + pycocotools); Ultralytics'
@@ -27,12 +27,13 @@ from pathlib import Path
 ULTRALYTICS_SIDE = r"""
 import json, sys, time
 from ultralytics import YOLO
-data, epochs, imgsz, batch, workers, close_mosaic, out, project = sys.argv[1:9]
+data, epochs, imgsz, batch, workers, close_mosaic, out, project, hours = sys.argv[1:10]
 model = YOLO("yolov8n.yaml")
 t = time.perf_counter()
 model.train(data=data, epochs=int(epochs), imgsz=int(imgsz), batch=int(batch), workers=int(workers),
             close_mosaic=int(close_mosaic), device="cpu", cache="ram", pretrained=False, amp=False, plots=False,
-            project=project, name="ul", exist_ok=True, seed=0, verbose=False)
+            project=project, name="ul", exist_ok=True, seed=0, verbose=False,
+            **({"time": float(hours)} if float(hours) > 0 else {}))
 seconds = time.perf_counter() - t
 best = model.trainer.best
 onnx_path = YOLO(str(best)).export(format="onnx", imgsz=int(imgsz), opset=17, simplify=False)
@@ -65,7 +66,7 @@ def run_theirs(python: str, data: Path, work: Path, a: argparse.Namespace) -> di
     """Train Ultralytics' YOLOv8n in the scratch interpreter; wall time, own mAP, exported ONNX."""
     out = work / "ul.json"
     args = [str(data / "data.yaml"), str(a.epochs), str(a.imgsz), str(a.batch), str(a.workers),
-            str(a.close_mosaic), str(out), str(work)]
+            str(a.close_mosaic), str(out), str(work), str(a.hours or 0)]
     proc = subprocess.run([python, "-c", ULTRALYTICS_SIDE, *args], capture_output=True, text=True, cwd=work)
     if proc.returncode != 0 or not out.is_file():
         raise SystemExit(f"error: Ultralytics training failed:\n{proc.stderr[-3000:]}")
@@ -89,6 +90,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--close-mosaic", type=int, default=2)
+    parser.add_argument("--hours", type=float, default=None,
+                        help="Ultralytics side only: train for this long instead of --epochs (its `time` argument "
+                             "re-plans the epochs, and the learning-rate schedule, to fit)")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="seed of the synthetic data set (0: the bundled model's; another seed: unseen data)")
     parser.add_argument("--work", type=Path, default=Path("runs/peer"))
     parser.add_argument("--only", choices=["ours", "theirs"], help="train one side only (debugging)")
     a = parser.parse_args()
@@ -99,15 +105,16 @@ def main() -> None:
     from edge_sdk.synth import generate
 
     a.work = a.work.resolve()
-    data = a.work / f"data-{a.train}-{a.val}-{a.imgsz}"
+    data = a.work / f"data-{a.train}-{a.val}-{a.imgsz}-seed{a.data_seed}"
     if not (data / "data.yaml").is_file():
-        generate(data, train=a.train, val=a.val, imgsz=a.imgsz, seed=0)
+        generate(data, train=a.train, val=a.val, imgsz=a.imgsz, seed=a.data_seed)
     results = {}
     if a.only != "theirs":
         results["edgebench n"] = run_ours(data, a.work, a)
     if a.only != "ours":
         results["Ultralytics YOLOv8n"] = run_theirs(a.ultralytics_python, data, a.work, a)
-    print(f"{a.train} train / {a.val} val synthetic images, {a.epochs} epochs, imgsz {a.imgsz}, batch {a.batch}, "
+    print(f"{a.train} train / {a.val} val synthetic images (seed {a.data_seed}), {a.epochs} epochs, "
+          f"imgsz {a.imgsz}, batch {a.batch}, "
           f"{a.workers} workers, close-mosaic {a.close_mosaic}, fp32 CPU\n")
     print("| model | AP50-95 (edgebench evaluator) | AP50-95 (own val) | train images/s | train wall s |")
     print("|---|---:|---:|---:|---:|")

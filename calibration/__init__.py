@@ -3,7 +3,7 @@
 - `dataset`: calibration images, preprocessed exactly as inference does, with a content hash and the
   overlap check against the evaluation images;
 - `cache`: calibration results on disk, keyed by model, images, method, preprocessing and versions;
-- `exclusions`: the layers kept in float (the detection head's decode tail by default);
+- `exclusions`: the layers kept in float (the detection head's output layers and decode tail by default);
 - `request`: what every engine's quantizer takes and returns;
 - one module per engine: `ort`, `openvino`, `tflite`, `ncnn`; `sensitivity`: per-layer ranking.
 

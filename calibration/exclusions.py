@@ -1,4 +1,5 @@
-"""Which layers stay in float: the detection head's decode tail by default, found by graph position.
+"""Which layers stay in float: the detection head's output layers and decode tail by default, found by graph
+position.
 
 The decode tail of a YOLO-family export starts where the per-level feature maps stop being 4-D
 images (the reshape that flattens each level) and runs to the outputs: the concat of the levels,
@@ -7,6 +8,14 @@ the final concat that puts boxes (0..imgsz px) and scores (0..1) in one tensor. 
 over that concat crushes the scores (every detection lost); the DFL softmax and the decode are the
 other known-sensitive layers. They are found from shapes, not names, so a third-party export (other
 node names, YOLOv5/v7 5-D heads, NMS in the graph) gets the same treatment.
+
+Just before the tail sit the head's output layers: the last convolution of each branch, whose raw
+logits (box distributions, class scores) feed the softmax/sigmoid of the decode, and the per-level
+concat that joins the box and class logits in one 4-D tensor. One int8 scale over that concat mixes
+two ranges again, and the logits' rounding is amplified by the exponentials after them: on the bundled
+model with ONNX Runtime, keeping them in float too halves the AP50-95 loss (docs/quantization.md).
+They are found by walking back from the tail through layout ops (concat, reshape, transpose) to the
+first compute op on each path.
 """
 from __future__ import annotations
 
@@ -39,11 +48,12 @@ class Exclusion:
 
 
 def resolve_exclusion(spec: str | Sequence[str] | None, model: onnx.ModelProto) -> Exclusion:
-    """`auto` (or None): the decode tail; `none`: nothing; else comma-separated node names or glob patterns
-    (`/head/dfl/*`), each of which must match a node of `model` (InputError naming the first that does not)."""
+    """`auto` (or None): the head's output layers and the decode tail (`auto_exclusion`); `none`: nothing; else
+    comma-separated node names or glob patterns (`/head/dfl/*`), each of which must match a node of `model`
+    (InputError naming the first that does not)."""
     items = _items(spec)
     if not items or items == [AUTO]:
-        return Exclusion(AUTO, decode_tail(model))
+        return Exclusion(AUTO, auto_exclusion(model))
     if items == [NONE]:
         return Exclusion(NONE)
     if AUTO in items or NONE in items:
@@ -63,6 +73,40 @@ def _items(spec: str | Sequence[str] | None) -> list[str]:
         return []
     parts: Iterable[str] = spec.split(",") if isinstance(spec, str) else spec
     return [p.strip() for p in parts if p and p.strip()]
+
+
+def auto_exclusion(model: onnx.ModelProto) -> tuple[str, ...]:
+    """The default float set: the head's output layers and the decode tail, in graph order; () without a tail."""
+    tail = decode_tail(model)
+    chosen = set(tail) | set(head_outputs(model, tail))
+    return tuple(n.name for n in model.graph.node if n.name in chosen)
+
+
+#: ops that only move or join data: walked through (and kept in float) on the way back from the tail
+LAYOUT_OPS = frozenset({"Concat", "Reshape", "Transpose", "Flatten", "Identity", "Squeeze", "Unsqueeze"})
+#: where the walk back stops, keeping the op in float
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+
+
+def head_outputs(model: onnx.ModelProto, tail: Sequence[str]) -> tuple[str, ...]:
+    """Nodes feeding the tail `tail` through layout ops only, up to and including the first compute op on each
+    path (the head's last convolutions and the concat joining their logits)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    dynamic = _dynamic_tensors(model.graph)  # not the shape arithmetic feeding a Reshape
+    in_tail = set(tail)
+    stack = [i for n in model.graph.node if n.name in in_tail for i in n.input
+             if i in producer and i in dynamic and producer[i].name not in in_tail]
+    found: dict[str, None] = {}
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in found or node.name in in_tail:
+            continue
+        if node.op_type in COMPUTE_OPS:
+            found[node.name] = None
+        elif node.op_type in LAYOUT_OPS:
+            found[node.name] = None
+            stack.extend(i for i in node.input if i in dynamic)
+    return tuple(found)
 
 
 def decode_tail(model: onnx.ModelProto) -> tuple[str, ...]:

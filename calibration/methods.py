@@ -37,7 +37,7 @@ DEFAULT_METHOD = Method.MINMAX
 #: what `--calib-method auto` means per engine (the method each engine's quantizer does best here, by the
 #: measurements in docs/quantization.md); engines not listed: DEFAULT_METHOD
 AUTO = "auto"
-ENGINE_DEFAULTS: dict[str, Method] = {"tflite": Method.MOVING_AVERAGE}
+ENGINE_DEFAULTS: dict[str, Method] = {"tflite": Method.MOVING_AVERAGE, "onnxruntime": Method.PERCENTILE}
 
 
 def resolve_method(name: object, engine: str) -> Method:

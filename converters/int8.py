@@ -24,6 +24,7 @@ from calibration.cache import CacheWarning, CalibrationCache
 from calibration.dataset import DEFAULT_IMAGES, CalibrationSet, Progress, build_calibration_set
 from calibration.exclusions import Exclusion, resolve_exclusion
 from calibration.methods import AUTO, Method, resolve_method
+from calibration.modelopt import PROXY_NOTE as MODELOPT_PROXY_NOTE
 from calibration.onnx_prep import fold_weight_casts
 from calibration.request import Quantizer, QuantizeRequest, QuantizeResult
 from converters.onnx_info import onnx_io
@@ -38,6 +39,10 @@ from runtimes.precision import Precision
 
 #: the sidecar key an int8 artifact's provenance is stored under
 SIDECAR_KEY = "int8"
+#: int8 artifacts that are not the backend's own format: TensorRT's is the Q/DQ ONNX its engine builder consumes
+INT8_SUFFIXES = {"tensorrt": ".onnx"}
+#: backends whose int8 artifact is checked (parity, scores) on another runtime here, and the note saying so
+PROXY_RUNTIMES = {"tensorrt": ("onnxruntime", MODELOPT_PROXY_NOTE)}
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,8 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
     OpenVINO's accuracy-controlled route)."""
     src, dst, target = Path(model), Path(out), target.lower()
     check_quantizable(src, target)
-    if dst.suffix.lower() != capability(target).suffix:
-        raise ModelLoadError(f"{dst.name}: a {target} artifact ends in {capability(target).suffix}")
+    if dst.suffix.lower() != int8_suffix(target):
+        raise ModelLoadError(f"{dst.name}: a {target} int8 artifact ends in {int8_suffix(target)}")
     method = resolve_method(opts.method, target)
     calib = calibration_set(src, opts, progress)
     cache = CalibrationCache(opts.cache_dir) if opts.cache else None
@@ -140,6 +145,17 @@ def quantize_to(model: str | Path, target: str, out: str | Path, opts: Int8Optio
         _move(staged, dst)
     result.path = dst
     return done
+
+
+def int8_suffix(target: str) -> str:
+    """The suffix of `target`'s int8 artifact (its own, except INT8_SUFFIXES)."""
+    return INT8_SUFFIXES.get(target, capability(target).suffix)
+
+
+def int8_runtime(target: str) -> tuple[str, str | None]:
+    """(the backend that runs `target`'s int8 artifact here, the proxy note or None when it is `target` itself)."""
+    runtime, note = PROXY_RUNTIMES.get(target, (target, None))
+    return runtime, note
 
 
 def _run_quantizer(quantizer: Quantizer, req: QuantizeRequest, show: bool = False) -> QuantizeResult:
@@ -193,9 +209,10 @@ def _exclusion(opts: Int8Options, model: onnx.ModelProto) -> Exclusion:
 
 
 def _float_artifact(source: Path, target: str, folder: Path) -> Path:
-    """The engine's float32 artifact the quantizer starts from (the ONNX itself for ONNX Runtime)."""
+    """The engine's float32 artifact the quantizer starts from (the ONNX itself for ONNX Runtime, and for
+    TensorRT, whose int8 artifact is a Q/DQ ONNX that its engine builder takes)."""
     cap = capability(target)
-    if cap.converter is None:
+    if cap.converter is None or int8_suffix(target) != cap.suffix:
         return source
     return cap.load_converter()(source, folder / "float" / f"{source.stem}{cap.suffix}", Precision.FP32)
 

@@ -108,6 +108,9 @@ class DeviceProfile:
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     host: HostRules | None = None
+    #: the backend that stands in for `backend` on a host that cannot run it (no engine, driver or device):
+    #: its rows are measured there and marked "host proxy"; None = no stand-in (the run is refused)
+    host_proxy: str | None = None
     source: str = field(default="", compare=False, metadata={"internal": True})
 
     @property
@@ -127,7 +130,7 @@ class DeviceProfile:
 
 
 _FILE_ORDER = ("name", "description", "device", "backend", "precisions", "threads", "input_size",
-               "batch", "bench", "budgets", "reference", "accuracy", "deploy", "host")
+               "batch", "bench", "budgets", "reference", "accuracy", "deploy", "host", "host_proxy")
 
 
 def _plain(obj: Any) -> Any:
@@ -157,6 +160,9 @@ def _check_profile(p: DeviceProfile, src: str) -> None:
                                            f"got {p.input_size!r}")
     if p.host is not None:
         _check_host(p.host, src)
+    if p.host_proxy is not None and (p.host_proxy not in BACKENDS or p.host_proxy == p.backend):
+        raise key_error(src, "host_proxy", f"= '{p.host_proxy}' must name another known backend "
+                                           f"(known: {', '.join(sorted(BACKENDS))})")
 
 
 def _check_backend(p: DeviceProfile, src: str) -> None:

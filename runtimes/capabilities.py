@@ -44,6 +44,10 @@ class Capability:
     quantizer: str | None = None  # "module:function" (a calibration Quantizer): INT8 PTQ by the engine's own tool
     quantize_extra: str | None = None  # the extra that installs that quantizer, when not `extra`
     quantize_import: str | None = None  # the quantizer's own top-level module, when not the engine's
+    quantize_probe: str | None = None  # "module:function" -> why the quantizer cannot run here (None: it can),
+    #                                    for a quantizer that lives outside this interpreter
+    inspector: str | None = None  # "module:function" (path -> dict of facts): checks an artifact without running
+    #                               it, for hosts that convert but cannot run it (Core ML off macOS)
 
     @property
     def suffix(self) -> str:
@@ -71,6 +75,8 @@ class Capability:
         """Why this host cannot quantize for the backend (its quantizer package is not installed), or None."""
         if self.quantizer is None:
             return f"this version has no INT8 quantizer for {self.name}"
+        if self.quantize_probe is not None:
+            return _resolve(self.quantize_probe)()  # type: ignore[no-any-return]
         module = self.quantize_import or self.import_name
         if importlib.util.find_spec(module) is None:
             extra = self.quantize_extra or self.extra
@@ -83,6 +89,12 @@ class Capability:
         if self.quantizer is None:
             raise EdgebenchError(f"backend '{self.name}' has no INT8 quantizer in this version")
         return _resolve(self.quantizer)
+
+    def load_inspector(self) -> Callable[[Path], dict[str, Any]]:
+        """Import the inspector entry point (path -> facts of the artifact, without running it)."""
+        if self.inspector is None:
+            raise EdgebenchError(f"backend '{self.name}' has no artifact inspector in this version")
+        return _resolve(self.inspector)  # type: ignore[no-any-return]
 
     def load_converter(self) -> Converter:
         """Import the converter entry point."""
@@ -118,10 +130,20 @@ _BUILTIN = (
                export_extra="tflite-export", quantizer="calibration.tflite:quantize",
                quantize_extra="tflite-export", quantize_import="ai_edge_quantizer"),
     Capability("tensorrt", "tensorrt", "tensorrt", "tensorrt", (".engine", ".plan"),
-               runs=(F32, F16, I8, MIX), hardware="nvidia-gpu", devices=("Jetson Orin", "NVIDIA GPU")),
+               runtime="runtimes.tensorrt_backend:TensorrtRuntime",
+               converter="converters.tensorrt:to_tensorrt",  # built on the device; int8 from a Q/DQ .onnx
+               runs=(F32, F16, I8, MIX), writes=(F32, F16, I8), hardware="nvidia-gpu",
+               devices=("Jetson Orin", "NVIDIA GPU"),
+               quantizer="calibration.modelopt:quantize",  # ModelOpt in its own interpreter: a Q/DQ .onnx
+               quantize_probe="calibration.modelopt:missing"),
     Capability("coreml", "coremltools", "coremltools", "coreml", (".mlpackage", ".mlmodel"),
-               runs=(F32, F16, I8), hardware="apple", devices=("iPhone / Apple silicon (ANE, GPU, CPU)",)),
-    Capability("torch", "torch", "torch", "train", (".pt", ".ckpt"), devices=("training host",)),
+               runtime="runtimes.coreml_backend:CoremlRuntime", converter="converters.coreml:to_coreml",
+               inspector="converters.coreml:inspect_mlpackage",
+               runs=(F32, F16, I8), writes=(F32, F16), hardware="apple", export_extra="coreml-export",
+               devices=("iPhone / Apple silicon (ANE, GPU, CPU)",)),
+    Capability("torch", "torch", "torch", "train", (".ckpt", ".pt", ".pt2"),
+               runtime="runtimes.torch_backend:TorchRuntime", runs=(F32,),
+               devices=("training host (CPU reference)", "NVIDIA GPU (CUDA)")),
 )
 
 #: name -> capability, in the order `edgebench env` lists them

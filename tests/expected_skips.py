@@ -26,10 +26,19 @@ EXPECTED_SKIPS: dict[str, str] = {
     # host hardware, not extras: the x86-cpu profile check on other CPUs, OpenVINO bf16 on CPUs without it
     "tests/test_profiles.py::test_this_host_is_x86_cpu": "x86-cpu describes x86-64 hosts",
     "tests/test_openvino_backend.py::test_precision_used_is_what_the_compiled_model_runs": "no bf16 support",
+    # Core ML predicts on macOS only (conversion and the package checks run everywhere)
+    "tests/test_coreml.py::test_core_ml_prediction_matches_onnxruntime_on_macos": "CoreML prediction needs macOS",
     # tools that never go into our venv: Ultralytics lives in a scratch venv, Chromium is a system package
     SMOKE + "test_peer_train_ultralytics_runs_both_sides": "EDGEBENCH_ULTRALYTICS_PYTHON",
     SMOKE + "test_ultralytics_agreement_runs": "EDGEBENCH_ULTRALYTICS_PYTHON",
     SMOKE + "test_report_screenshot_runs": "headless Chromium",
+    # TensorRT and the GPU it runs on: no wheel reaches these hosts and there is no GPU (the builder and runtime
+    # code paths run against stand-ins in the other tests of the file)
+    "tests/test_tensorrt.py::test_engine_build_and_run_on_a_real_gpu": "needs TensorRT 10 and an NVIDIA GPU",
+    "tests/test_tensorrt.py::test_pinned_buffers_stream_and_events_on_a_real_gpu":
+        "needs cuda-python and an NVIDIA GPU",
+    # NVIDIA ModelOpt pins its own onnx/onnxruntime-gpu: it lives in its own venv (make modelopt-venv)
+    "tests/test_calib_modelopt.py::*": "needs NVIDIA ModelOpt in its own interpreter",
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from calibration.cache import CacheKey, CacheWarning, CalibrationCache
 from calibration.dataset import build_calibration_set
-from calibration.exclusions import decode_tail, resolve_exclusion
+from calibration.exclusions import auto_exclusion, decode_tail, head_outputs, resolve_exclusion
 from calibration.methods import Method
 from calibration.onnx_prep import float32_onnx
 from edge_sdk.frames import read_image
@@ -120,6 +120,19 @@ def test_decode_tail_is_found_by_position_on_our_model_and_an_ultralytics_style_
     ops = {n.name: n.op_type for n in theirs.graph.node}
     assert {"Softmax", "Sigmoid", "Concat"} <= {ops[n] for n in tail} and "Conv" in {ops[n] for n in tail}
     assert sum(ops[n] == "Conv" for n in tail) == 1  # the DFL's fixed conv, no learned one
+
+
+def test_auto_keeps_the_heads_output_convs_and_their_concat_too(tmp_path: Path) -> None:
+    for model in (onnx.load(BUNDLED), onnx.load(make_yolov8_onnx(tmp_path / "y8.onnx", nc=3, imgsz=64))):
+        tail = decode_tail(model)
+        head = head_outputs(model, tail)
+        ops = {n.name: n.op_type for n in model.graph.node}
+        assert [ops[n] for n in head].count("Conv") == 6 and [ops[n] for n in head].count("Concat") == 3
+        assert set(auto_exclusion(model)) == set(tail) | set(head)
+        assert resolve_exclusion("auto", model).nodes == auto_exclusion(model)
+        producer = {o: n.name for n in model.graph.node for o in n.output}
+        conv_inputs = [i for n in model.graph.node if n.name in head and ops[n.name] == "Conv" for i in n.input]
+        assert not any(producer.get(i) in head for i in conv_inputs)  # the walk stops at the first conv
 
 
 def test_exclude_spec(tmp_path: Path) -> None:

@@ -165,7 +165,12 @@ def test_unknown_profile_key(tmp_path, small_model, small_data):
 
 
 def test_missing_backend(tmp_path, small_model, small_data):
-    proc = _run(tmp_path, "--profile", "jetson-orin", "--model", str(small_model), "--data", str(small_data))
+    """A device profile whose backend cannot run here and that names no host proxy: one line, exit 2."""
+    from edge_sdk.profiles import load_profile
+
+    profile = tmp_path / "orin-no-proxy.yaml"
+    profile.write_text(load_profile("jetson-orin").to_yaml().replace("host_proxy: onnxruntime", "host_proxy: null"))
+    proc = _run(tmp_path, "--profile", str(profile), "--model", str(small_model), "--data", str(small_data))
     assert_one_line_error(proc, "jetson-orin", "x86-cpu")
 
 

@@ -47,7 +47,7 @@ def test_sweep_makes_int8_rows_with_their_provenance(swept) -> None:
     assert fp32.status == "ok" and int8.status == "ok", (int8.error, int8.flag_texts())
     assert int8.precision_used in ("int8", "mixed")
     q = int8.quantization
-    assert q is not None and q.method == "minmax" and q.quantizer.startswith("onnxruntime.quantization")
+    assert q is not None and q.method == "percentile" and q.quantizer.startswith("onnxruntime.quantization")
     assert q.calibration["images"] == 16 and q.calibration["source"].endswith("data.yaml:train")
     assert q.calibration["overlap_with_eval"] == 0 and len(q.calibration["sha256"]) == 64
     assert q.exclusion["mode"] == "auto" and "/head/Concat_9" in q.exclusion["nodes"]

@@ -84,7 +84,7 @@ def test_run_measures_each_listed_backend(tmp_path, small_model, small_data):
     assert [(r.backend, r.precision, r.status) for r in report.results] == [
         ("onnxruntime", "fp32", "ok"), ("onnxruntime", "int8", "skipped"),
         ("tensorrt", "fp32", "skipped"), ("tensorrt", "int8", "skipped")]
-    assert "tensorrt: not implemented" in report.results[2].error
+    assert "tensorrt: package 'tensorrt' not installed" in report.results[2].error
     assert json_path == tmp_path / "runs" / "report.json"
     with pytest.raises(EdgebenchError, match="unknown backend 'nope'"):
         run(_opts(tmp_path / "x", small_model, small_data, backends=("onnxruntime", "nope")))

@@ -8,7 +8,7 @@ import click
 
 from bench.options import CALIB_IMAGES
 from calibration.dataset import DEFAULT_IMAGES
-from calibration.methods import AUTO, Method
+from calibration.methods import AUTO, DEFAULT_METHOD, ENGINE_DEFAULTS, Method
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,14 +25,13 @@ def int8_flags(rows: bool = True) -> Callable[[F], F]:
         click.option("--calib-method", type=click.Choice([AUTO, *(m.value for m in Method)], case_sensitive=False),
                      default=AUTO, show_default=True,
                      help="How activation ranges are chosen, by each engine's own quantizer (one it lacks is "
-                          "refused); auto: the engine's best here (moving_average for tflite, minmax for the "
-                          "others)."),
+                          f"refused); auto: the engine's best here ({_auto_methods()})."),
         click.option("--calib-images", type=CALIB_IMAGES.param_type(), default=DEFAULT_IMAGES, show_default=True,
                      help="Calibration images used at most (a seeded sample of a larger set)."),
         click.option("--exclude", default="auto", show_default=True, metavar="auto|none|NODE[,NODE]",
-                     help="Layers kept in float: auto = the detection head's decode tail (level concat, DFL "
-                          "softmax, box decode, final concat), found by graph position; none; or ONNX node "
-                          "names / glob patterns."),
+                     help="Layers kept in float: auto = the detection head's output layers (last conv of each "
+                          "branch, per-level concat) and decode tail (level concat, DFL softmax, box decode, "
+                          "final concat), found by graph position; none; or ONNX node names / glob patterns."),
         click.option("--allow-calib-overlap", is_flag=True,
                      help="Calibrate even on images that are also evaluated (recorded in every int8 row)."),
         click.option("--int8-io", is_flag=True,
@@ -47,3 +46,9 @@ def int8_flags(rows: bool = True) -> Callable[[F], F]:
         return fn
 
     return apply
+
+
+def _auto_methods() -> str:
+    """What `--calib-method auto` means per engine, from calibration.methods (so the help cannot drift)."""
+    per = [f"{m.value} for {engine}" for engine, m in sorted(ENGINE_DEFAULTS.items())]
+    return ", ".join([*per, f"{DEFAULT_METHOD.value} for the others"])

@@ -36,10 +36,10 @@ from runtimes.capabilities import quantizer_targets
 def command(out: str, no_parity: bool, threads: int | None, **kw: Any) -> None:
     """Quantize a float ONNX model to INT8 with one backend's own quantizer.
 
-    Calibrates on --calib (never the evaluation images), keeps the decode tail in float (--exclude auto),
-    writes the artifact with its provenance in the sidecar JSON, checks parity against the fp32 ONNX and,
-    with labelled data, scores fp32 and int8 on the same images. Exits 1 when the drop stays over
-    --max-map-drop or parity fails (the artifact is kept).
+    Calibrates on --calib (never the evaluation images), keeps the head's output layers and decode tail in
+    float (--exclude auto), writes the artifact with its provenance in the sidecar JSON, checks parity
+    against the fp32 ONNX and, with labelled data, scores fp32 and int8 on the same images. Exits 1 when the
+    drop stays over --max-map-drop or parity fails (the artifact is kept).
     """
     opts = QuantizeOptions(out=out, parity=not no_parity, threads=threads, **kw)
     outcome = quantize(opts, say=lambda line: click.echo(line, err=True))

@@ -37,7 +37,7 @@ from bench.report.budgets import (
 from bench.report.compare_entries import Entry, Identity, assign_baselines, entries_of
 from bench.report.compare_noise import noise_text, within_noise
 from bench.report.markdown import p99_footnotes, sample_count
-from bench.report.rows import Accuracy, BudgetCheck, Report, ResultRow
+from bench.report.rows import NOT_MEASURABLE, Accuracy, BudgetCheck, Report, ResultRow
 from bench.report.writer import load_report
 from bench.sweep.gates import collapse_reason
 from edge_sdk.profiles import Budgets
@@ -264,7 +264,7 @@ def _row_out(e: Entry, budgets: Budgets, per_class_drop: float,
     same_data = base is not None and not _other_data(e)
     skip = () if same_data else _AP_KEYS
     return {
-        "label": e.label, "report": e.report, "model": e.identity.text, "proxy": e.proxy,
+        "label": e.label, "report": e.report, "model": e.identity.text, "proxy": e.proxy, "verified": row.verified,
         **_sample_out(e.row), "noise": noise_text(e.row), "backend": row.backend,
         "precision": row.precision, "precision_used": row.precision_used,
         "imgsz": row.imgsz, "threads": row.threads, "status": row.status,
@@ -367,6 +367,9 @@ def _choose(entries: list[Entry]) -> Entry | None:
 
 
 def _budget_reasons(e: Entry) -> list[dict[str, str]]:
+    if e.row.verified == NOT_MEASURABLE:  # whatever its status says, nothing of it was measured on its hardware
+        why = e.row.error or "this host cannot run its backend"
+        return [{"code": "not_measurable", "message": f"not measurable, never recommended: {why}"}]
     if e.row.status == "suspect":
         why = "; ".join(f.reason for f in e.row.flags or () if f.kind == "suspect") or "no reason recorded"
         return [{"code": "suspect", "message": f"suspect, never recommended: {why}"}]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.report.rows import BudgetCheck, Report, ResultRow
+from bench.report.rows import HOST_PROXY, BudgetCheck, Report, ResultRow
 from runtimes.errors import ReportError
 
 __all__ = ["Entry", "Identity", "entries_of", "assign_baselines", "parse_baseline"]
@@ -70,8 +70,9 @@ class Entry:
 
     @property
     def proxy(self) -> bool:
-        """Measured on a proxy host (a "proxy" flag), not on the profile's device."""
-        return self.row.proxy
+        """Measured on a proxy host (a "proxy" flag, or verified on hardware "host proxy"), not on the profile's
+        device."""
+        return self.row.proxy or self.row.verified == HOST_PROXY
 
     @property
     def placed(self) -> bool:

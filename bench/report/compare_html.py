@@ -6,7 +6,15 @@ from typing import Any
 
 from bench.report import plots as html_plots
 from bench.report.compare import METRICS, reason_text
-from bench.report.compare_render import HEADERS, delta_text, flags_cell, metric_text, parity_text, row_notes
+from bench.report.compare_render import (
+    HEADERS,
+    delta_text,
+    flags_cell,
+    metric_text,
+    parity_text,
+    row_notes,
+    verified_cell,
+)
 from bench.report.html import DASH, esc, num, page, plot, recommendation_blocks, table
 
 _DIGITS = {"p50": 2, "p95": 2, "p99": 2, "fps": 1, "peak_rss_mb": 1, "model_size_mb": 2,
@@ -46,8 +54,8 @@ def _table(rows: list[Mapping[str, Any]], models: int = 1) -> str:
     model = models > 1  # several models: a column saying which row is which
     headers = (HEADERS[0], "model", *HEADERS[1:]) if model else HEADERS
     cells = [[r["label"], *([str(r.get("model") or DASH)] if model else []), _baseline(r),
-              _dash(flags_cell(dict(r))), num(r.get("n"), 0), *(_metric(r, k) for k in METRICS), _pareto(r),
-              _verdict(r)] for r in rows]
+              _dash(verified_cell(dict(r))), _dash(flags_cell(dict(r))), num(r.get("n"), 0),
+              *(_metric(r, k) for k in METRICS), _pareto(r), _verdict(r)] for r in rows]
     return table(headers, cells, ["pick" if r.get("recommended") else "" for r in rows])
 
 

@@ -5,8 +5,9 @@ from typing import Any
 
 from bench.report.compare import METRICS, reason_text
 from bench.report.markdown import p99_text
+from bench.report.rows import NOT_MEASURABLE
 
-HEADERS = ("configuration", "baseline", "flags", "n", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
+HEADERS = ("configuration", "baseline", "verified", "flags", "n", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
            "model MiB", "AP50-95", "AP50", "Pareto", "verdict")
 #: The AP delta cell of a row whose baseline was scored on another data set (see its note).
 NO_DELTA = "—"
@@ -72,13 +73,14 @@ def _table(rows: list[dict[str, Any]], basis: dict[str, Any] | None = None, mode
     if not rows:
         return ["(no results)"]
     headers = table_headers(basis, models)
-    text = 5 if models > 1 else 4  # configuration, [model], imgsz, baseline, flags
+    text = 6 if models > 1 else 5  # configuration, [model], imgsz, baseline, verified, flags
     out = ["| " + " | ".join(headers) + " |",
            "|" + "|".join("---" if i < text or i >= len(headers) - 2 else "---:"
                           for i in range(len(headers))) + "|"]
     for row in rows:
         model = [str(row.get("model") or "-")] if models > 1 else []
-        cells = [row["label"], *model, _imgsz(row.get("imgsz")), _baseline_cell(row), flags_cell(row),
+        cells = [row["label"], *model, _imgsz(row.get("imgsz")), _baseline_cell(row), verified_cell(row),
+                 flags_cell(row),
                  _count(row.get("n")), *(_metric(row, k) for k in METRICS), _pareto(row), _verdict(row)]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return out
@@ -94,6 +96,11 @@ def _baseline_cell(row: dict[str, Any]) -> str:
     if row["baseline"] is None:
         return "-" if row["status"] != "ok" else "none"
     return "(itself)" if row["baseline"] == row["label"] else row["baseline"]
+
+
+def verified_cell(row: dict[str, Any]) -> str:
+    """The row's "verified on hardware" (device, host proxy, not measurable), '-' when its report has none."""
+    return str(row.get("verified") or "-")
 
 
 def flags_cell(row: dict[str, Any]) -> str:
@@ -142,6 +149,8 @@ def _pareto(row: dict[str, Any]) -> str:
 def _verdict(row: dict[str, Any]) -> str:
     if row["recommended"]:
         return "**recommended**"
+    if row.get("verified") == NOT_MEASURABLE:
+        return NOT_MEASURABLE
     if row["status"] != "ok":
         return str(row["status"])
     codes = [reason_text(x["code"]) for x in row["rejected"]]
@@ -179,7 +188,11 @@ def _flag_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append("suspect: measured, but a sanity gate says its numbers cannot be trusted (zero "
                      "detections, failed parity or collapsed AP); shown, never recommended.")
     if any(r.get("proxy") for r in rows):
-        lines.append("[proxy]: measured on another host than the profile's device; not a native measurement.")
+        lines.append("[proxy]: measured on another host than the profile's device (verified on hardware: host "
+                     "proxy); not a native measurement.")
+    if any(r.get("verified") == NOT_MEASURABLE for r in rows):
+        lines.append(f"{NOT_MEASURABLE}: the host that ran the report cannot run the backend (no device, driver "
+                     "or OS for it); nothing of the row was timed or scored; never recommended.")
     if any(x["code"] == "within_noise" for r in rows for x in r["rejected"]):
         lines.append("within noise: the p99s differ by less than the wider row's noise band (window p50 "
                      "spread x p99 when measured, else p99 - p50), so the two are not ranked.")

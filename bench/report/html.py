@@ -26,7 +26,7 @@ from bench.report.markdown import (  # shared wording with report.md
     p99_text,
     sample_count,
 )
-from bench.report.rows import Parity, Report, ResultRow
+from bench.report.rows import DEVICE, HOST_PROXY, NOT_MEASURABLE, Parity, Report, ResultRow
 from bench.report.sustained import markdown_lines
 from bench.report.sustained_rows import SustainedSection
 from edge_sdk.atomic import write_text_atomic
@@ -37,8 +37,8 @@ __all__ = ["render_html", "write_html_report", "page", "table", "DASH", "NO_PLOT
 DASH = "—"
 NO_PLOTS = ("Plots need matplotlib, which is not installed: "
             "pip install 'edgebench[report]'. The tables below are complete.")
-SUMMARY_HEADERS = ("backend", "precision", "imgsz", "threads", "status", "FPS", "n", "p50 ms",
-                   "p95 ms", "p99 ms", "peak MiB", "model MiB", "AP50-95", "AP50", "parity")
+SUMMARY_HEADERS = ("backend", "precision", "imgsz", "threads", "status", "FPS", "n", "p50 ms", "p95 ms", "p99 ms",
+                   "peak MiB", "model MiB", "AP50-95", "AP50", "verified on hardware", "parity")
 _SELF = "report.json"
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
@@ -177,7 +177,14 @@ def _summary_cells(row: ResultRow) -> list[Any]:
             num(row.threads, 0), _status_cell(row), num(row.fps, 1), num(sample_count(row), 0),
             *(num(v, 2) for v in ((total.p50, total.p95) if total else (None,) * 2)), _p99_cell(row),
             num(memory.peak_rss_mb if memory else None, 1), num(memory.model_size_mb if memory else None, 2),
-            num(acc.AP if acc else None, 3), num(acc.AP50 if acc else None, 3), _parity_cell(row.parity)]
+            num(acc.AP if acc else None, 3), num(acc.AP50 if acc else None, 3), _verified_cell(row),
+            _parity_cell(row.parity)]
+
+
+def _verified_cell(row: ResultRow) -> tuple[str, str] | str:
+    """device / host proxy (warn) / not measurable (err); the dash for a row of a report without the field."""
+    css = {DEVICE: "ok", HOST_PROXY: "warn", NOT_MEASURABLE: "err"}.get(str(row.verified))
+    return (str(row.verified), css) if css else DASH
 
 
 def _p99_cell(row: ResultRow) -> tuple[str, str]:

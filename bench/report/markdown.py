@@ -6,19 +6,29 @@ from typing import Any
 
 from bench.measure.early_stop import P99_MIN_SAMPLES, p99_is_estimate
 from bench.report.budgets import row_verdict
-from bench.report.rows import STAGES, DataInfo, LatencyStats, Parity, Report, ResultRow
+from bench.report.rows import (
+    DEVICE,
+    HOST_PROXY,
+    NOT_MEASURABLE,
+    STAGES,
+    DataInfo,
+    LatencyStats,
+    Parity,
+    Report,
+    ResultRow,
+)
 from bench.report.sustained import markdown_lines as sustained_lines
 
 STAGE_LABELS = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "total"}
 HEADERS = (
     "backend", "precision asked/used", "threads", "imgsz", "FPS", "n",
     *(f"{STAGE_LABELS[s]} p50/p95/p99 ms" for s in STAGES),
-    "peak RSS MiB", "model MiB", "AP50-95", "AP50", "agreement mAP", "status",
+    "peak RSS MiB", "model MiB", "AP50-95", "AP50", "agreement mAP", "verified on hardware", "status",
 )
 #: Shorter headers for the terminal table (same columns as HEADERS).
 TABLE_HEADERS = (
     "backend", "precision", "thr", "imgsz", "FPS", "n", *(f"{STAGE_LABELS[s]} ms" for s in STAGES),
-    "peak MiB", "model MiB", "AP", "AP50", "agree mAP", "status",
+    "peak MiB", "model MiB", "AP", "AP50", "agree mAP", "verified", "status",
 )
 TABLE_FOOTER = ("stage cells: p50/p95/p99 ms; n = timed iterations; precision: asked/used; AP = AP50-95; "
                 "memory in MiB")
@@ -30,6 +40,12 @@ QUALIFIER_FLAGS = ("noisy", "proxy")
 #: Column of the agreement mAP (AP50-95 against a reference's detections, not labels); shown
 #: only when a row has one, its header naming the reference.
 AGREEMENT_COLUMN = HEADERS.index("agreement mAP")
+#: What each "verified on hardware" value means (bench.report.rows.VERIFIED).
+VERIFIED_MEANING = {
+    DEVICE: "measured on the profile's own device kind",
+    HOST_PROXY: "measured on this host standing in for the profile's device (another CPU, GPU or engine)",
+    NOT_MEASURABLE: "this host cannot run the backend (no device, driver or OS for it): nothing timed or scored",
+}
 _NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
                   "avx_vnni", "neon", "asimd", "asimddp", "i8mm", "bf16", "sve")
 _TABLE_REASON_CHARS = 60
@@ -57,7 +73,7 @@ def render_table(report: Report) -> str:
     headers = [TABLE_HEADERS[i] for i in keep]
     rows = [_pick(result_cells(r, reason_chars=_TABLE_REASON_CHARS), keep) for r in results]
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    text_columns = {0, 1, len(headers) - 1}
+    text_columns = {0, 1, len(headers) - 2, len(headers) - 1}
 
     def fmt(cells: tuple[str, ...] | list[str]) -> str:
         parts = [c.ljust(w) if i in text_columns else c.rjust(w)
@@ -91,6 +107,7 @@ def result_cells(row: ResultRow, reason_chars: int | None = None) -> list[str]:
         _fmt(accuracy.AP if accuracy else None, 3),
         _fmt(accuracy.AP50 if accuracy else None, 3),
         _fmt(agreement.AP if agreement else None, 3),
+        row.verified or "-",
         _status(row, reason_chars),
     ]
 
@@ -103,7 +120,7 @@ def _markdown_table(results: list[ResultRow]) -> list[str]:
     headers = [f"agreement mAP vs {'; '.join(refs)}" if i == AGREEMENT_COLUMN else HEADERS[i]
                for i in keep]
     lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i in (0, 1, len(headers) - 1) else "---:"
+             "|" + "|".join("---" if i in (0, 1, len(headers) - 2, len(headers) - 1) else "---:"
                             for i in range(len(headers))) + "|"]
     for row in results:
         cells = [c.replace("|", "\\|") for c in _pick(result_cells(row), keep)]
@@ -169,17 +186,32 @@ def _notes(report: Report) -> list[str]:
         notes.append(f"agreement mAP vs {ref}: COCO AP50-95 of each configuration scored against "
                      "the reference configuration's own detections (score >= conf) on the same "
                      "images; it measures agreement with the reference, not accuracy against labels.")
+    notes += verified_notes(report.results)
     method = report.settings.percentile_method or "?"
     notes.append(f"Latencies in ms (percentile method: {method}); FPS = 1000 / mean total "
                  "latency, single stream; memory in MiB.")
     return notes
 
 
+def verified_notes(results: Sequence[ResultRow]) -> list[str]:
+    """What the "verified on hardware" values of these rows mean (none when no row records one)."""
+    seen = [v for v in VERIFIED_MEANING if any(r.verified == v for r in results)]
+    if not seen:
+        return []
+    return ["Verified on hardware: " + "; ".join(f"{v} = {VERIFIED_MEANING[v]}" for v in seen) + "."]
+
+
 def _row_notes(row: ResultRow) -> list[str]:
-    """Why a row did not run; else its precision change, checks, parity and delegation."""
+    """Why a row did not run (and what was checked of its artifact); else its precision change, checks, parity
+    and delegation."""
     who = f"{row.backend} {row.precision_text}"
     if row.status in ("skipped", "failed"):
-        return [f"{who}: {row.status}: {row.error or 'no reason recorded'}"]
+        notes = [f"{who}: {row.status}: {row.error or 'no reason recorded'}"]
+        if row.artifact_check is not None:
+            notes.append(f"{who}: {row.artifact_check.summary()} ({row.artifact or 'artifact'}; sha256 "
+                         f"{_short(row.artifact_sha256)}); prediction: {row.artifact_check.prediction or '?'}; "
+                         f"device plan: {row.artifact_check.compute_plan or '?'}")
+        return notes
     notes = []
     if row.precision_used and row.precision_used != row.precision:
         notes.append(f"{row.backend} asked for {row.precision} but ran {row.precision_used}.")

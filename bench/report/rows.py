@@ -20,8 +20,8 @@ __all__ = [
     "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
     "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
     "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "Stability", "Layers", "Quantization",
-    "ResultRow", "ModelInfo", "DataInfo", "Settings",
-    "SweepInfo", "Report",
+    "ArtifactCheck", "VERIFIED", "DEVICE", "HOST_PROXY", "NOT_MEASURABLE", "ResultRow", "ModelInfo", "DataInfo",
+    "Settings", "SweepInfo", "Report",
 ]
 
 SCHEMA_VERSION = 1
@@ -33,15 +33,21 @@ REPORT_KEYS = (
 RESULT_KEYS = (
     "backend", "precision", "precision_used", "threads", "imgsz", "status", "error",
     "latency_ms", "fps", "memory", "accuracy", "budget_checks", "reference_check", "parity",
-    "agreement", "delegation",
+    "agreement", "delegation", "verified",
 )
 #: Row keys added after schema 1 was first written: always written, not required to load.
-OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement", "delegation")
+OPTIONAL_RESULT_KEYS = ("budget_checks", "reference_check", "parity", "agreement", "delegation", "verified")
 REPORT_STATUSES = ("complete", "partial")
 #: "suspect": measured, but a sanity gate says the numbers must not be trusted (see ResultRow.flags)
 ROW_STATUSES = ("ok", "suspect", "skipped", "failed")
 #: kinds of row flags: suspect makes the row's status "suspect"; noisy and proxy qualify an ok row
 FLAG_KINDS = ("suspect", "noisy", "proxy")
+#: What hardware a row's figures were verified on (`ResultRow.verified`, bench.sweep.hardware.verified_for):
+#: the profile's own device kind; this host standing in for it; or nothing, because this host cannot run the
+#: backend at all (Core ML prediction off macOS, TensorRT without an NVIDIA GPU). Rows of reports written
+#: before the field existed have None ("not recorded").
+DEVICE, HOST_PROXY, NOT_MEASURABLE = "device", "host proxy", "not measurable"
+VERIFIED = (DEVICE, HOST_PROXY, NOT_MEASURABLE)
 #: Latency stages of a row, in order ("total" spans the whole iteration).
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
@@ -186,7 +192,7 @@ class Samples(Record):
 
 _ROW_ONLY_WHEN_SET = ("artifact", "latency_samples_ms", "iterations", "duration_s", "stopped_by",
                       "engine_versions", "flags", "stability", "artifact_sha256", "source_sha256", "layers",
-                      "quantization")
+                      "quantization", "artifact_check")
 
 
 @dataclass
@@ -239,6 +245,49 @@ class Quantization(Record):
 
 
 @dataclass
+class ArtifactCheck(Record):
+    """What was checked of an artifact this host converted but cannot run (a `converters.<x>` inspector, e.g.
+    converters.coreml.inspect_mlpackage): its format, size, op counts by type, the compute ops and the
+    precision they compute in, weight compression, and why prediction and the device plan are not measurable."""
+
+    format: str | None = None
+    size_bytes: int | None = None
+    specification_version: int | None = None
+    ops: dict[str, int] | None = None  # op type -> count (weight constants included)
+    ops_total: int | None = None  # ops that compute (weight constants left out)
+    compute_ops: int | None = None
+    compute_precision: str | None = None
+    weight_compression: dict[str, int] | None = None
+    inputs: list[dict[str, Any]] | None = None
+    outputs: list[dict[str, Any]] | None = None
+    prediction: str | None = None
+    compute_plan: str | None = None
+
+    @classmethod
+    def of(cls, facts: Mapping[str, Any]) -> ArtifactCheck:
+        """The record of an inspector's plain dict (its own keys kept in `extra`, its metadata and path left out)."""
+        data = {k: v for k, v in facts.items() if k not in ("metadata", "path")}
+        if "type" in data:
+            data["format"] = data.pop("type")
+        return cls.from_dict(data, "artifact_check")
+
+    def summary(self) -> str:
+        """One line: format, size, op count and the most common op types, compute ops and their precision,
+        weight compression."""
+        size = f"{self.size_bytes / 2**20:.2f} MiB" if isinstance(self.size_bytes, (int, float)) else "size ?"
+        kinds = sorted(((n, t) for t, n in (self.ops or {}).items() if t != "const"), reverse=True)
+        common = ", ".join(f"{t} {n}" for n, t in kinds[:6]) + (" ..." if len(kinds) > 6 else "")
+        squeezed = ", ".join(f"{t} {n}" for t, n in (self.weight_compression or {}).items()) or "none"
+        return (f"{self.format or 'artifact'} checked without running it: {size}, {_q(self.ops_total)} ops of "
+                f"{len(kinds)} types ({common or '-'}); {_q(self.compute_ops)} compute ops in "
+                f"{self.compute_precision or '?'}; weight compression: {squeezed}")
+
+
+def _q(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+@dataclass
 class Stability(Record):
     """How steady a row's timed loop and how quiet its host were (bench.measure.noise): window p50s
     and their spread (fraction), 1-min load and steal % before and during the run, logical cores."""
@@ -287,6 +336,7 @@ class ResultRow(Record):
     parity: Parity | None = None
     agreement: Accuracy | None = None
     delegation: Delegation | None = None
+    verified: str | None = None  # one of VERIFIED: what hardware the figures were verified on (None: not recorded)
     # measured rows only (written after the keys above, and only when set)
     artifact: str | None = None
     latency_samples_ms: Samples | None = None
@@ -300,12 +350,14 @@ class ResultRow(Record):
     source_sha256: str | None = None  # the model it was converted from, when it was converted
     layers: Layers | None = None  # compute layers quantized / total, from the engine
     quantization: Quantization | None = None  # int8 rows: calibration provenance, method, exclusions
+    artifact_check: ArtifactCheck | None = None  # a converted artifact this host cannot run: what was checked
 
     OMIT_IF_NONE = frozenset(_ROW_ONLY_WHEN_SET)
     NESTED = {"latency_ms": Latency, "memory": Memory, "accuracy": Accuracy, "budget_checks": BudgetCheck,
               "reference_check": ReferenceCheck, "parity": Parity, "agreement": Accuracy,
               "delegation": Delegation, "latency_samples_ms": Samples, "flags": Flag,
-              "stability": Stability, "layers": Layers, "quantization": Quantization}
+              "stability": Stability, "layers": Layers, "quantization": Quantization,
+              "artifact_check": ArtifactCheck}
 
     @property
     def ok(self) -> bool:
@@ -333,6 +385,11 @@ class ResultRow(Record):
     def flag_texts(self, kind: str | None = None) -> list[str]:
         """'kind: reason' of the row's flags (of one kind when given)."""
         return [f.text for f in self.flags or () if kind is None or f.kind == kind]
+
+    @property
+    def verified_text(self) -> str:
+        """The `verified` value, or "not recorded" (a report written before the field existed)."""
+        return str(self.verified) if self.verified else "not recorded"
 
     @property
     def total(self) -> LatencyStats | None:

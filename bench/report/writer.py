@@ -14,8 +14,10 @@ ok rows `budget_checks` / `reference_check` (see bench.report.budgets; optional 
 `agreement` (bench.sweep.agreement: COCO stats against a reference configuration's detections, with
 "kind": "agreement" and "reference"; never labelled mAP) when the run had --reference, and
 `delegation` (bench.measure.runner.delegation_of: ops the delegate took, op types left on the CPU
-kernels) for backends that report it (TFLite/XNNPACK). Ok rows also carry
-`latency_samples_ms.total` (per-iteration total latency, thinned to <= 5000 values, for plots).
+kernels) for backends that report it (TFLite/XNNPACK), and `verified` (what hardware the row was verified on:
+"device", "host proxy" or "not measurable"; null in reports written before it existed). Ok rows also carry
+`latency_samples_ms.total` (per-iteration total latency, thinned to <= 5000 values, for plots); a row this host
+could not run but whose artifact it converted carries `artifact_check` (bench.report.rows.ArtifactCheck).
 """
 from __future__ import annotations
 

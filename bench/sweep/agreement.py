@@ -15,6 +15,7 @@ from edge_sdk.datasets import Dataset
 from runtimes.capabilities import BACKENDS
 from runtimes.errors import InputError
 from runtimes.precision import Precision, PrecisionError
+from runtimes.registry import backend_for_path
 
 #: Default pseudo-ground-truth confidence: reference detections below it are not ground truth.
 DEFAULT_REFERENCE_CONF = 0.25
@@ -58,12 +59,13 @@ def parse_reference(spec: str) -> tuple[str | None, str]:
 
 def resolve_reference(spec: str, conf: float, model: Any, backend: str,
                       model_precision: str = "fp32") -> Reference:
-    """The reference configuration: the named one, else `backend` at the precision, else (for an
-    ONNX model and fp32) ONNX Runtime fp32 of the same model; InputError when none can run."""
+    """The reference configuration: the named one, else `backend` at the precision, else the model's own backend
+    (a training checkpoint: torch), else (for an ONNX model and fp32) ONNX Runtime fp32 of the same model;
+    InputError when none can run."""
     if not 0.0 < conf < 1.0:
         raise InputError(f"--reference-conf must be between 0 and 1, got {conf:g}")
     named, precision = parse_reference(spec)
-    tries = [named] if named else [backend, "onnxruntime"]
+    tries = [named] if named else [backend, backend_for_path(model), "onnxruntime"]  # a checkpoint: on torch
     reasons = []
     for name in dict.fromkeys(tries):
         try:

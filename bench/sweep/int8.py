@@ -38,8 +38,9 @@ def calib_source(calib: str | None, model: Path, meta: Mapping[str, Any] | None 
 def int8_options(opts: Any, model: Path, meta: Mapping[str, Any], dataset: Dataset,
                  precisions: Sequence[str]) -> tuple[Int8Options | None, list[str]]:
     """(Int8Options, notes) for the run's int8 rows, or (None, notes) when none is asked or the model is not
-    a float ONNX; the calibration set is built once here to refuse an overlap early."""
-    if "int8" not in precisions or model.suffix.lower() != ".onnx":
+    a float ONNX or a training checkpoint (its ONNX export is quantized); the calibration set is built once here
+    to refuse an overlap early."""
+    if "int8" not in precisions or model.suffix.lower() not in (".onnx", ".ckpt"):
         return None, []
     if str(opts.calib_method).lower() != AUTO:
         Method.parse(opts.calib_method)  # a typo fails before anything runs

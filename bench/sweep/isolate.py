@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from runtimes.errors import EdgebenchError
+from runtimes.errors import EdgebenchError, HardwareUnavailableError
 from runtimes.precision import PrecisionUnsupportedError
 
 
 @dataclass
 class ChildOutcome:
     """What a child returned, or why it did not: status is ok, skipped (the configuration cannot run on
-    this host: a precision it cannot honour), error, crashed or timeout."""
+    this host: a precision it cannot honour, a device it does not have), error, crashed or timeout."""
 
     status: str
     value: Any = None
@@ -37,7 +37,7 @@ class _Sender(Protocol):
 def _child(conn: _Sender, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
         conn.send(("ok", fn(*args, **kwargs), None))
-    except PrecisionUnsupportedError as exc:
+    except (PrecisionUnsupportedError, HardwareUnavailableError) as exc:
         conn.send(("skipped", None, str(exc)))
     except EdgebenchError as exc:
         conn.send(("error", None, str(exc)))

@@ -12,7 +12,6 @@ from bench.measure.memory import file_size_mb
 from bench.measure.runner import MeasureSpec, measure
 from bench.measure.sustained import skipped_section, sustained_section
 from bench.options import requested_precisions, validate_run_options
-from bench.report.budgets import attach_checks
 from bench.report.html import write_html_report
 from bench.report.rows import Accuracy, DataInfo, ModelInfo, Report, ResultRow, Settings
 from bench.report.sustained_rows import SustainedSection
@@ -21,17 +20,21 @@ from bench.sweep.agreement import DEFAULT_REFERENCE_CONF, Reference, reference_g
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, Planned, plan_artifact, run_config
 from bench.sweep.class_map import ClassMap, check_class_map_options, parse_class_map, resolve_class_map
 from bench.sweep.defaults import default_model
-from bench.sweep.gates import gate_collapse, gate_row
+from bench.sweep.finish import finish_report as finish_report
+from bench.sweep.finish import terminal_notes as terminal_notes
+from bench.sweep.gates import gate_row
+from bench.sweep.hardware import mark_verified, missing_line, not_measurable, profile_backends
 from bench.sweep.inputs import artifact_sha256, check_classes, data_for, data_sha256
 from bench.sweep.int8 import int8_options
 from bench.sweep.isolate import ChildOutcome, run_isolated
 from bench.sweep.outdir import out_folder
 from bench.sweep.qualify import default_threads, qualify, sustained_duration, thread_notes
+from bench.sweep.sizes import checkpoint_onnx, is_checkpoint
 from converters.int8 import Int8Options
 from edge_sdk.coco_eval import evaluate, restrict_to_images
 from edge_sdk.datasets import Dataset, Sample, load_dataset
 from edge_sdk.detector import Detector
-from edge_sdk.host import check_runnable, host_facts, host_matches, match_host_profile
+from edge_sdk.host import host_facts, host_matches, match_host_profile
 from edge_sdk.profiles import DeviceProfile, load_profile
 from runtimes.capabilities import get as capability
 from runtimes.errors import InputError
@@ -70,7 +73,7 @@ class RunOptions:
     calib: str | None = None  # int8 calibration images (folder, data.yaml[:split], .txt); None = bundled model's own
     calib_method: str = "auto"  # calibration.methods: a Method name, or auto (each engine's default)
     calib_images: int = 300
-    exclude: str = "auto"  # what int8 keeps in float: auto (the decode tail), none, or node names
+    exclude: str = "auto"  # what int8 keeps in float: auto (head outputs + decode tail), none, names
     allow_calib_overlap: bool = False  # calibrate on images that are also evaluated (recorded in the rows)
     int8_io: bool = False  # full-integer I/O where the engine has it (TFLite)
 
@@ -91,6 +94,8 @@ class RunContext:
     model_precision: str = "fp32"  # what the model file computes in (the engine's precision_used)
     class_map: ClassMap | None = None  # --class-map, resolved: detections are re-labelled before scoring
     int8: Int8Options | None = None  # how int8 rows quantize (None: no int8 row, or no calibration images)
+    backends: tuple[str, ...] = ()  # measured without --backend: the profile's, and its host proxy where needed
+    exported: dict[str, str] = field(default_factory=dict)  # a checkpoint's ONNX export (bench.sweep.sizes)
 
 
 def prepare(opts: RunOptions) -> RunContext:
@@ -103,11 +108,13 @@ def prepare(opts: RunOptions) -> RunContext:
 
         rewrite_names(opts.rewrites)
     profile = load_profile(opts.profile or match_host_profile())
-    if not opts.backends:  # listed backends are checked per row (a skipped row says why)
-        check_runnable(profile)
     model = Path(opts.model) if opts.model else default_model()
     backend, backend_note = run_backend(model, profile)
     backend_note = None if opts.backends else backend_note
+    backends: tuple[str, ...] = ()  # listed backends are checked per row (a skipped row says why)
+    hardware_notes: list[str] = []
+    if not opts.backends and backend == profile.backend:
+        backends, hardware_notes = profile_backends(profile)  # refused here when nothing can stand in
     with Detector(model, threads=1) as det:  # on the backend of its own format
         meta = dataclasses.asdict(det.meta)
         versions = det.runtime.engine_versions()
@@ -123,6 +130,7 @@ def prepare(opts: RunOptions) -> RunContext:
     label_notes = _label_notes(dataset, meta, opts)  # an unlabelled set takes the model's names
     notes += [data_note] if data_note else label_notes
     notes += [backend_note] if backend_note else []
+    notes += hardware_notes
     reference = (resolve_reference(opts.reference, opts.reference_conf, model, backend, model_precision)
                  if opts.reference else None)
     notes += thread_notes(opts.threads, profile)
@@ -133,7 +141,7 @@ def prepare(opts: RunOptions) -> RunContext:
         notes.append(f"profile input size {profile.imgsz[0]}x{profile.imgsz[1]} not used: "
                      f"the model is fixed at {model_hw[0]}x{model_hw[1]}")
     return RunContext(profile, model, dataset, meta, versions, notes, backend, reference,
-                      model_precision=model_precision, class_map=class_map, int8=int8)
+                      model_precision=model_precision, class_map=class_map, int8=int8, backends=backends)
 
 
 def _class_map(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> ClassMap | None:
@@ -147,15 +155,12 @@ def _class_map(dataset: Dataset, meta: dict[str, Any], opts: RunOptions) -> Clas
     return resolve_class_map(parse_class_map(opts.class_map), model_names, dataset.names)
 
 
-NOTHING_MEASURED = ("nothing was measured: every configuration was skipped or failed (see each row's "
-                    "reason); this report is partial")
-
-
 def run_backend(model: Path, profile: DeviceProfile) -> tuple[str, str | None]:
     """The backend a run measures: the profile's, unless the model is already another engine's
-    artifact (e.g. an OpenVINO .xml under the x86-cpu profile), which runs as it is, with a note."""
+    artifact (e.g. an OpenVINO .xml under the x86-cpu profile), which runs as it is, with a note. A training
+    checkpoint reaches the profile's backend through its ONNX export."""
     native = backend_for_path(model)
-    if native == profile.backend or native == "onnxruntime":
+    if native == profile.backend or native == "onnxruntime" or is_checkpoint(str(model)):
         return profile.backend, None
     return native, (f"profile {profile.name} measures {profile.backend}; {model.name} is a model for "
                     f"{native}, so this run measures {native}")
@@ -183,9 +188,9 @@ def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> 
     ctx = prepare(opts)
     profile = ctx.profile
     report, matches = start_report(ctx, opts)
-    for backend in opts.backends or (ctx.backend,):
+    for backend in opts.backends or ctx.backends or (ctx.backend,):
         for precision in requested_precisions(opts.precisions) or profile.precisions:  # canonical, once each
-            row = _run_one(ctx, opts, backend, precision, out)
+            row = mark_verified(_run_one(ctx, opts, backend, precision, out), profile)
             report.results.append(row)
             if on_row:
                 on_row(row)
@@ -196,29 +201,6 @@ def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> 
     json_path, md_path = write_report(report, out)
     write_html_report(report, out)
     return report, json_path, md_path
-
-
-def finish_report(report: Report, ctx: RunContext, matches: bool) -> None:
-    """Gate the rows against each other, attach the budget checks and set the status: "complete",
-    or "partial" with a note when no configuration measured (every row skipped or failed)."""
-    gate_collapse(report.results)
-    attach_checks(report.results, ctx.profile.budgets, ctx.profile.reference, matches)
-    if any(r.measured for r in report.results):
-        report.status = "complete"
-        return
-    report.status = "partial"
-    report.notes = [*(report.notes or []), NOTHING_MEASURED]
-
-
-def terminal_notes(report: Report) -> list[str]:
-    """The lines a command prints after its table: what the data set was used for, an allowed class
-    mismatch, and why nothing can be trusted (nothing measured, or every measured row suspect)."""
-    notes = [n for n in report.notes or () if n.startswith(("no --data:", "class mismatch allowed", "class map"))]
-    if not any(r.measured for r in report.results):
-        return [*notes, NOTHING_MEASURED]
-    if not report.ok_rows:
-        notes.append("every measured configuration is suspect (see the status column): none can be trusted")
-    return notes
 
 
 def _sustained(ctx: RunContext, opts: RunOptions, rows: list[ResultRow], duration: float) -> SustainedSection:
@@ -299,33 +281,54 @@ def _settings(opts: RunOptions, profile: DeviceProfile) -> Settings:
 def _run_one(ctx: RunContext, opts: RunOptions, backend: str, precision: str, out: Path) -> ResultRow:
     """One result row: skipped (with the reason), failed (with the error) or measured. An ONNX
     model is converted to `backend` first (in the child, parity into the row)."""
+    model, failed = _model_for(ctx, backend, out, opts.timeout_s)
+    if failed:
+        return new_result(backend, precision, status="failed", error=failed)
     try:
-        plan = plan_config(ctx, ctx.model, backend, precision, out)
+        plan = plan_config(ctx, model, backend, precision, out)
     except ConfigSkipped as exc:
         return new_result(backend, precision, status="skipped", error=str(exc))
     spec = measure_spec(ctx, opts, plan.artifact, precision, backend)
     job = config_job(ctx, opts, spec, plan, precision)
     outcome, made = run_config(job, opts.timeout_s)
+    source = plan.source or (ctx.model if model != ctx.model else None)  # a checkpoint's export: the checkpoint
     return row_from_outcome(ctx, spec, outcome, artifact=str(plan.artifact), **made,
-                            source=str(plan.source) if plan.source else None)
+                            source=str(source) if source else None)
+
+
+def _model_for(ctx: RunContext, backend: str, out: Path, timeout_s: float) -> tuple[Path, str | None]:
+    """(the model `backend` starts from, None), or (the model, why it cannot be made): a training checkpoint
+    is run by torch itself and reaches every other backend through its ONNX export (made once)."""
+    if not is_checkpoint(str(ctx.model)) or backend_for_path(ctx.model) == backend:
+        return ctx.model, None
+    onnx, error = checkpoint_onnx(ctx.model, out, timeout_s, ctx.exported)
+    return (onnx, None) if onnx else (ctx.model, error)
 
 
 def config_job(ctx: RunContext, opts: RunOptions, spec: MeasureSpec, plan: Planned, precision: str) -> ConfigJob:
     """The child's job: measure `spec`, converting (or quantizing, for int8) `plan.source` first when planned."""
     return ConfigJob(spec, source=str(plan.source) if plan.source else None, target=plan.target,
                      rewrites=opts.rewrites, int8=ctx.int8 if precision == "int8" and not plan.as_stored else None,
-                     as_stored=plan.as_stored)
+                     as_stored=plan.as_stored, unmeasurable=plan.unmeasurable)
 
 
 def plan_config(ctx: RunContext, model: Path, backend: str, precision: str, out: Path) -> Planned:
     """The artifact of (backend, precision) from `model` (converted into out/artifacts/ when needed);
-    ConfigSkipped when the engine is not installed, does not run `precision`, or has no artifact."""
+    ConfigSkipped when the engine is not installed (with what else this host lacks), does not run `precision`,
+    or has no artifact. On a host without the backend's hardware the plan is to check the artifact (`unmeasurable`:
+    why), where the backend has an inspector, else ConfigSkipped saying so."""
     ok, why = availability(backend)
     if not ok:
-        raise ConfigSkipped(f"{backend}: {why}")
+        raise ConfigSkipped(missing_line(backend) or f"{backend}: {why}")
     if precision not in capability(backend).runs:
         raise ConfigSkipped(f"{backend} does not run {precision}")
-    return plan_artifact(model, backend, precision, ctx.model_precision, out, ctx.int8)
+    plan = plan_artifact(model, backend, precision, ctx.model_precision, out, ctx.int8)
+    unmeasurable = not_measurable(backend)
+    if unmeasurable is None:
+        return plan
+    if capability(backend).inspector is None:
+        raise ConfigSkipped(f"{backend} {precision}: {unmeasurable}")
+    return dataclasses.replace(plan, unmeasurable=unmeasurable)
 
 
 def row_from_outcome(ctx: RunContext, spec: MeasureSpec, outcome: ChildOutcome, source: str | None = None,

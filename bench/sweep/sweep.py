@@ -21,20 +21,21 @@ from bench.report.html import write_html_report
 from bench.report.rows import Report, ResultRow, SweepInfo
 from bench.report.writer import new_result, write_report
 from bench.sweep.artifacts import ConfigJob, ConfigSkipped, run_config, run_job
+from bench.sweep.finish import finish_report
 from bench.sweep.gates import gate_collapse
+from bench.sweep.hardware import mark_verified
 from bench.sweep.outdir import out_folder
 from bench.sweep.run import (
     RunContext,
     RunOptions,
     config_job,
-    finish_report,
     measure_spec,
     plan_config,
     prepare,
     row_from_outcome,
     start_report,
 )
-from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint
+from bench.sweep.sizes import SizeSources, export_sizes, is_checkpoint, runs_checkpoint
 from runtimes.errors import ModelLoadError
 
 __all__ = ["ConfigJob", "SweepOptions", "run_job", "sweep"]
@@ -70,7 +71,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
         on_start(len(grid))
     try:
         for backend, precision, size in grid:
-            row = _run_config(ctx, opts, backend, precision, size, sources)
+            row = mark_verified(_run_config(ctx, opts, backend, precision, size, sources), ctx.profile)
             report.results.append(row)
             gate_collapse(report.results)
             write_report(report, out)
@@ -107,7 +108,7 @@ def _prepare(opts: SweepOptions) -> tuple[RunContext, SizeSources]:
 
 def configurations(ctx: RunContext, opts: SweepOptions) -> list[tuple[str, str, int]]:
     """The grid backend x precision x imgsz, in that nesting order."""
-    backends = opts.backends or (ctx.profile.backend,)
+    backends = opts.backends or ctx.backends or (ctx.profile.backend,)
     precisions = requested_precisions(opts.precisions) or ctx.profile.precisions  # canonical, once each
     sizes = opts.imgsz or (max(_model_size(ctx)),)
     return [(b, p, s) for b in backends for p in precisions for s in sizes]
@@ -118,21 +119,26 @@ def _run_config(ctx: RunContext, opts: SweepOptions, backend: str, precision: st
     """One row: skipped (with the reason), failed (with the error) or measured."""
     hw = list(_model_size(ctx))
     imgsz = hw if size == max(hw) else [size, size]
-    if size in sources.failed:
+    if size in sources.failed and not runs_checkpoint(backend, opts.model):
         return new_result(backend, precision, imgsz=imgsz, status="failed", error=sources.failed[size])
     try:
         job = _plan(ctx, opts, backend, precision, size, sources)
     except ConfigSkipped as exc:
         return new_result(backend, precision, imgsz=imgsz, status="skipped", error=str(exc))
     outcome, made = run_config(job, opts.timeout_s, opts.job_fn or run_job)
-    return row_from_outcome(ctx, job.spec, outcome, source=job.source, artifact=job.spec.model, imgsz=imgsz,
-                            **made)
+    return row_from_outcome(ctx, job.spec, outcome, source=job.source,
+                            **{"artifact": job.spec.model, "imgsz": imgsz, **made})
 
 
 def _plan(ctx: RunContext, opts: SweepOptions, backend: str, precision: str, size: int,
           sources: SizeSources) -> ConfigJob:
     """The child's job for one configuration, or ConfigSkipped saying why it cannot run here."""
     hw = _model_size(ctx)
+    if runs_checkpoint(backend, opts.model):  # torch: the checkpoint itself, at this size (the reference)
+        plan = plan_config(ctx, Path(str(opts.model)), backend, precision, _out(opts))
+        spec = dataclasses.replace(measure_spec(ctx, opts, plan.artifact, precision, backend),
+                                   runtime_extra={"imgsz": size})
+        return config_job(ctx, opts, spec, plan, precision)
     if size not in sources.onnx:
         raise ConfigSkipped(f"model input is fixed at {hw[0]}x{hw[1]}; sweep a training checkpoint (.ckpt) "
                             f"to measure {size}")

@@ -16,7 +16,7 @@ from bench.sweep.defaults import default_data, default_model
 from bench.sweep.inputs import is_bundled_model
 from bench.sweep.int8 import calib_source, int8_from_flags
 from converters.export import ExportResult, check_target, export, record_sidecar
-from converters.int8 import Int8Options
+from converters.int8 import Int8Options, int8_runtime
 from edge_sdk.datasets import load_dataset
 from edge_sdk.meta import ModelMeta
 from runtimes.errors import ModelLoadError
@@ -99,6 +99,9 @@ def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutc
     say(f"quantizing {model.name} for {opts.backend} ({opts.calib_method}, calibration: {source})")
     result = export(model, opts.backend, opts.out, "int8", parity=opts.parity, threads=opts.threads, int8=int8)
     outcome = QuantizeOutcome(result, notes=[note] if note else [])
+    proxy = int8_runtime(opts.backend)[1]
+    if proxy:
+        outcome.notes.append(f"{opts.backend} int8: {proxy}")
     if data is None or dataset is None or not dataset.labelled:
         outcome.notes.append("no labelled data (--data): the int8 model is not scored against fp32")
         return outcome
@@ -129,6 +132,7 @@ def _score(artifact: Path, data: str, backend: str, opts: QuantizeOptions, split
            limit: int | None = None) -> dict[str, Any]:
     from trainer.val import validate
 
+    backend = int8_runtime(backend)[0]  # an artifact no engine here runs is scored on its proxy (TensorRT: ORT)
     r = validate(artifact, data, split=split, backend=backend, limit=limit or opts.max_images)
     return {"AP50-95": float(r.stats["AP"]), "AP50": float(r.stats["AP50"]), "images": int(r.num_images),
             "detections": int(r.num_detections)}
@@ -227,7 +231,7 @@ def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) ->
     import onnx
 
     from calibration.cache import CalibrationCache
-    from calibration.exclusions import decode_tail
+    from calibration.exclusions import auto_exclusion
     from calibration.methods import resolve_method
     from calibration.onnx_prep import float32_onnx
     from converters.int8 import calibration_set
@@ -236,5 +240,5 @@ def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) ->
         source = float32_onnx(model, Path(tmp) / "model.onnx")
         calib = calibration_set(source, int8)
         cache = CalibrationCache(int8.cache_dir) if int8.cache else None
-        return list(rank(source, calib, resolve_method(int8.method, "onnxruntime"), decode_tail(onnx.load(str(source))),
-                         cache=cache))
+        base = auto_exclusion(onnx.load(str(source)))
+        return list(rank(source, calib, resolve_method(int8.method, "onnxruntime"), base, cache=cache))

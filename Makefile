@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint install install-test clean modelopt-venv
+.PHONY: run test lint install install-test clean modelopt-venv test-arm64
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(VENV)/.test-installed
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The emulated arm64 check (bench/emulate, docs/arm64.md): root, qemu user mode, minutes; not part of `make test`
+test-arm64: $(VENV)/.test-installed
+	EDGEBENCH_ARM64=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_emulate.py $(PYTEST_ARGS)
 
 # TensorRT INT8 (calibration/modelopt.py): NVIDIA ModelOpt pins its own onnx and onnxruntime-gpu, so it gets a venv of
 # its own, where calibration.modelopt looks for it (<edgebench cache>/modelopt-venv; or set EDGEBENCH_MODELOPT_PYTHON)

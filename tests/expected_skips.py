@@ -37,6 +37,8 @@ EXPECTED_SKIPS: dict[str, str] = {
     "tests/test_tensorrt.py::test_engine_build_and_run_on_a_real_gpu": "needs TensorRT 10 and an NVIDIA GPU",
     "tests/test_tensorrt.py::test_pinned_buffers_stream_and_events_on_a_real_gpu":
         "needs cuda-python and an NVIDIA GPU",
+    # the real emulated arm64 run (qemu, chroot, minutes): root only, and only with EDGEBENCH_ARM64=1 (make test-arm64)
+    "tests/test_emulate.py::test_real_emulated_ncnn_run_on_arm64": "set EDGEBENCH_ARM64=1 (make test-arm64)",
     # NVIDIA ModelOpt pins its own onnx/onnxruntime-gpu: it lives in its own venv (make modelopt-venv)
     "tests/test_calib_modelopt.py::*": "needs NVIDIA ModelOpt in its own interpreter",
 }

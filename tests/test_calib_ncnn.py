@@ -107,8 +107,9 @@ def test_int8_model_marks_quantized_layers_only_and_keeps_the_dfl_float(work: di
     dfl = _dfl_conv(work["fp32"])
     convs = [ly for ly in param.layers if ly.type == "Convolution"]
     int8 = [ly.name for ly in convs if ly.geti(8) == 2]
-    assert dfl not in int8 and len(int8) == len(convs) - 1
-    assert result.excluded == (dfl,) and result.extra["quantized_layers"] == len(int8)
+    # auto keeps 7 convolutions float: the DFL's fixed one and the head's six output convs
+    assert dfl in result.excluded and len(result.excluded) == 7 and not set(result.excluded) & set(int8)
+    assert len(int8) == len(convs) - 7 and result.extra["quantized_layers"] == len(int8)
     data = req.out.with_suffix(".bin").read_bytes()
     layout = bin_layout(param, data)  # our reader walks the int8 .bin to its exact end
     for ly in convs:

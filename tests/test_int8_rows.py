@@ -116,3 +116,14 @@ def _bundled() -> Path:
     from bench.sweep.defaults import default_model
 
     return default_model()
+
+
+def test_a_labelled_train_split_of_the_evaluation_yaml_is_not_the_evaluation_images(tmp_path: Path) -> None:
+    """`quantize --calib D --data D`: the search judges on D's train split, so no "flattered" note."""
+    from bench.tasks.quantize import _is_evaluation
+
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\n")
+    assert not _is_evaluation(str(data), "train", str(data))
+    assert _is_evaluation(str(data), "val", str(tmp_path / "." / "data.yaml"))
+    assert not _is_evaluation(str(tmp_path / "other.yaml"), "val", str(data))

@@ -111,6 +111,10 @@ def open_detector(spec: MeasureSpec) -> Detector:
                         runtime_options=spec.runtime_extra, **_decode_kwargs(spec.deploy))
 
 
+#: prefix of the parts of the inference stage a runtime times itself (`Runtime.last_stages_ms`)
+INFERENCE_PART = "inference."
+
+
 def detector_step(det: Detector, frames: Sequence[np.ndarray]) -> Callable[[StageTimer], None]:
     """One timed iteration over `frames` in turn: preprocess, inference, postprocess, each lapped."""
     n = len(frames)
@@ -123,6 +127,8 @@ def detector_step(det: Detector, frames: Sequence[np.ndarray]) -> Callable[[Stag
         t.lap("preprocess")
         outputs = det.infer(tensor)
         t.lap("inference")
+        for part, ms in (getattr(det.runtime, "last_stages_ms", None) or {}).items():
+            t.add(f"{INFERENCE_PART}{part}", round(ms * 1e6))  # TensorRT: h2d / compute / d2h by CUDA events
         det.postprocess(outputs, lb)
         t.lap("postprocess")
 

@@ -101,6 +101,13 @@ class StageTimer:
             self._samples[stage] = [now - self._last]
         self._last = now
 
+    def add(self, stage: str, ns: int) -> None:
+        """Record a duration measured elsewhere (e.g. a GPU runtime's CUDA-event times) under `stage`,
+        without moving the lap mark: a part of a lapped stage, not a stage of the total."""
+        if stage == TOTAL:
+            raise ValueError(f"'{TOTAL}' is recorded by end_iteration()")
+        self._samples.setdefault(stage, []).append(int(ns))
+
     def end_iteration(self) -> None:
         """Close the iteration, recording its total."""
         last = self._last

@@ -37,7 +37,7 @@ from bench.report.budgets import (
 from bench.report.compare_entries import Entry, Identity, assign_baselines, entries_of
 from bench.report.compare_noise import noise_text, within_noise
 from bench.report.markdown import p99_footnotes, sample_count
-from bench.report.rows import NOT_MEASURABLE, Accuracy, BudgetCheck, Report, ResultRow
+from bench.report.rows import EMULATED, NOT_MEASURABLE, Accuracy, BudgetCheck, Report, ResultRow
 from bench.report.writer import load_report
 from bench.sweep.gates import collapse_reason
 from edge_sdk.profiles import Budgets
@@ -56,7 +56,8 @@ _CHECK_CODES = {("p99", "fail"): "over_p99", ("memory", "fail"): "over_memory",
 #: rejection code -> the words of a row's verdict cell, where "code with spaces" would mislead
 _REASON_TEXT = {"no_baseline": "no baseline for the AP50-95 drop (pass --baseline)",
                 "baseline_missing_map": "its baseline has no AP50-95",
-                "baseline_other_data": "its baseline was scored on another data set"}
+                "baseline_other_data": "its baseline was scored on another data set",
+                "emulated": "emulated (timings not meaningful, not ranked)"}
 _AP_KEYS = ("AP", "AP50")
 
 
@@ -370,6 +371,9 @@ def _budget_reasons(e: Entry) -> list[dict[str, str]]:
     if e.row.verified == NOT_MEASURABLE:  # whatever its status says, nothing of it was measured on its hardware
         why = e.row.error or "this host cannot run its backend"
         return [{"code": "not_measurable", "message": f"not measurable, never recommended: {why}"}]
+    if e.row.verified == EMULATED:  # its accuracy is the ARM kernels', its timings the emulator's
+        return [{"code": "emulated", "message": "emulated: accuracy and parity valid, timings not; never ranked "
+                                                "by speed nor recommended"}]
     if e.row.status == "suspect":
         why = "; ".join(f.reason for f in e.row.flags or () if f.kind == "suspect") or "no reason recorded"
         return [{"code": "suspect", "message": f"suspect, never recommended: {why}"}]

@@ -5,7 +5,7 @@ from typing import Any
 
 from bench.report.compare import METRICS, reason_text
 from bench.report.markdown import p99_text
-from bench.report.rows import NOT_MEASURABLE
+from bench.report.rows import EMULATED, NOT_MEASURABLE
 
 HEADERS = ("configuration", "baseline", "verified", "flags", "n", "p50 ms", "p95 ms", "p99 ms", "FPS", "peak MiB",
            "model MiB", "AP50-95", "AP50", "Pareto", "verdict")
@@ -193,6 +193,10 @@ def _flag_lines(rows: list[dict[str, Any]]) -> list[str]:
     if any(r.get("verified") == NOT_MEASURABLE for r in rows):
         lines.append(f"{NOT_MEASURABLE}: the host that ran the report cannot run the backend (no device, driver "
                      "or OS for it); nothing of the row was timed or scored; never recommended.")
+    if any(r.get("verified") == EMULATED for r in rows):
+        lines.append(f"{EMULATED}: run under CPU emulation of the profile's architecture (edgebench emulate): "
+                     "accuracy and parity are the ARM kernels'; timings are not meaningful and were left out; "
+                     "never ranked by speed.")
     if any(x["code"] == "within_noise" for r in rows for x in r["rejected"]):
         lines.append("within noise: the p99s differ by less than the wider row's noise band (window p50 "
                      "spread x p99 when measured, else p99 - p50), so the two are not ranked.")

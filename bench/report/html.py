@@ -26,7 +26,7 @@ from bench.report.markdown import (  # shared wording with report.md
     p99_text,
     sample_count,
 )
-from bench.report.rows import DEVICE, HOST_PROXY, NOT_MEASURABLE, Parity, Report, ResultRow
+from bench.report.rows import DEVICE, EMULATED, HOST_PROXY, NOT_MEASURABLE, Parity, Report, ResultRow
 from bench.report.sustained import markdown_lines
 from bench.report.sustained_rows import SustainedSection
 from edge_sdk.atomic import write_text_atomic
@@ -183,7 +183,7 @@ def _summary_cells(row: ResultRow) -> list[Any]:
 
 def _verified_cell(row: ResultRow) -> tuple[str, str] | str:
     """device / host proxy (warn) / not measurable (err); the dash for a row of a report without the field."""
-    css = {DEVICE: "ok", HOST_PROXY: "warn", NOT_MEASURABLE: "err"}.get(str(row.verified))
+    css = {DEVICE: "ok", HOST_PROXY: "warn", NOT_MEASURABLE: "err", EMULATED: "warn"}.get(str(row.verified))
     return (str(row.verified), css) if css else DASH
 
 

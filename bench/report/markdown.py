@@ -8,6 +8,7 @@ from bench.measure.early_stop import P99_MIN_SAMPLES, p99_is_estimate
 from bench.report.budgets import row_verdict
 from bench.report.rows import (
     DEVICE,
+    EMULATED,
     HOST_PROXY,
     NOT_MEASURABLE,
     STAGES,
@@ -45,6 +46,8 @@ VERIFIED_MEANING = {
     DEVICE: "measured on the profile's own device kind",
     HOST_PROXY: "measured on this host standing in for the profile's device (another CPU, GPU or engine)",
     NOT_MEASURABLE: "this host cannot run the backend (no device, driver or OS for it): nothing timed or scored",
+    EMULATED: "run under CPU emulation of the profile's architecture (edgebench emulate): accuracy and parity "
+              "are the ARM kernels', timings are not (latency, FPS and peak memory left out)",
 }
 _NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
                   "avx_vnni", "neon", "asimd", "asimddp", "i8mm", "bf16", "sve")
@@ -222,6 +225,10 @@ def _row_notes(row: ResultRow) -> list[str]:
         notes.append(f"{who}: {row.quantization.summary(row.layers)}")
     if row.delegation and row.delegation.summary:
         notes.append(f"{who}: {row.delegation.summary}")
+    parts = row.latency_ms.inference_parts() if row.latency_ms else {}
+    if parts:
+        notes.append(f"{who}: inference on the device, p50: " + ", ".join(
+            f"{name} {stats.p50:.2f} ms" for name, stats in parts.items() if stats.p50 is not None))
     if row.source_sha256:
         notes.append(f"{who}: artifact sha256 {_short(row.artifact_sha256)}, converted from sha256 "
                      f"{_short(row.source_sha256)}")

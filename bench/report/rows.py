@@ -20,8 +20,8 @@ __all__ = [
     "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
     "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
     "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "Stability", "Layers", "Quantization",
-    "ArtifactCheck", "VERIFIED", "DEVICE", "HOST_PROXY", "NOT_MEASURABLE", "ResultRow", "ModelInfo", "DataInfo",
-    "Settings", "SweepInfo", "Report",
+    "ArtifactCheck", "VERIFIED", "DEVICE", "HOST_PROXY", "NOT_MEASURABLE", "EMULATED", "ResultRow", "ModelInfo",
+    "DataInfo", "Settings", "SweepInfo", "Report",
 ]
 
 SCHEMA_VERSION = 1
@@ -47,7 +47,10 @@ FLAG_KINDS = ("suspect", "noisy", "proxy")
 #: backend at all (Core ML prediction off macOS, TensorRT without an NVIDIA GPU). Rows of reports written
 #: before the field existed have None ("not recorded").
 DEVICE, HOST_PROXY, NOT_MEASURABLE = "device", "host proxy", "not measurable"
-VERIFIED = (DEVICE, HOST_PROXY, NOT_MEASURABLE)
+#: run on the profile's CPU architecture under emulation (bench.emulate, qemu user mode; the row's "emulation"
+#: key says which): the ARM kernels' accuracy and parity are valid, its timings are not (and are left out)
+EMULATED = "emulated"
+VERIFIED = (DEVICE, HOST_PROXY, NOT_MEASURABLE, EMULATED)
 #: Latency stages of a row, in order ("total" spans the whole iteration).
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
@@ -67,6 +70,12 @@ class Latency(Record):
     def stages(self) -> Iterator[tuple[str, LatencyStats | None]]:
         """(stage name, stats or None) in STAGES order."""
         yield from zip(STAGES, (self.preprocess, self.inference, self.postprocess, self.total), strict=True)
+
+    def inference_parts(self) -> dict[str, LatencyStats]:
+        """The parts of inference a runtime timed itself ("inference.h2d", ...: TensorRT's CUDA events),
+        kept as extra keys of the record."""
+        return {k.split(".", 1)[1]: LatencyStats.from_dict(v) for k, v in self.extra.items()
+                if k.startswith("inference.") and isinstance(v, dict)}
 
 
 @dataclass

@@ -158,7 +158,7 @@ def _search(model: Path, data_calib: tuple[str, str], int8: Int8Options, opts: Q
     ranked = rank_layers_for(model, int8, rank_layers)
     outcome.sensitivity = format_table(ranked)
     judge, split = _validation_split(calib, data)
-    if judge == data:
+    if _is_evaluation(judge, split, data):
         outcome.notes.append("the layers were chosen on the evaluation images (the calibration images have no "
                              "labels): the final int8 score is slightly flattered")
     base = _score(model, judge, "onnxruntime", opts, split, AC_ITEMS)
@@ -180,6 +180,8 @@ def _search(model: Path, data_calib: tuple[str, str], int8: Int8Options, opts: Q
                              "layer(s) in float; consider QAT or another method")
 
 
+#: the split of --data that int8 is scored on
+EVAL_SPLIT = "val"
 #: validation images NNCF's accuracy control scores each candidate on (it evaluates the set many times)
 AC_ITEMS = 100
 
@@ -194,7 +196,7 @@ def _accuracy_control(model: Path, data: str, calib: str, int8: Int8Options, opt
     from calibration.openvino_accuracy import AccuracyControl, detection_map, quantize_with_accuracy_control
 
     items_from, split = _validation_split(calib, data)
-    if items_from == data:
+    if _is_evaluation(items_from, split, data):
         outcome.notes.append(f"accuracy control validated on the first {AC_ITEMS} evaluation images (the "
                              "calibration images have no labels): the int8 score is slightly flattered")
     hw = tuple(int(v) for v in (_meta(model) or {}).get("imgsz") or ())
@@ -221,7 +223,12 @@ def _validation_split(calib: str, data: str) -> tuple[str, str]:
 
         if load_dataset(path, split).labelled:
             return str(path), split
-    return data, "val"
+    return data, EVAL_SPLIT
+
+
+def _is_evaluation(source: str, split: str, data: str) -> bool:
+    """Whether (source, split) is the evaluation split of `data` (the same data.yaml may hold both)."""
+    return split == EVAL_SPLIT and Path(source).resolve() == Path(data).resolve()
 
 
 def rank_layers_for(model: Path, int8: Int8Options, rank: Callable[..., Any]) -> list[Any]:

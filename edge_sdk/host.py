@@ -29,6 +29,11 @@ TEGRA_RELEASE = "/etc/nv_tegra_release"
 ACCELERATOR_NAMES = {"nvidia-gpu": "an NVIDIA GPU", "apple": "Apple silicon (macOS/iOS)"}
 
 
+def no_accelerator(key: str) -> str:
+    """"no NVIDIA GPU found"-style phrase for an accelerator key (the name without its article)."""
+    return f"no {ACCELERATOR_NAMES.get(key, key).removeprefix('an ').removeprefix('a ')} found"
+
+
 def _read_text(path: str) -> str | None:
     """A small text file's content (NULs stripped), or None when it cannot be read."""
     try:
@@ -226,7 +231,7 @@ def host_matches(profile: DeviceProfile, facts: dict[str, Any] | None = None) ->
     if missing:
         return False, f"CPU lacks flags {missing}"
     if rules.accelerator and rules.accelerator not in f["accelerators"]:
-        return False, f"no {ACCELERATOR_NAMES.get(rules.accelerator, rules.accelerator)} found"
+        return False, no_accelerator(rules.accelerator)
     return True, ""
 
 
@@ -284,8 +289,8 @@ def backend_status() -> dict[str, dict[str, Any]]:
     status = {}
     for name, spec in BACKENDS.items():
         ok, why = availability(name)
-        if ok and spec.hardware and spec.hardware not in accelerators:
-            ok, why = False, f"no {ACCELERATOR_NAMES.get(spec.hardware, spec.hardware)} found"
+        if spec.hardware and spec.hardware not in accelerators:  # say every missing piece: package and device
+            ok, why = False, (f"{why}; {no_accelerator(spec.hardware)}" if not ok else no_accelerator(spec.hardware))
         status[name] = {"available": ok, "package": spec.pip_package,
                         "version": _version(spec.pip_package), "extra": spec.extra,
                         "reason": "" if ok else why, "suffixes": list(spec.suffixes),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report.rows import DEVICE, HOST_PROXY, NOT_MEASURABLE, ResultRow
-from edge_sdk.host import ACCELERATOR_NAMES, check_runnable, host_facts, host_matches
+from edge_sdk.host import check_runnable, host_facts, host_matches, no_accelerator
 from edge_sdk.profiles import DeviceProfile
 from runtimes.capabilities import get as capability
 from runtimes.errors import HardwareUnavailableError
@@ -78,7 +78,7 @@ def hardware_missing(backend: str, facts: Mapping[str, Any] | None = None) -> li
     if need == "apple":
         return [f"{backend} prediction needs macOS or iOS on Apple silicon (this host runs {f.get('os', '?')} "
                 f"on {f.get('machine', '?')})"]
-    return [f"no {ACCELERATOR_NAMES.get(need, need)}"]
+    return [no_accelerator(need)]
 
 
 def _nvidia_missing(facts: Mapping[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.ncnn_table import read_text
 from runtimes.errors import CalibrationError
 
 MAGIC = "7767517"
@@ -99,11 +100,7 @@ def _parse_line(line: str) -> Layer:
 
 
 def read_param(path: Path) -> ParamFile:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read the ncnn .param '{path}': {exc}") from exc
-    return parse_param(text, str(path))
+    return parse_param(read_text(path, "ncnn .param"), str(path))
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,13 @@ def parse_table(text: str, where: str = "table") -> CalibrationTable:
     return table
 
 
-def read_table(path: Path) -> CalibrationTable:
+def read_text(path: Path, what: str) -> str:
+    """`path` as UTF-8 text; CalibrationError naming `what` when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read the calibration table '{path}': {exc}") from exc
-    return parse_table(text, str(path))
+        raise CalibrationError(f"cannot read the {what} '{path}': {exc}") from exc
+
+
+def read_table(path: Path) -> CalibrationTable:
+    return parse_table(read_text(path, "calibration table"), str(path))

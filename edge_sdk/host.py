@@ -290,7 +290,8 @@ def backend_status() -> dict[str, dict[str, Any]]:
     for name, spec in BACKENDS.items():
         ok, why = availability(name)
         if spec.hardware and spec.hardware not in accelerators:  # say every missing piece: package and device
-            ok, why = False, (f"{why}; {no_accelerator(spec.hardware)}" if not ok else no_accelerator(spec.hardware))
+            device = no_accelerator(spec.hardware)
+            ok, why = False, (device if ok else f"{why}; {device}")
         status[name] = {"available": ok, "package": spec.pip_package,
                         "version": _version(spec.pip_package), "extra": spec.extra,
                         "reason": "" if ok else why, "suffixes": list(spec.suffixes),

@@ -25,6 +25,7 @@ COMMANDS = {
     "compare": "compare_cmd",
     "sweep": "sweep_cmd",
     "quantize": "quantize_cmd",
+    "qat": "qat_cmd",
     "emulate": "emulate_cmd",
 }
 

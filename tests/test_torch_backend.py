@@ -26,62 +26,10 @@ from edge_sdk.detector import Detector  # noqa: E402
 from runtimes import load  # noqa: E402
 from runtimes.errors import HardwareUnavailableError, InputError, ModelLoadError  # noqa: E402
 from runtimes.torch_backend import EXTRA_FILE  # noqa: E402
+from trainer.lift import lift_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "edge_sdk" / "assets" / "default_model.onnx"
-
-
-def _module_name(node_name: str) -> str:
-    """'/backbone/stage2/stage2.1/m.0/cv1/conv/Conv' -> 'backbone.stage2.1.m.0.cv1.conv' (the legacy exporter's
-    scopes repeat the parent's name before a child's index)."""
-    parts, prev = [], ""
-    for comp in node_name.strip("/").split("/")[:-1]:
-        parts.append(comp[len(prev) + 1:] if prev and comp.startswith(prev + ".") else comp)
-        prev = comp
-    return ".".join(parts)
-
-
-def lift_checkpoint(onnx_path: Path, out: Path) -> Path:
-    """One of our checkpoints holding the weights of an ONNX our trainer exported: each Conv's (BN-fused) weight
-    and bias go to the module the node's name comes from; the BN after it becomes identity plus that bias."""
-    import onnx
-    from onnx import numpy_helper
-
-    from edge_sdk.meta import ModelMeta
-    from trainer.checkpoint import CKPT_KEY, checkpoint_info
-    from trainer.model import build_model
-
-    proto = onnx.load(str(onnx_path))
-    meta = ModelMeta.from_props({p.key: p.value for p in proto.metadata_props})
-    cfg = meta.extra["model"]
-    model = build_model(cfg["scale"], cfg["nc"], cfg["act"], cfg["reg_max"]).eval()
-    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    casts = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "Cast"}  # fp16-stored weights
-
-    def value(name: str) -> torch.Tensor:
-        return torch.from_numpy(inits[casts.get(name, name)].astype(np.float32))
-
-    modules = dict(model.named_modules())
-    owner = {id(m.conv): m for m in modules.values() if hasattr(m, "conv") and hasattr(m, "bn")}
-    lifted = 0
-    for node in (n for n in proto.graph.node if n.op_type == "Conv"):
-        conv = modules.get(_module_name(node.name))
-        if not isinstance(conv, torch.nn.Conv2d):
-            continue  # the DFL's fixed convolution
-        conv.weight.data.copy_(value(node.input[1]))
-        if conv.bias is not None:
-            conv.bias.data.copy_(value(node.input[2]))
-        else:
-            bn = owner[id(conv)].bn
-            bn.weight.data.fill_(1.0)
-            bn.bias.data.copy_(value(node.input[2]))
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0 - bn.eps)
-        lifted += 1
-    assert lifted == sum(isinstance(m, torch.nn.Conv2d) for m in modules.values())
-    state = {f"ema.module.{k}": v for k, v in model.state_dict().items()}
-    torch.save({CKPT_KEY: checkpoint_info(model.config, meta.names, meta.imgsz[0]), "state_dict": state}, out)
-    return out
 
 
 def _lift_bundled(onnx_path: Path, out_dir: Path) -> Path:

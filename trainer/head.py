@@ -72,5 +72,5 @@ class DetectHead(nn.Module):
         box_logits, cls_logits = flat.split((4 * self.reg_max, self.nc), 1)
         shapes = [(int(m.shape[2]), int(m.shape[3])) for m in maps]
         points, stride = make_anchors(shapes, self.strides, flat.dtype, flat.device)
-        boxes = dist_to_box(self.dfl(box_logits), points.T.unsqueeze(0), xywh=True, dim=1)
-        return torch.cat((boxes * stride.T.unsqueeze(0), cls_logits.sigmoid()), 1)
+        boxes = dist_to_box(self.dfl(box_logits), points.transpose(0, 1).unsqueeze(0), xywh=True, dim=1)
+        return torch.cat((boxes * stride.transpose(0, 1).unsqueeze(0), cls_logits.sigmoid()), 1)

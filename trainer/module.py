@@ -84,12 +84,16 @@ class DetectorModule(L.LightningModule):
         self.ema.update(self.model)
 
     # ---- validation ---------------------------------------------------------------------
+    def val_model(self) -> torch.nn.Module:
+        """The weights validated and checkpointed as "the model": the EMA copy."""
+        return self.ema.module
+
     def on_validation_epoch_start(self) -> None:
         self._val_dets = {}
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, geometry = batch
-        out = self.ema.module(self._prepare(images))
+        out = self.val_model()(self._prepare(images))
         samples = self.trainer.datamodule.val_data.samples
         for dets, g in zip(decode(out.float().cpu().numpy(), "yolov8", MAP_DECODE), geometry.tolist(), strict=False):
             sample = samples[int(g[0])]

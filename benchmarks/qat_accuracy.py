@@ -1,0 +1,137 @@
+"""fp32 vs PTQ vs QAT on one int8 scheme: same quantizer placement, same backend, same val images.
+
+    python benchmarks/qat_accuracy.py [--model M.ckpt|M.onnx] --data data.yaml [--target tflite] [--epochs 5]
+        [--run DIR] [--reuse] [--max-images N] [--write docs/quantization.md --block qat]
+
+PTQ row: the target's quantizers (trainer.qat_model, NNCF) with ranges from the calibration images and no
+training, exported like the QAT model; QAT row: `edgebench qat` (bench.tasks.qat.run_qat) from the same start.
+Both Q/DQ ONNX files are scored on ONNX Runtime with the shared evaluator, next to the fp32 model. `--reuse`
+scores an earlier run in --run instead of training again (its wall time is then read from its log).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import _repo  # noqa: F401  (puts the checkout on sys.path)
+
+from bench.tasks.qat import QatRequest, calibration, run_qat, source_checkpoint
+from edge_sdk.host import host_facts
+from trainer.checkpoint import load_detector
+from trainer.export import export_onnx, model_meta
+from trainer.qat import QatConfig, prepare
+from trainer.qat_export import export_qat_onnx
+from trainer.val import validate
+
+MARK = "<!-- int8-bench:{} -->"
+
+
+def score(path: Path, data: str, limit: int | None) -> tuple[float, float]:
+    r = validate(path, data, backend="onnxruntime", limit=limit)
+    return float(r.stats["AP"]), float(r.stats["AP50"])
+
+
+def request(args: argparse.Namespace) -> QatRequest:
+    return QatRequest(args.model, args.data, args.target, args.exclude, args.epochs, args.batch, None, args.freeze_bn,
+                      args.freeze_quantizers, None, args.calib_images, args.run, None, 2, 0, True, None, None, False)
+
+
+def ptq_artifact(args: argparse.Namespace, ckpt: Path, out: Path) -> Path:
+    """The same scheme with calibrated ranges and no training, exported like the QAT model."""
+    loaded = load_detector(ckpt)
+    calib = list(calibration(request(args), Path(args.data), loaded.imgsz).arrays())
+    cfg = QatConfig(data=args.data, checkpoint=str(ckpt), target=args.target, exclude=args.exclude)
+    quantized, scheme = prepare(cfg, loaded, calib)
+    meta = model_meta(loaded, loaded.imgsz)
+    extra = {"quantization": {"method": "ptq", **scheme.to_dict()}}
+    return export_qat_onnx(quantized, out, loaded.imgsz, meta, extra)[0]
+
+
+def qat_run(args: argparse.Namespace) -> tuple[Path, float, list[str]]:
+    """(best-qat.onnx, wall seconds, the command's lines) — trained now, or read back with --reuse."""
+    run = Path(args.run)
+    log = run / "qat-lines.txt"
+    if args.reuse:
+        lines = log.read_text(encoding="utf-8").splitlines()
+        secs = float(re.search(r"in (\d+) s", lines[0]).group(1))  # type: ignore[union-attr]
+        return run / "weights" / "best-qat.onnx", secs, lines
+    start = time.perf_counter()
+    lines = run_qat(request(args))
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return run / "weights" / "best-qat.onnx", time.perf_counter() - start, lines
+
+
+def rows(args: argparse.Namespace) -> list[str]:
+    run = Path(args.run)
+    ckpt, _ = source_checkpoint(args.model, run)
+    fp32 = export_onnx(ckpt, run / "fp32.onnx")
+    ptq = ptq_artifact(args, ckpt, run / "ptq.onnx")
+    qat, secs, lines = qat_run(args)
+    base = score(fp32, args.data, args.max_images)
+    out = [f"| fp32 | {base[0]:.4f} | - | {base[1]:.4f} | - |"]
+    results = {}
+    for label, path in (("int8-ptq", ptq), ("int8-qat", qat)):
+        ap = score(path, args.data, args.max_images)
+        results[label] = ap[0]
+        out.append(f"| {label} | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | {ap[1]:.4f} | {path.name} |")
+        print(f"  {label}: {ap[0]:.4f}", file=sys.stderr)
+    loss = base[0] - results["int8-ptq"]
+    recovered = (results["int8-qat"] - results["int8-ptq"]) / loss if loss > 0 else float("nan")
+    epochs = [ln for ln in lines if ln.startswith("epoch ")]
+    out += ["", f"QAT recovered **{100 * recovered:.0f}%** of the PTQ loss ({100 * loss:.2f} points) and ends "
+            f"{100 * (base[0] - results['int8-qat']):.2f} points under fp32; {len(epochs)} epochs in {secs / 60:.1f} "
+            f"min (fine-tuning, range initialisation and the export).", "", "Per epoch (int8 simulated, the run's own "
+            "validation on the same val images): " + "; ".join(e.split(": ", 1)[1].split(" (")[0].replace(
+                "val mAP50-95 ", f"{e.split(':')[0]}: ") for e in epochs)]
+    return out
+
+
+def render(body: list[str], args: argparse.Namespace) -> str:
+    h = host_facts()
+    head = [f"Model: {args.model or 'the bundled model'}; data: {args.data} (val split"
+            f"{f', first {args.max_images} images' if args.max_images else ''}); target scheme: {args.target}, "
+            f"exclude {args.exclude}; calibration: {args.calib_images} images of its train split; scored on ONNX "
+            f"Runtime (the Q/DQ ONNX as exported).", "",
+            "| model | AP50-95 | change (points) | AP50 | artifact |", "|---|---:|---:|---:|---|"]
+    tail = [f"Machine: {h['cpu_model']}, {h['physical_cores']} physical cores; Python {h['python']}; "
+            f"command: `python benchmarks/qat_accuracy.py {' '.join(sys.argv[1:])}`"]
+    return "\n".join(head + body + [""] + tail)
+
+
+def write_into(path: Path, text: str, block: str) -> None:
+    mark = MARK.format(block)
+    doc = path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(mark) + ".*?" + re.escape(mark), re.S)
+    if not pattern.search(doc):
+        raise SystemExit(f"{path} has no pair of {mark} markers")
+    path.write_text(pattern.sub(lambda _: f"{mark}\n{text}\n{mark}", doc), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="our checkpoint or trainer-exported ONNX (default: bundled)")
+    parser.add_argument("--data", required=True, help="data.yaml with train and val splits")
+    parser.add_argument("--target", default="tflite")
+    parser.add_argument("--exclude", default="auto")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--freeze-bn", type=int, default=None, help="default: as edgebench qat")
+    parser.add_argument("--freeze-quantizers", type=int, default=3)
+    parser.add_argument("--calib-images", type=int, default=300)
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--run", default="runs/qat-bench", help="the QAT run's folder")
+    parser.add_argument("--reuse", action="store_true", help="score the run already in --run")
+    parser.add_argument("--write", default=None)
+    parser.add_argument("--block", default="qat")
+    args = parser.parse_args()
+    text = render(rows(args), args)
+    print(text)
+    if args.write:
+        write_into(Path(args.write), text, args.block)
+
+
+if __name__ == "__main__":
+    main()

@@ -20,13 +20,14 @@ def onnx_precision(path: str | Path) -> Precision:
     return onnx_tally(path).precision
 
 
-def onnx_tally(path: str | Path) -> LayerTally:
+def onnx_tally(path: str | Path, requantized_only: bool = False) -> LayerTally:
     """fp32/fp16/bf16 from the weights of the compute nodes; int8 when every one is quantized (Q/DQ
-    around it or an integer op), mixed when some are; UNKNOWN when the file has no compute node."""
+    around it or an integer op), mixed when some are; UNKNOWN when the file has no compute node.
+    `requantized_only`: as ONNX Runtime computes it (see `graph_tally`)."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    return graph_tally(proto.graph)
+    return graph_tally(proto.graph, requantized_only)
 
 
 def graph_precision(graph: Any) -> Precision:
@@ -34,15 +35,25 @@ def graph_precision(graph: Any) -> Precision:
     return graph_tally(graph).precision
 
 
-def graph_tally(graph: Any) -> LayerTally:
-    """The compute-layer tally of a loaded GraphProto (subgraphs are not visited)."""
+def graph_tally(graph: Any, requantized_only: bool = False) -> LayerTally:
+    """The compute-layer tally of a loaded GraphProto (subgraphs are not visited). With `requantized_only`
+    a Q/DQ layer counts as integer only when its output is quantized again, as ONNX Runtime computes:
+    it fuses DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv, but a Conv whose output stays
+    float (e.g. a QAT export that quantizes only layer inputs) runs in fp32 on dequantized inputs."""
     producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(str(node.op_type))
     weights = {init.name: int(init.data_type) for init in graph.initializer}
     inputs = {vi.name: int(vi.type.tensor_type.elem_type) for vi in graph.input}
     def layer(node: Any) -> Precision:
         if node.op_type in INTEGER_OPS:
             return Precision.INT8
         if all(_op(producers.get(name)) == "DequantizeLinear" for name in node.input[:2]):
+            outputs = consumers.get(node.output[0], ["graph output"])
+            if requantized_only and not all(op == "QuantizeLinear" for op in outputs):
+                return Precision.FP32
             return Precision.INT8
         return _float_kind(node, producers, weights, inputs)
 

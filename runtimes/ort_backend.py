@@ -46,7 +46,7 @@ class OnnxRuntime(Runtime):
         self._inputs = [_spec(i) for i in self._sess.get_inputs()]
         self._outputs = [_spec(o) for o in self._sess.get_outputs()]
         self._in_names = [s.name for s in self._inputs]
-        self._tally = onnx_tally(self.path)
+        self._tally = onnx_tally(self.path, requantized_only=True)
         self._precision = self._tally.precision
         self._check_precision("ONNX Runtime runs the graph as it is stored; export or quantize the model "
                               "at the precision you want")

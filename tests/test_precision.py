@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge_sdk import Detector
 from runtimes import RuntimeOptions, load
-from runtimes.onnx_precision import graph_precision
+from runtimes.onnx_precision import graph_precision, graph_tally
 from runtimes.precision import (
     Precision,
     PrecisionError,
@@ -100,6 +100,21 @@ def test_qdq_convs_are_int8_and_a_float_conv_beside_them_makes_mixed() -> None:
     conv.output[0] = "h"
     extra = helper.make_node("Conv", ["h", "w2"], ["y"])
     assert graph_precision(_conv_graph([*qdq, extra], [xs, *winits, _weight("w2")])) is P.MIXED
+
+
+def test_onnx_runtime_counts_a_qdq_conv_as_integer_only_when_its_output_is_requantized() -> None:
+    xs = numpy_helper.from_array(np.array(0.1, np.float32), "xs")
+    qx = helper.make_node("QuantizeLinear", ["x", "xs"], ["xq"])
+    dqx = helper.make_node("DequantizeLinear", ["xq", "xs"], ["xd"])
+    dqw, winits = _dq("w")
+    conv = helper.make_node("Conv", ["xd", "w"], ["h"])
+    qy = helper.make_node("QuantizeLinear", ["h", "xs"], ["hq"])
+    dqy = helper.make_node("DequantizeLinear", ["hq", "xs"], ["y"])
+    fused = _conv_graph([qx, dqx, dqw, conv, qy, dqy], [xs, *winits])
+    assert graph_tally(fused, requantized_only=True).precision is P.INT8
+    float_out = _conv_graph([qx, dqx, dqw, helper.make_node("Conv", ["xd", "w"], ["y"])], [xs, *winits])
+    assert graph_tally(float_out, requantized_only=True).precision is P.FP32  # ORT: dequantize, float conv
+    assert graph_tally(float_out).precision is P.INT8  # still a quantized model
 
 
 def test_weight_only_dequantized_conv_computes_in_float() -> None:

@@ -37,6 +37,7 @@ from bench.report.budgets import (
 from bench.report.compare_entries import Entry, Identity, assign_baselines, entries_of
 from bench.report.compare_noise import noise_text, within_noise
 from bench.report.markdown import p99_footnotes, sample_count
+from bench.report.qat_advice import needs_qat, row_advice
 from bench.report.rows import EMULATED, NOT_MEASURABLE, Accuracy, BudgetCheck, Report, ResultRow
 from bench.report.writer import load_report
 from bench.sweep.gates import collapse_reason
@@ -138,7 +139,8 @@ def compare(reports: Sequence[tuple[str, Report]], opts: CompareOptions | None =
     agreement = basis is not None and basis.agreement
     for e in entries:
         reasons = [{**r, "message": _agreement_words(r["message"])} for r in e.rejected] if agreement else e.rejected
-        e.out.update(pareto=e.pareto, recommended=e is pick, rejected=reasons)
+        e.out.update(pareto=e.pareto, recommended=e is pick, rejected=reasons,
+                     advice=row_advice(reports[e.report][1], e.row) if needs_qat(e.row, e.checks) else None)
     return {
         "reports": [{"path": name, "profile": r.profile_name, "status": r.status, "rows": len(r.results),
                      "model": Identity.of(r).text, "model_sha256": r.model.sha256,
@@ -267,7 +269,8 @@ def _row_out(e: Entry, budgets: Budgets, per_class_drop: float,
     return {
         "label": e.label, "report": e.report, "model": e.identity.text, "proxy": e.proxy, "verified": row.verified,
         **_sample_out(e.row), "noise": noise_text(e.row), "backend": row.backend,
-        "precision": row.precision, "precision_used": row.precision_used,
+        "precision": row.precision, "precision_label": row.precision_label, "quantization_route": row.quant_route,
+        "precision_used": row.precision_used,
         "imgsz": row.imgsz, "threads": row.threads, "status": row.status,
         "error": row.error, "baseline": e.baseline.label if e.baseline else None,
         "baseline_note": e.note, "baseline_data_note": _data_note(e), "metrics": dataclasses.asdict(e.metrics),

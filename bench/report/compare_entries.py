@@ -133,8 +133,8 @@ def _named_baseline(entries: list[Entry], spec: str) -> None:
     pool = [c for c in entries if c.ok and c.label == spec]
     if not pool:
         backend, precision, size = parse_baseline(spec)
-        pool = [c for c in entries if c.ok and c.row.backend == backend and c.row.precision == precision
-                and (size is None or c.row.size_text == size)]
+        pool = [c for c in entries if c.ok and c.row.backend == backend  # int8 matches int8-ptq and int8-qat
+                and precision in (c.row.precision, c.row.precision_label) and (size is None or c.row.size_text == size)]
     if not pool:
         raise ReportError(f"--baseline {spec}: no ok row has that backend/precision"
                           f"{'/size' if '@' in spec else ''} or that label (rows: "

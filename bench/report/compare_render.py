@@ -1,6 +1,7 @@
 """Markdown view of a comparison made by bench.report.compare.compare."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bench.report.compare import METRICS, reason_text
@@ -32,12 +33,17 @@ def render_compare_markdown(result: dict[str, Any]) -> str:
     rejected = [r for r in result["rows"] if r["rejected"]]
     if rejected:
         lines += ["## Not chosen", ""]
-        lines += [f"- {r['label']}: " + "; ".join(x["message"] for x in r["rejected"])
+        lines += [f"- {r['label']}: " + "; ".join(x["message"] for x in r["rejected"]) + advice_text(r)
                   for r in rejected]
         lines.append("")
     lines += _class_drops(result)
     lines += _parity(result["rows"])
     return "\n".join(lines)
+
+
+def advice_text(row: Mapping[str, Any]) -> str:
+    """'; <the QAT advice>' after a PTQ row's rejections when its mAP drop failed (bench.report.qat_advice), else ''."""
+    return f"; {row['advice']}" if row.get("advice") else ""
 
 
 def _identity(report: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from bench.report import plots as html_plots
 from bench.report.budgets import FAIL
 from bench.report.compare import compare
-from bench.report.compare_render import parity_text
+from bench.report.compare_render import advice_text, parity_text
 from bench.report.markdown import (  # shared wording with report.md
     _environment_lines,
     _notes,
@@ -169,8 +169,8 @@ def _summary_table(rows: list[ResultRow], chosen: Mapping[str, Any] | None) -> s
 
 def _summary_cells(row: ResultRow) -> list[Any]:
     total, memory, acc = row.total, row.memory, row.accuracy
-    used = row.precision_used
-    precision = row.precision if not used or used == row.precision else f"{row.precision} (ran {used})"
+    used, asked = row.precision_used, row.precision_label
+    precision = asked if not used or used == row.precision else f"{asked} (ran {used})"
     size = row.imgsz
     return [row.backend, precision,
             "x".join(map(str, size)) if isinstance(size, (list, tuple)) else size,
@@ -245,7 +245,7 @@ def recommendation_blocks(result: Mapping[str, Any]) -> list[str]:
                for k, b in (result.get("budgets") or {}).items() if b.get("value") is not None]
     out = [f"<p><b>Budgets:</b> {esc('; '.join(budgets) or 'none set')}</p>",
            f"<p><b>{esc(result.get('message'))}</b></p>"]
-    lost = [f"{r['label']}: " + "; ".join(x["message"] for x in r["rejected"])
+    lost = [f"{r['label']}: " + "; ".join(x["message"] for x in r["rejected"]) + advice_text(r)
             for r in result.get("rows") or () if r.get("rejected")]
     if lost:
         out += ["<h3>Not chosen</h3>", _list(lost)]

@@ -6,6 +6,7 @@ from typing import Any
 
 from bench.measure.early_stop import P99_MIN_SAMPLES, p99_is_estimate
 from bench.report.budgets import row_verdict
+from bench.report.qat_advice import report_advice
 from bench.report.rows import (
     DEVICE,
     EMULATED,
@@ -185,6 +186,7 @@ def _notes(report: Report) -> list[str]:
     notes += [str(n) for n in report.notes or []]
     for row in report.results:
         notes += _row_notes(row)
+    notes += report_advice(report)
     for ref in _references(report.results):
         notes.append(f"agreement mAP vs {ref}: COCO AP50-95 of each configuration scored against "
                      "the reference configuration's own detections (score >= conf) on the same "

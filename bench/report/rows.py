@@ -20,7 +20,8 @@ __all__ = [
     "SCHEMA_VERSION", "TOOL", "REPORT_KEYS", "RESULT_KEYS", "OPTIONAL_RESULT_KEYS", "REPORT_STATUSES",
     "ROW_STATUSES", "STAGES", "LatencyStats", "Latency", "Memory", "Accuracy", "Parity", "Delegation",
     "BudgetCheck", "ReferenceCheck", "Samples", "Flag", "FLAG_KINDS", "Stability", "Layers", "Quantization",
-    "ArtifactCheck", "VERIFIED", "DEVICE", "HOST_PROXY", "NOT_MEASURABLE", "EMULATED", "ResultRow", "ModelInfo",
+    "ArtifactCheck", "VERIFIED", "DEVICE", "HOST_PROXY", "NOT_MEASURABLE", "EMULATED", "PTQ", "QAT", "ROUTES",
+    "ResultRow", "ModelInfo",
     "DataInfo", "Settings", "SweepInfo", "Report",
 ]
 
@@ -53,6 +54,12 @@ EMULATED = "emulated"
 VERIFIED = (DEVICE, HOST_PROXY, NOT_MEASURABLE, EMULATED)
 #: Latency stages of a row, in order ("total" spans the whole iteration).
 STAGES = ("preprocess", "inference", "postprocess", "total")
+#: How an int8 row's artifact was made (`Quantization.route`): calibrated by our PTQ route (converters.int8), or
+#: quantization-aware trained (`edgebench qat`: the model carried QAT metadata)
+PTQ, QAT = "ptq", "qat"
+ROUTES = (PTQ, QAT)
+#: asked precisions a route is shown with ("int8-ptq", "int8-qat")
+_QUANTIZED = ("int8", "mixed")
 
 
 @dataclass
@@ -217,9 +224,13 @@ class Layers(Record):
 
 @dataclass
 class Quantization(Record):
-    """How an int8 artifact was made (converters.int8): the method, the calibration images (source,
-    count, content hash, overlap with the evaluation set), what was kept in float, and the quantizer."""
+    """How an int8 artifact was made: the route (PTQ or QAT), and for PTQ (converters.int8) the method, the
+    calibration images (source, count, content hash, overlap with the evaluation set), what was kept in float,
+    and the quantizer; for QAT the metadata `edgebench qat` wrote (its own keys kept in `extra`). `as_stored`:
+    the model given was already quantized and this is its own record, not a quantization made by the run."""
 
+    route: str | None = None  # one of ROUTES; None in reports written before the field (PTQ was the only route)
+    as_stored: bool | None = None
     method: str | None = None
     calibration: dict[str, Any] | None = None
     exclusion: dict[str, Any] | None = None
@@ -231,8 +242,19 @@ class Quantization(Record):
     cache_hit: bool | None = None
     notes: list[str] | None = None
 
+    OMIT_IF_NONE = frozenset({"route", "as_stored"})
+
+    @property
+    def made_by(self) -> str:
+        """The route: `route`, else QAT for a QAT method ("qat", "qat (learned scales)"), else PTQ."""
+        if self.route in ROUTES:
+            return str(self.route)
+        return QAT if str(self.method or "").startswith(QAT) else PTQ
+
     def summary(self, layers: Layers | None = None) -> str:
         """One line: who quantized how, on what, what stayed float, and the integer-layer fraction."""
+        if self.made_by == QAT:
+            return self._qat_summary(layers)
         calib = self.calibration or {}
         excl = self.exclusion or {}
         kept = len(excl.get("nodes") or ()) + len(excl.get("added") or ())
@@ -250,6 +272,28 @@ class Quantization(Record):
             parts.append(f"CALIBRATED ON {calib['overlap_with_eval']} EVALUATION IMAGE(S) (--allow-calib-overlap)")
         if self.cache_hit:
             parts.append("calibration from cache")
+        return "; ".join(parts)
+
+    def _qat_summary(self, layers: Layers | None) -> str:
+        """One line of a QAT model: library and target, scheme, the checkpoint it was fine-tuned from, the
+        range-initialisation images and what stayed float."""
+        x = self.extra
+        scheme = self.scheme or ", ".join(f"{k} {x[k]}" for k in ("weights", "activations") if x.get(k))
+        target = f", target {x['target']}" if x.get("target") else ""
+        who = f"int8 by QAT ({x.get('library') or self.quantizer or '?'}{target})"
+        parts = [f"{who}: {scheme}" if scheme else who]
+        if x.get("source") or x.get("source_sha256"):
+            sha = str(x.get("source_sha256") or "-")[:12]
+            parts.append(f"fine-tuned from {x.get('source') or '?'} (sha256 {sha})")
+        if x.get("calib_images"):
+            parts.append(f"ranges initialised on {x['calib_images']} images")
+        if self.float_ops is not None:
+            parts.append(f"{len(self.float_ops)} op(s) kept in float")
+        if layers is not None and layers.integer_fraction is not None:
+            parts.append(f"{layers.quantized_layers}/{layers.compute_layers} compute layers integer "
+                         f"({layers.integer_fraction:.0%})")
+        if self.as_stored:
+            parts.append("the model as given (already quantized)")
         return "; ".join(parts)
 
 
@@ -406,10 +450,24 @@ class ResultRow(Record):
         return self.latency_ms.total if self.latency_ms else None
 
     @property
+    def quant_route(self) -> str | None:
+        """How the row's int8 artifact was made: PTQ ("ptq") or QAT ("qat"); None without a quantization
+        record (not quantized, or a quantized model of unknown origin)."""
+        return self.quantization.made_by if self.quantization is not None else None
+
+    @property
+    def precision_label(self) -> str:
+        """The asked precision, with the route on an int8 row: 'int8-ptq', 'int8-qat' (the one display helper)."""
+        asked = str(getattr(self.precision, "value", self.precision) or "?")
+        route = self.quant_route
+        return f"{asked}-{route}" if route and asked in _QUANTIZED else asked
+
+    @property
     def precision_text(self) -> str:
-        """'asked/used' ('asked' alone when the used precision is unknown)."""
-        asked = self.precision or "?"
-        return f"{asked}/{self.precision_used}" if self.precision_used else str(asked)
+        """'asked/used' ('asked' alone when the used precision is unknown); asked is `precision_label`."""
+        asked = self.precision_label
+        used = getattr(self.precision_used, "value", self.precision_used)
+        return f"{asked}/{used}" if used else asked
 
     @property
     def size_text(self) -> str:
@@ -423,9 +481,9 @@ class ResultRow(Record):
 
     @property
     def config(self) -> str:
-        """backend/precision@size (without '@size' when the size is unknown)."""
+        """backend/precision@size (without '@size' when the size is unknown), precision as `precision_label`."""
         size = self.size_text
-        return f"{self.backend}/{self.precision}" + (f"@{size}" if size else "")
+        return f"{self.backend}/{self.precision_label}" + (f"@{size}" if size else "")
 
 
 @dataclass

@@ -17,7 +17,10 @@ ok rows `budget_checks` / `reference_check` (see bench.report.budgets; optional 
 kernels) for backends that report it (TFLite/XNNPACK), and `verified` (what hardware the row was verified on:
 "device", "host proxy" or "not measurable"; null in reports written before it existed). Ok rows also carry
 `latency_samples_ms.total` (per-iteration total latency, thinned to <= 5000 values, for plots); a row this host
-could not run but whose artifact it converted carries `artifact_check` (bench.report.rows.ArtifactCheck).
+could not run but whose artifact it converted carries `artifact_check` (bench.report.rows.ArtifactCheck). An int8
+row carries `quantization` (bench.report.rows.Quantization) with its `route`: "ptq" (quantized by our calibration
+route) or "qat" (the model carried `edgebench qat` metadata); its precision is shown as "int8-ptq" / "int8-qat"
+(`ResultRow.precision_label`), while the row's "precision" key keeps what was asked.
 """
 from __future__ import annotations
 

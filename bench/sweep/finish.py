@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bench.report.budgets import attach_checks
+from bench.report.qat_advice import report_advice
 from bench.report.rows import Report
 from bench.sweep.gates import gate_collapse
 from edge_sdk.profiles import DeviceProfile
@@ -43,8 +44,8 @@ def nothing_measured(report: Report) -> str:
 
 def terminal_notes(report: Report) -> list[str]:
     """The lines a command prints after its table: what the data set was used for, an allowed class
-    mismatch, what this host cannot run (and what stands in for it), and why nothing can be trusted (nothing
-    measured, or every measured row suspect)."""
+    mismatch, what this host cannot run (and what stands in for it), why nothing can be trusted (nothing
+    measured, or every measured row suspect), and the QAT command for a PTQ row over the mAP-drop budget."""
     notes = [n for n in report.notes or () if n.startswith(("no --data:", "class mismatch allowed", "class map"))]
     notes += [n for n in report.notes or () if not n.startswith("nothing was measured")
               and ("cannot run on this host" in n or "not measurable on this host" in n)]
@@ -52,4 +53,4 @@ def terminal_notes(report: Report) -> list[str]:
         return [*notes, nothing_measured(report)]
     if not report.ok_rows:
         notes.append("every measured configuration is suspect (see the status column): none can be trusted")
-    return notes
+    return notes + report_advice(report)  # a PTQ row over the mAP-drop budget: the QAT command

@@ -29,6 +29,7 @@ from bench.sweep.int8 import int8_options
 from bench.sweep.isolate import ChildOutcome, run_isolated
 from bench.sweep.outdir import out_folder
 from bench.sweep.qualify import default_threads, qualify, sustained_duration, thread_notes
+from bench.sweep.quant_route import mark_route
 from bench.sweep.sizes import checkpoint_onnx, is_checkpoint
 from converters.int8 import Int8Options
 from edge_sdk.coco_eval import evaluate, restrict_to_images
@@ -190,7 +191,7 @@ def run(opts: RunOptions, on_row: Callable[[ResultRow], None] | None = None) -> 
     report, matches = start_report(ctx, opts)
     for backend in opts.backends or ctx.backends or (ctx.backend,):
         for precision in requested_precisions(opts.precisions) or profile.precisions:  # canonical, once each
-            row = mark_verified(_run_one(ctx, opts, backend, precision, out), profile)
+            row = mark_route(mark_verified(_run_one(ctx, opts, backend, precision, out), profile), ctx)
             report.results.append(row)
             if on_row:
                 on_row(row)

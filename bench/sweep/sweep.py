@@ -25,6 +25,7 @@ from bench.sweep.finish import finish_report
 from bench.sweep.gates import gate_collapse
 from bench.sweep.hardware import mark_verified
 from bench.sweep.outdir import out_folder
+from bench.sweep.quant_route import mark_route
 from bench.sweep.run import (
     RunContext,
     RunOptions,
@@ -71,7 +72,7 @@ def sweep(opts: SweepOptions, on_row: Callable[[ResultRow], None] | None = None,
         on_start(len(grid))
     try:
         for backend, precision, size in grid:
-            row = mark_verified(_run_config(ctx, opts, backend, precision, size, sources), ctx.profile)
+            row = mark_route(mark_verified(_run_config(ctx, opts, backend, precision, size, sources), ctx.profile), ctx)
             report.results.append(row)
             gate_collapse(report.results)
             write_report(report, out)

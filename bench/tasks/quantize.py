@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.report.qat_advice import qat_advice
 from bench.sweep.defaults import default_data, default_model
 from bench.sweep.inputs import is_bundled_model
 from bench.sweep.int8 import calib_source, int8_from_flags
@@ -113,6 +114,9 @@ def quantize(opts: QuantizeOptions, say: Progress | None = None) -> QuantizeOutc
             _accuracy_control(model, data, source, int8, opts, outcome, outcome.scores, say)
         else:
             _search(model, (data, source), int8, opts, outcome, outcome.scores, say)
+    if _over_budget(outcome.scores, opts):  # still over after the search: the QAT command, or why not
+        outcome.notes.append(f"AP50-95 drop {outcome.scores.drop:.1%} > {opts.max_map_drop:.1%}: "
+                             + qat_advice(model, opts.data, opts.backend, meta))
     record_sidecar(Path(outcome.export.path), "quantize", outcome.to_dict())
     return outcome
 

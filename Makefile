@@ -34,7 +34,7 @@ test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The emulated arm64 check (bench/emulate, docs/arm64.md): root, qemu user mode, minutes; not part of `make test`
-test-arm64: $(VENV)/.test-installed
+test-arm64: | $(BIN)/python  # order-only: runs in the existing venv, never reinstalls it
 	EDGEBENCH_ARM64=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_emulate.py $(PYTEST_ARGS)
 
 # TensorRT INT8 (calibration/modelopt.py): NVIDIA ModelOpt pins its own onnx and onnxruntime-gpu, so it gets a venv of

@@ -27,16 +27,18 @@ from trainer.qat_export import export_qat_onnx
 from trainer.val import validate
 
 MARK = "<!-- int8-bench:{} -->"
+TFLITE_NOTE = "; and both as full-integer TFLite on LiteRT"
 
 
-def score(path: Path, data: str, limit: int | None) -> tuple[float, float]:
-    r = validate(path, data, backend="onnxruntime", limit=limit)
+def score(path: Path, data: str, limit: int | None, backend: str = "onnxruntime") -> tuple[float, float]:
+    r = validate(path, data, backend=backend, limit=limit)
     return float(r.stats["AP"]), float(r.stats["AP50"])
 
 
 def request(args: argparse.Namespace) -> QatRequest:
-    return QatRequest(args.model, args.data, args.target, args.exclude, args.epochs, args.batch, None, args.freeze_bn,
-                      args.freeze_quantizers, None, args.calib_images, args.run, None, 2, 0, True, None, None, False)
+    return QatRequest(args.model, args.data, args.target, args.exclude, args.epochs, args.batch, args.lr0,
+                      args.freeze_bn, args.freeze_quantizers, None, args.calib_images, args.run, None, 2, 0, True,
+                      None, None, False)
 
 
 def ptq_artifact(args: argparse.Namespace, ckpt: Path, out: Path) -> Path:
@@ -64,6 +66,30 @@ def qat_run(args: argparse.Namespace) -> tuple[Path, float, list[str]]:
     return run / "weights" / "best-qat.onnx", time.perf_counter() - start, lines
 
 
+def tflite_rows(args: argparse.Namespace, models: dict[str, Path], base: float) -> list[str]:
+    """The same two models as full-integer TFLite (converters.qat_tflite: learned scales kept), on LiteRT."""
+    from calibration.dataset import build_calibration_set
+    from converters.qat_tflite import qat_to_tflite
+
+    size = int(onnx_size(models["int8-qat"]))
+    calib = build_calibration_set(f"{args.data}:train", size, limit=args.calib_images)
+    out = []
+    for label, path in models.items():
+        res = qat_to_tflite(path, path.with_suffix(".tflite"), calib)
+        ap = score(path.with_suffix(".tflite"), args.data, args.max_images, "tflite")
+        out.append(f"| {label}, full-integer TFLite ({len(res.float_ops)} float ops) | {ap[0]:.4f} | "
+                   f"{100 * (ap[0] - base):+.2f} | {ap[1]:.4f} | {path.with_suffix('.tflite').name} |")
+        print(f"  {label} tflite: {ap[0]:.4f}", file=sys.stderr)
+    return out
+
+
+def onnx_size(path: Path) -> int:
+    """The input height of an ONNX model."""
+    import onnx
+
+    return int(onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[2].dim_value)
+
+
 def rows(args: argparse.Namespace) -> list[str]:
     run = Path(args.run)
     ckpt, _ = source_checkpoint(args.model, run)
@@ -76,16 +102,22 @@ def rows(args: argparse.Namespace) -> list[str]:
     for label, path in (("int8-ptq", ptq), ("int8-qat", qat)):
         ap = score(path, args.data, args.max_images)
         results[label] = ap[0]
-        out.append(f"| {label} | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | {ap[1]:.4f} | {path.name} |")
+        out.append(f"| {label} (Q/DQ ONNX on ONNX Runtime) | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | "
+                   f"{ap[1]:.4f} | {path.name} |")
         print(f"  {label}: {ap[0]:.4f}", file=sys.stderr)
+    if args.tflite:
+        out += tflite_rows(args, {"int8-ptq": ptq, "int8-qat": qat}, base[0])
     loss = base[0] - results["int8-ptq"]
-    recovered = (results["int8-qat"] - results["int8-ptq"]) / loss if loss > 0 else float("nan")
     epochs = [ln for ln in lines if ln.startswith("epoch ")]
-    out += ["", f"QAT recovered **{100 * recovered:.0f}%** of the PTQ loss ({100 * loss:.2f} points) and ends "
-            f"{100 * (base[0] - results['int8-qat']):.2f} points under fp32; {len(epochs)} epochs in {secs / 60:.1f} "
-            f"min (fine-tuning, range initialisation and the export).", "", "Per epoch (int8 simulated, the run's own "
-            "validation on the same val images): " + "; ".join(e.split(": ", 1)[1].split(" (")[0].replace(
-                "val mAP50-95 ", f"{e.split(':')[0]}: ") for e in epochs)]
+    gap = f"ends {100 * (base[0] - results['int8-qat']):.2f} points under fp32"
+    if loss > 0:
+        recovered = (results["int8-qat"] - results["int8-ptq"]) / loss
+        verdict = f"QAT recovered **{100 * recovered:.0f}%** of the PTQ loss ({100 * loss:.2f} points) and {gap}"
+    else:
+        verdict = f"PTQ lost nothing here; QAT {gap}"
+    history = "; ".join(f"{e.split(':')[0]}: {e.split('val mAP50-95 ')[1].split(' ')[0]}" for e in epochs)
+    out += ["", f"{verdict}; {len(epochs)} epochs in {secs / 60:.1f} min (fine-tuning, range initialisation "
+            f"and the export).", "", f"Per epoch (int8 simulated, the run's own validation): {history}"]
     return out
 
 
@@ -94,7 +126,7 @@ def render(body: list[str], args: argparse.Namespace) -> str:
     head = [f"Model: {args.model or 'the bundled model'}; data: {args.data} (val split"
             f"{f', first {args.max_images} images' if args.max_images else ''}); target scheme: {args.target}, "
             f"exclude {args.exclude}; calibration: {args.calib_images} images of its train split; scored on ONNX "
-            f"Runtime (the Q/DQ ONNX as exported).", "",
+            f"Runtime (the Q/DQ ONNX as exported){TFLITE_NOTE if args.tflite else ''}.", "",
             "| model | AP50-95 | change (points) | AP50 | artifact |", "|---|---:|---:|---:|---|"]
     tail = [f"Machine: {h['cpu_model']}, {h['physical_cores']} physical cores; Python {h['python']}; "
             f"command: `python benchmarks/qat_accuracy.py {' '.join(sys.argv[1:])}`"]
@@ -118,12 +150,14 @@ def main() -> None:
     parser.add_argument("--exclude", default="auto")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr0", type=float, default=None, help="default: as edgebench qat")
     parser.add_argument("--freeze-bn", type=int, default=None, help="default: as edgebench qat")
     parser.add_argument("--freeze-quantizers", type=int, default=3)
     parser.add_argument("--calib-images", type=int, default=300)
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--run", default="runs/qat-bench", help="the QAT run's folder")
     parser.add_argument("--reuse", action="store_true", help="score the run already in --run")
+    parser.add_argument("--tflite", action="store_true", help="also both as full-integer TFLite on LiteRT")
     parser.add_argument("--write", default=None)
     parser.add_argument("--block", default="qat")
     args = parser.parse_args()

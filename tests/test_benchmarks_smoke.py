@@ -60,7 +60,9 @@ def ultralytics_python() -> str:
 def test_every_script_has_a_smoke_test() -> None:
     scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
     tested = {"backend_latency.py", "detector_overhead.py", "harness_overhead.py", "peer_train_ultralytics.py",
-              "report_screenshot.py", "train_throughput.py", "ultralytics_agreement.py", "int8_accuracy.py"}
+              "report_screenshot.py", "train_throughput.py", "ultralytics_agreement.py", "int8_accuracy.py",
+              "qat_accuracy.py",  # below
+              "arm64_parity.py"}  # tests/test_emulate.py (its emulated half needs root and qemu)
     assert scripts == tested
 
 
@@ -172,3 +174,25 @@ def test_report_screenshot_runs(tmp_path: Path) -> None:
     ok(run_script("report_screenshot.py", "--out", str(png), "--backends", "onnxruntime", "--precisions", "fp32",
                   "--min-iterations", "5", "--max-eval-images", "2", tmp_path=tmp_path, timeout=300))
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size < 1_000_000
+
+
+def test_qat_accuracy(tmp_path: Path) -> None:
+    """fp32 / PTQ / QAT rows and the recovery line, from a tiny checkpoint trained for one epoch."""
+    pytest.importorskip("torch", reason="the trainer needs torch (pip install 'edgebench[train]')")
+    pytest.importorskip("lightning", reason="the trainer needs lightning (pip install 'edgebench[train]')")
+    pytest.importorskip("nncf", reason="QAT needs NNCF (pip install 'edgebench[train]')")
+    from test_trainer_export import NAMES, save_checkpoint
+    from test_trainer_fixtures import make_yolo_dataset
+
+    ckpt = tmp_path / "tiny.ckpt"
+    save_checkpoint(ckpt)
+    data = make_yolo_dataset(tmp_path / "ds", train=4, val=4, names=NAMES)
+    doc = tmp_path / "q.md"
+    doc.write_text("a\n<!-- int8-bench:qat -->\nold\n<!-- int8-bench:qat -->\nb\n")
+    out = ok(run_script("qat_accuracy.py", "--model", str(ckpt), "--data", str(data), "--target", "onnxruntime",
+                        "--epochs", "1", "--batch", "4", "--calib-images", "4", "--run", str(tmp_path / "run"),
+                        "--write", str(doc), tmp_path=tmp_path, timeout=400))
+    for label in ("fp32", "int8-ptq", "int8-qat"):
+        assert re.search(rf"\| {label}[^|]*\| [0-9.]+ \|", out), out
+    assert "QAT recovered" in out or "PTQ lost nothing" in out
+    assert "old" not in doc.read_text() and "int8-qat" in doc.read_text()

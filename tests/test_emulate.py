@@ -8,13 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.emulate import host
 from bench.emulate.chroot import chroot_argv, inside, inside_env
 from bench.emulate.cpuinfo import cpuinfo_text
 from bench.emulate.errors import EmulationError
-from bench.emulate.forward import TIMING_DEFAULTS, calib_note, forward, split_run_args
+from bench.emulate.forward import (
+    TIMING_DEFAULTS,
+    add_binds,
+    calib_note,
+    data_binds,
+    forward,
+    share_default_calibration,
+    split_run_args,
+)
 from bench.emulate.marking import mark_emulated, relocate
 from bench.emulate.rootfs import mounted_under, spec_for
 from bench.emulate.venv import pip_commands, wheel_digest
@@ -77,6 +86,84 @@ def test_int8_without_calib_gets_a_note():
     assert "--calib" in calib_note(forward(["run", "-p", "rpi5", "--precisions", "fp32,INT8"], "/o"))
     assert calib_note(forward(["run", "-p", "rpi5", "--precisions", "fp32"], "/o")) is None
     assert calib_note(forward(["run", "-p", "rpi5", "--calib", "/nonexistent:train"], "/o")) is None
+
+
+def test_forward_binds_what_a_data_yaml_points_at_outside_its_folder(tmp_path):
+    cfg, ds, other, listed = (tmp_path / n for n in ("cfg", "ds", "other", "listed"))
+    for folder in (cfg, ds / "images" / "val", ds / "labels" / "val", other / "images" / "train",
+                   listed / "images" / "a"):
+        folder.mkdir(parents=True)
+    (listed / "images" / "a" / "x.jpg").write_bytes(b"x")
+    (cfg / "test.txt").write_text(f"{listed / 'images' / 'a' / 'x.jpg'}\n\n")
+    (cfg / "data.yaml").write_text(f"path: ../ds\nval: images/val\ntrain: [{other / 'images' / 'train'}]\n"
+                                   f"test: {cfg / 'test.txt'}\nnames: [a]\n")
+    fwd = forward(["run", "-p", "rpi5", "--data", str(cfg / "data.yaml"), "--calib",
+                   f"{cfg / 'data.yaml'}:train"], "/o")
+    assert fwd.binds == [cfg.resolve(), ds.resolve(), other.resolve(), listed.resolve()]  # each once
+    assert data_binds(str(cfg / "nothing.yaml")) == []
+    (tmp_path / "bad.yaml").write_text("{")
+    assert data_binds(str(tmp_path / "bad.yaml")) == [tmp_path.resolve()]  # run inside says what is wrong
+
+
+def test_add_binds_keeps_only_the_outermost_folders(tmp_path):
+    binds = [tmp_path / "a" / "b", tmp_path / "c"]
+    add_binds(binds, [tmp_path / "a" / "b" / "d", tmp_path / "a", tmp_path / "c"])
+    assert binds == [tmp_path / "c", tmp_path / "a"]
+
+
+def test_int8_of_the_bundled_model_shares_the_hosts_calibration_set(tmp_path, monkeypatch):
+    import bench.sweep.defaults as defaults
+
+    calib = tmp_path / "synth-train" / "data.yaml"
+    calib.parent.mkdir()
+    calib.write_text("train: .\nnames: [a]\n")
+    made = []
+    monkeypatch.setattr(defaults, "default_calibration", lambda meta=None: made.append(meta) or calib)
+    fwd = forward(["run", "-p", "rpi5", "--precisions", "fp32,int8"], "/o")
+    assert share_default_calibration(fwd) == calib
+    assert fwd.args[-4:] == ["--calib", f"{calib.resolve()}:train", "--out", "/o"]
+    assert fwd.binds == [calib.parent.resolve()] and calib_note(fwd) is None and made[0]["imgsz"]
+    bundled = str(defaults.default_model())
+    assert share_default_calibration(forward(["run", "-p", "rpi5", "--model", bundled], "/o")) == calib
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"x")
+    for args in (["--model", str(other)], ["--calib", str(calib)], ["--precisions", "fp32"]):
+        assert share_default_calibration(forward(["run", "-p", "rpi5", *args], "/o")) is None
+
+
+def test_detect_job_writes_detections_raw_outputs_and_errors(tmp_path, small_model):
+    import numpy as np
+
+    from bench.emulate.detect import main as detect_main
+    from tests.conftest import write_yolo_set
+
+    data = write_yolo_set(tmp_path / "ds", n=3, model=small_model)
+    job = {"data": str(data), "limit": 2, "out": str(tmp_path / "out"),
+           "configs": [{"name": "ort", "artifact": str(small_model), "backend": "onnxruntime", "precision": "fp32"},
+                       {"name": "bad", "artifact": str(small_model), "backend": "ncnn", "precision": "fp32"}]}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    assert detect_main([str(tmp_path / "job.json")]) == 0
+    ort = json.loads((tmp_path / "out" / "ort.json").read_text())
+    assert ort["precision_used"] == "fp32" and len({d["image_id"] for d in ort["detections"]}) <= 2
+    assert ort["detections"] and np.load(tmp_path / "out" / "ort.npz")["out0"].shape[1] == 4 + 4
+    assert "ncnn reads a .param" in json.loads((tmp_path / "out" / "bad.json").read_text())["error"]
+    assert not (tmp_path / "out" / "bad.npz").exists()
+
+
+def test_parity_script_splits_boxes_from_scores_and_scores_agreement(tmp_path):
+    from tests.test_benchmarks_smoke import load_script
+
+    script = load_script("arm64_parity.py")
+    a = np.zeros((1, 6, 5))
+    b = a.copy()
+    b[0, 1, 2], b[0, 5, 0] = 2.5, 0.01
+    assert script.split_diff(a, b, nc=2) == (2.5, 0.01)
+    assert script.split_diff(a.transpose(0, 2, 1), b.transpose(0, 2, 1), nc=2) == (2.5, 0.01)
+    assert script.split_diff(a, b[:, :, :4], nc=2) == (float("inf"), float("inf"))
+    c = script.Config("ncnn", "fp16")
+    c.side["x86"].update(status="skipped")
+    c.side["arm64"].update(ap=0.6, precision_used="fp16", agreement=0.9, reference="ncnn-fp32", raw=(2.8, 9e-4))
+    assert script.row(c) == "| ncnn fp16 | skipped | 0.6000 | 0.9000* | 2.8* | 0.0009* | - / fp16 |"
 
 
 def test_split_knows_runs_flags_from_its_valued_options():

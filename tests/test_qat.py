@@ -80,7 +80,7 @@ def _trained(target: str) -> torch.nn.Module:
 
 def _keep(record: dict, name: str, inp: torch.Tensor, out: torch.Tensor) -> None:
     """A forward hook's body: keep a quantizer's first input and output (returns None: output unchanged)."""
-    record.setdefault(name, (inp, out.detach()))
+    record.setdefault(name, (inp.detach().clone(), out.detach().clone(), inp.data_ptr()))  # in-place ops follow
 
 
 def _export(model: torch.nn.Module, path: Path) -> onnx.ModelProto:
@@ -136,8 +136,8 @@ def test_exported_weights_are_the_trained_grid_with_bn_folded(tmp_path: Path) ->
     for h in hooks:
         h.remove()
     params = {p.data_ptr(): n for n, p in model.named_parameters()}
-    for inp, out in record.values():
-        fq_weights[params[inp.data_ptr()].rsplit(".", 1)[0]] = out.numpy()
+    for _, out, ptr in record.values():
+        fq_weights[params[ptr].rsplit(".", 1)[0]] = out.numpy()
     modules = dict(model.named_modules())
     checked = 0
     for conv in (n for n in proto.graph.node if n.op_type == "Conv"):
@@ -176,11 +176,11 @@ def test_onnxruntime_matches_the_fake_quant_model(tmp_path: Path) -> None:
         model(torch.from_numpy(x))
     for h in hooks:
         h.remove()
-    pairs = {float(values[n.input[1]]): n for n in proto.graph.node if n.op_type == "QuantizeLinear"
-             and values[n.input[1]].size == 1}
-    for name, (inp, out) in record.items():
-        scale, _ = _qparams(quantizers(model)[name])
-        q = next(n for s, n in pairs.items() if abs(s - scale[0]) <= 1e-6 * scale[0])
+    pairs = [(float(values[n.input[1]]), int(values[n.input[2]]), n) for n in proto.graph.node
+             if n.op_type == "QuantizeLinear" and values[n.input[1]].size == 1]
+    for name, (inp, out, _) in record.items():
+        scale, zero = _qparams(quantizers(model)[name])
+        q = next(n for s, z, n in pairs if abs(s - scale[0]) <= 1e-6 * scale[0] and z == int(zero[0]))
         got = _run_qdq(ort, values[q.input[1]], values[q.input[2]], inp.numpy())
         d = np.abs(got - out.numpy())
         assert d.max() <= scale[0] * 1.001, name
@@ -193,12 +193,13 @@ def test_onnxruntime_detects_what_the_fake_quant_model_detects(tmp_path: Path) -
     detections."""
     from bench.tasks.qat_check import fake_quant_parity
     from converters.parity import parity_inputs
+    from runtimes.onnx_precision import onnx_tally
     from trainer.checkpoint import load_detector
     from trainer.lift import lift_checkpoint
 
     ckpt = lift_checkpoint(ROOT / "edge_sdk" / "assets" / "default_model.onnx", tmp_path / "bundled.ckpt")
     loaded = load_detector(ckpt)
-    inputs = parity_inputs((loaded.imgsz, loaded.imgsz), 2)
+    inputs = parity_inputs((loaded.imgsz, loaded.imgsz), 6)
     scheme = resolve_scheme("onnxruntime", "auto", op_names(loaded.model, torch.from_numpy(inputs[0])))
     quantized = insert_fake_quant(loaded.model, inputs, scheme, len(inputs))
     qat_ckpt = tmp_path / "qat.ckpt"
@@ -206,9 +207,13 @@ def test_onnxruntime_detects_what_the_fake_quant_model_detects(tmp_path: Path) -
     info = checkpoint_info(loaded.model.config, loaded.names, loaded.imgsz) | {"qat": scheme.to_dict()}
     torch.save({CKPT_KEY: info, "state_dict": state}, qat_ckpt)
     meta = ModelMeta(names=loaded.names, imgsz=(loaded.imgsz, loaded.imgsz), layout="yolov8")
-    path, _ = export_qat_onnx(quantized, tmp_path / "q.onnx", loaded.imgsz, meta)
+    path, stats = export_qat_onnx(quantized, tmp_path / "q.onnx", loaded.imgsz, meta)
     res = fake_quant_parity(qat_ckpt, path, inputs)
     assert res.passed and res.ref_detections > 5, res.summary()
+    # every quantized convolution reaches ONNX Runtime as DequantizeLinear -> Conv -> QuantizeLinear (its output
+    # quantizer was trained; layout ops between quantized tensors got a pair on their grid), so ORT fuses all
+    tally = onnx_tally(path, requantized_only=True)
+    assert stats.requantized_inputs > 0 and tally.quantized == stats.int8_weights == 57, tally
 
 
 def _run_qdq(ort: object, scale: np.ndarray, zero: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -231,6 +236,8 @@ def test_the_scheme_follows_the_target() -> None:
     assert "head/2/conv2d/0" in ort_scheme.ignored and "head/cat/7" in ort_scheme.ignored  # head outputs + tail
     assert not any(n.startswith(("head/0/", "head/1/", "backbone/")) for n in ort_scheme.ignored)
     assert resolve_scheme("tflite", "auto", names).ignored == ()  # full integer
+    assert ort_scheme.outputs and "backbone/stem/bn/batch_norm/0" in ort_scheme.outputs  # ORT requantizes
+    assert resolve_scheme("tensorrt", "auto", names).outputs == ()  # TensorRT fuses conv outputs itself
     assert resolve_scheme("tensorrt", "none", names).symmetric_activations
     assert not ort_scheme.symmetric_activations
     assert resolve_scheme("ncnn", r"backbone/stem/.*", names).ignored[0].startswith("backbone/stem/")

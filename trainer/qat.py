@@ -152,7 +152,7 @@ def load_qat(path: str | Path, calib: list[np.ndarray] | None = None) -> tuple[t
     model = YoloDetector(ModelConfig(**info["model"])).eval()
     size = int(info["imgsz"])
     inputs = calib or [np.full((1, 3, size, size), 0.5, np.float32)]
-    scheme = QatScheme(qat["target"], bool(qat["symmetric_activations"]), tuple(qat["float_ops"]))
+    scheme = QatScheme.from_dict(qat)
     quantized = insert_fake_quant(model, inputs, scheme, len(inputs))
     quantized.load_state_dict(_model_state(ckpt))
     return quantized.eval(), qat

@@ -25,6 +25,7 @@ class FoldStats:
 
     int8_weights: int = 0
     bn_folded: int = 0
+    requantized_inputs: int = 0
 
 
 class _Graph:
@@ -80,7 +81,58 @@ def fold_qat_graph(model: onnx.ModelProto) -> FoldStats:
     del model.graph.node[:]
     model.graph.node.extend(keep)
     prune_dead(model)
+    stats.requantized_inputs = requantize_conv_inputs(model)
     return stats
+
+
+#: ops that move values without changing them: their output is on their inputs' int8 grid
+_GRID_KEEPING = ("Concat", "Split", "MaxPool", "Resize", "Reshape", "Transpose", "Slice")
+
+
+def requantize_conv_inputs(model: onnx.ModelProto) -> int:
+    """Give a quantized Conv that reads a layout op (Concat, Split, MaxPool, ...) of dequantized tensors
+    a QuantizeLinear/DequantizeLinear pair on that grid, so that engines which fuse only
+    DequantizeLinear -> Conv (ONNX Runtime) see it. Exact: the values already lie on the grid. Returns how
+    many were added (none where the inputs' grids differ)."""
+    g = _Graph(model)
+    added = 0
+    for conv in [n for n in model.graph.node if n.op_type == "Conv"]:
+        src = g.producer.get(conv.input[0])
+        weight = g.producer.get(conv.input[1])
+        if src is None or src.op_type not in _GRID_KEEPING or weight is None or weight.op_type != "DequantizeLinear":
+            continue
+        grid = _grid(g, conv.input[0], 0)
+        if grid is None:
+            continue
+        name = f"{conv.name or conv.output[0]}.requant"
+        nodes = [helper.make_node("QuantizeLinear", [conv.input[0], *grid], [name + ".q"]),
+                 helper.make_node("DequantizeLinear", [name + ".q", *grid], [name])]
+        at = list(model.graph.node).index(conv)
+        for node in reversed(nodes):
+            model.graph.node.insert(at, node)
+        conv.input[0] = name
+        added += 1
+    return added
+
+
+def _grid(g: _Graph, tensor: str, depth: int) -> tuple[str, str] | None:
+    """(scale, zero point) names when `tensor` is a DequantizeLinear output, or a grid-keeping op of tensors
+    that all share one per-tensor grid."""
+    node = g.producer.get(tensor)
+    if node is None or depth > 6:
+        return None
+    if node.op_type == "DequantizeLinear":
+        scale = g.const(node.input[1])
+        return (node.input[1], node.input[2]) if scale is not None and scale.size == 1 else None
+    if node.op_type not in _GRID_KEEPING:
+        return None
+    sources = node.input if node.op_type == "Concat" else node.input[:1]
+    grids = [_grid(g, t, depth + 1) for t in sources]
+    if not grids or any(x is None for x in grids):
+        return None
+    values = {(float(np.asarray(g.const(s)).reshape(-1)[0]), int(np.asarray(g.const(z)).reshape(-1)[0]))
+              for s, z in grids if s is not None}  # type: ignore[misc]
+    return grids[0] if len(values) == 1 else None
 
 
 def _fold_bn(g: _Graph, bn: onnx.NodeProto, ints: np.ndarray, scale: np.ndarray,

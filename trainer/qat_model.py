@@ -43,11 +43,18 @@ class QatScheme:
     target: str
     symmetric_activations: bool
     ignored: tuple[str, ...]
+    outputs: tuple[str, ...] = ()  # ops whose output is quantized too (trainer.qat_outputs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "symmetric_activations": self.symmetric_activations,
                 "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor "
-                + ("symmetric" if self.symmetric_activations else "asymmetric"), "float_ops": list(self.ignored)}
+                + ("symmetric" if self.symmetric_activations else "asymmetric"), "float_ops": list(self.ignored),
+                "quantized_outputs": list(self.outputs)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QatScheme:
+        return cls(str(data["target"]), bool(data["symmetric_activations"]), tuple(data["float_ops"]),
+                   tuple(data.get("quantized_outputs", ())))
 
 
 def op_names(model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -74,7 +81,10 @@ def resolve_scheme(target: str, exclude: str | Sequence[str], names: Sequence[st
         if not ignored:
             raise InputError(f"--exclude {','.join(items)} matches no op of the model (names look like "
                              f"'{names[len(names) // 2]}')")
-    return QatScheme(target, SYMMETRIC_ACTIVATIONS[target], ignored)
+    from trainer.qat_outputs import REQUANTIZED_TARGETS, output_points
+
+    outputs = output_points(names, ignored) if target in REQUANTIZED_TARGETS else ()
+    return QatScheme(target, SYMMETRIC_ACTIVATIONS[target], ignored, outputs)
 
 
 def _split(items: Iterable[str]) -> list[str]:
@@ -95,7 +105,7 @@ def insert_fake_quant(model: nn.Module, calib: Iterable[np.ndarray], scheme: Qat
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     preset = nncf.QuantizationPreset.PERFORMANCE if scheme.symmetric_activations else nncf.QuantizationPreset.MIXED
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in calib]
+    tensors = [np.ascontiguousarray(a) for a in calib]
     if not tensors:
         raise InputError("QAT needs at least one calibration image to set the quantizer ranges")
     params = AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE, disable_bias_correction=True)
@@ -104,11 +114,15 @@ def insert_fake_quant(model: nn.Module, calib: Iterable[np.ndarray], scheme: Qat
 
     _quiet_nncf()
     with quiet_output(), contextlib.redirect_stdout(io.StringIO()):  # NNCF's statistics progress bar
-        quantized = nncf.quantize(model.eval(), nncf.Dataset(tensors), preset=preset,
+        quantized = nncf.quantize(model.eval(), nncf.Dataset([torch.from_numpy(t) for t in tensors]), preset=preset,
                                   subset_size=min(images, len(tensors)), ignored_scope=scope,
                                   advanced_parameters=params)
     if scheme.symmetric_activations:
         force_signed(quantized)
+    if scheme.outputs:
+        from trainer.qat_outputs import add_output_quantizers
+
+        add_output_quantizers(quantized, scheme.outputs, tensors[:images])
     return quantized
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 import click
 
 from bench.options import CALIB_IMAGES, COUNT, LIMIT, NON_NEGATIVE, POSITIVE, Command
+from bench.tasks.qat_targets import TARGETS
 from trainer.requires import require_torch
-
-#: int8 targets and the scheme each gets (trainer.qat_model.SYMMETRIC_ACTIVATIONS)
-TARGETS = ("onnxruntime", "openvino", "tflite", "ncnn", "tensorrt")
 
 
 @click.command("qat", cls=Command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -96,6 +97,8 @@ def forward(args: Sequence[str], out_inside: str) -> Forwarded:
             fwd.profile = value
         if value is not None and opt in PATH_OPTIONS:
             value = _absolute(value, fwd.binds)
+            if opt in ("--data", "--calib"):
+                add_binds(fwd.binds, data_binds(value))
         fwd.args += [opt] if value is None else [opt, value]
     if fwd.profile is None:
         raise InputError("edgebench emulate needs run's --profile: the device profile whose CPU is emulated "
@@ -117,6 +120,96 @@ def _absolute(value: str, binds: list[Path]) -> str:
     if folder not in binds:
         binds.append(folder)
     return f"{path}{suffix}"
+
+
+def data_binds(value: str) -> list[Path]:
+    """The host folders a data.yaml (`value`, with or without ':SPLIT') reads from: its own folder, its `path:`
+    root and each split's folder (the one above its `images/` component, so `labels/` comes along; the folders
+    of a .txt list's images too). Only the yaml's folder for anything else; [] when `value` names nothing."""
+    found = host_path(value)
+    if found is None:
+        return []
+    path = found[0]
+    if path.is_dir() or path.suffix.lower() not in (".yaml", ".yml"):
+        return [path if path.is_dir() else path.parent]
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return [path.parent]  # run inside says what is wrong with it
+    if not isinstance(config, dict):
+        return [path.parent]
+    raw = config.get("path")
+    root = (path.parent / Path(str(raw)).expanduser()).resolve() if raw not in (None, "") else path.parent
+    folders = [path.parent, root]
+    for split in ("train", "val", "test"):
+        entries = config.get(split)
+        for item in entries if isinstance(entries, list) else [entries]:
+            if item not in (None, ""):
+                folders += _split_folders((root / Path(str(item)).expanduser()).resolve())
+    return [f for f in dict.fromkeys(folders) if f.exists()]
+
+
+def _split_folders(entry: Path) -> list[Path]:
+    """The folders one split entry needs: a folder, an image's or a .txt list's (and its images')."""
+    if entry.is_file() and entry.suffix.lower() == ".txt":
+        lines = entry.read_text(encoding="utf-8-sig").splitlines()
+        listed = [(entry.parent / line.strip()).resolve() for line in lines if line.strip()]
+        return [entry.parent, *dict.fromkeys(_dataset_folder(p.parent) for p in listed)]
+    return [_dataset_folder(entry if entry.is_dir() else entry.parent)]
+
+
+def _dataset_folder(folder: Path) -> Path:
+    """The folder above the last `images` component of `folder` (its labels live beside it), else `folder`."""
+    parts = folder.parts
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] == "images":
+            return Path(*parts[:i])
+    return folder
+
+
+def add_binds(binds: list[Path], folders: Sequence[Path]) -> None:
+    """Add each folder not already under a bound one (and drop bound folders under a new one)."""
+    for folder in folders:
+        if any(folder == b or folder.is_relative_to(b) for b in binds):
+            continue
+        binds[:] = [b for b in binds if not b.is_relative_to(folder)] + [folder]
+
+
+def share_default_calibration(fwd: Forwarded) -> Path | None:
+    """For int8 rows of the bundled model without --calib: the host's cached synthetic calibration set (made
+    here if missing), added as `--calib DATA.yaml:train` with its folder bound read-only, so both sides
+    calibrate on the same images; None when it does not apply (another model, --calib given, no int8)."""
+    from bench.sweep.defaults import default_calibration, default_model
+    from runtimes.errors import ModelLoadError
+
+    if calib_note(fwd) is None:
+        return None
+    try:
+        bundled = default_model().resolve()
+    except ModelLoadError:
+        return None
+    args = fwd.args
+    if "--model" in args and Path(args[args.index("--model") + 1]) != bundled:
+        return None
+    calib = default_calibration(bundled_meta(bundled))
+    add_binds(fwd.binds, [calib.parent.resolve()])
+    at = args.index("--out") if "--out" in args else len(args)
+    args[at:at] = ["--calib", f"{calib.resolve()}:train"]
+    return calib
+
+
+def bundled_meta(model: Path) -> dict[str, Any]:
+    """The bundled ONNX's metadata as a dict (what run passes to bench.sweep.defaults)."""
+    import dataclasses
+
+    import onnx
+
+    from edge_sdk.meta import ModelMeta
+
+    proto = onnx.load(str(model), load_external_data=False)
+    return dataclasses.asdict(ModelMeta.from_props({p.key: p.value for p in proto.metadata_props}))
 
 
 def calib_note(fwd: Forwarded) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from bench.emulate.chroot import VENV_INSIDE, inside_env, mounted, run_inside
 from bench.emulate.cpuinfo import DEFAULT_CPU, arm_cpu, cpuinfo_text
 from bench.emulate.errors import EmulationError
-from bench.emulate.forward import Forwarded, calib_note, forward
+from bench.emulate.forward import Forwarded, calib_note, forward, share_default_calibration
 from bench.emulate.host import prepare_host, require_root
 from bench.emulate.marking import mark_emulated, relocate
 from bench.emulate.rootfs import RootfsSpec, build_rootfs, copy_ca_bundle, spec_for
@@ -95,7 +95,10 @@ def emulate_run(run_args: Sequence[str], arch: str = "arm64", cpu: str = DEFAULT
         raise EmulationError("a path option names a file in / itself; move it into a folder")
     out = host_out(fwd, arch)
     note = calib_note(fwd)
-    if note:
+    shared = share_default_calibration(fwd) if note else None
+    if shared is not None:
+        log(f"emulate: int8 calibrates on the host's cached synthetic set, shared read-only: {shared}:train")
+    elif note:
         log(f"emulate: note: {note}")
     env = prepare(arch, cpu, log)
     setup_venv(env, log)

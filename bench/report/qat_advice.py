@@ -25,7 +25,7 @@ def qat_advice(model: str | Path, data: str | Path | None, target: str, meta: Ma
                quantized: bool = False) -> str:
     """One line: the `edgebench qat` command for `model` (as given), `data` and `target`; or why QAT cannot
     start from `model` (`meta`: its ModelMeta as a dict; `quantized`: the model given was already int8)."""
-    from bench.commands.qat_cmd import TARGETS
+    from bench.tasks.qat_targets import TARGETS
 
     path = Path(model)
     if target not in TARGETS:

@@ -7,6 +7,9 @@ from pathlib import Path
 from calibration.dataset import CalibrationSet
 from converters.parity import check_parity
 
+#: `edgebench qat --target` choices; each gets its scheme in trainer.qat_model.SYMMETRIC_ACTIVATIONS
+TARGETS = ("onnxruntime", "openvino", "tflite", "ncnn", "tensorrt")
+
 
 def target_artifact(target: str, qdq_onnx: Path, calib: CalibrationSet, threads: int | None = None) -> list[str]:
     """Write the target's artifact beside `qdq_onnx` when it has one; the lines to print."""

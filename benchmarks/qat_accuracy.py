@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import _repo  # noqa: F401  (puts the checkout on sys.path)
+from int8_accuracy import write_into  # the same <!-- int8-bench:NAME --> blocks of docs/quantization.md
 
 from bench.tasks.qat import QatRequest, calibration, run_qat, source_checkpoint
 from edge_sdk.host import host_facts
@@ -26,7 +27,6 @@ from trainer.qat import QatConfig, prepare
 from trainer.qat_export import export_qat_onnx
 from trainer.val import validate
 
-MARK = "<!-- int8-bench:{} -->"
 TFLITE_NOTE = "; and both as full-integer TFLite on LiteRT"
 
 
@@ -132,14 +132,6 @@ def render(body: list[str], args: argparse.Namespace) -> str:
             f"command: `python benchmarks/qat_accuracy.py {' '.join(sys.argv[1:])}`"]
     return "\n".join(head + body + [""] + tail)
 
-
-def write_into(path: Path, text: str, block: str) -> None:
-    mark = MARK.format(block)
-    doc = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(mark) + ".*?" + re.escape(mark), re.S)
-    if not pattern.search(doc):
-        raise SystemExit(f"{path} has no pair of {mark} markers")
-    path.write_text(pattern.sub(lambda _: f"{mark}\n{text}\n{mark}", doc), encoding="utf-8")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from calibration.ncnn_int8 import WINOGRAD_MAX, weight_scales, winograd_conv, wr
 from calibration.ncnn_names import map_to_ncnn
 from calibration.ncnn_param import Layer, ParamFile
 from calibration.ncnn_table import CalibrationTable, write_table
+from calibration.onnx_prep import prune_dead
 from calibration.request import QuantizeResult
 from edge_sdk.atomic import write_json_atomic
 from edge_sdk.hashing import sha256_of
@@ -199,7 +200,7 @@ def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.node[:]
     out.graph.node.extend(keep)
     out.graph.initializer.extend(weights)
-    _prune(out)
+    prune_dead(out)
     return out
 
 
@@ -222,19 +223,6 @@ def _dequantized(g: _Graph, dq: onnx.NodeProto) -> np.ndarray:
     return np.asarray(value, np.float32)
 
 
-def _prune(model: onnx.ModelProto) -> None:
-    """Drop nodes and initializers no graph output depends on."""
-    needed = {o.name for o in model.graph.output}
-    keep: list[onnx.NodeProto] = []
-    for node in reversed(model.graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    del model.graph.node[:]
-    model.graph.node.extend(reversed(keep))
-    inits = [t for t in model.graph.initializer if t.name in needed]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits)
 
 
 def qat_to_ncnn(qdq_onnx: str | Path, out_param: str | Path, *, winograd: str = "off",

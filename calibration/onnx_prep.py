@@ -44,3 +44,18 @@ def float32_onnx(source: str | Path, out: str | Path) -> Path:
     model = fold_weight_casts(onnx.load(str(source)))
     onnx.save(model, str(out))
     return Path(out)
+
+
+def prune_dead(model: onnx.ModelProto) -> None:
+    """Drop the nodes and initializers nothing reaches the graph outputs through (in place)."""
+    needed = {o.name for o in model.graph.output}
+    keep: list[onnx.NodeProto] = []
+    for node in reversed(model.graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(keep))
+    inits = [t for t in model.graph.initializer if t.name in needed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)

@@ -34,6 +34,7 @@ from onnx import numpy_helper
 
 from calibration import tflite_ops
 from calibration.dataset import CalibrationSet
+from calibration.onnx_prep import prune_dead
 from converters.quiet import quiet_output
 from converters.rewrites_outputs import normalize_boxes
 from converters.tflite import to_tflite
@@ -141,7 +142,7 @@ def strip_qdq(model: onnx.ModelProto) -> StrippedQdq:
     kept += _output_identities(graph, rename)
     del graph.node[:]
     graph.node.extend(kept)
-    _prune(out)
+    prune_dead(out)
     return result
 
 
@@ -208,19 +209,6 @@ def _output_identities(graph: onnx.GraphProto, rename: dict[str, str]) -> list[o
             for o in graph.output if o.name in rename]
 
 
-def _prune(model: onnx.ModelProto) -> None:
-    """Drop the nodes and initializers nothing reaches the graph outputs through (the Q/DQ constants)."""
-    needed = {o.name for o in model.graph.output}
-    keep: list[onnx.NodeProto] = []
-    for node in reversed(model.graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    del model.graph.node[:]
-    model.graph.node.extend(reversed(keep))
-    inits = [t for t in model.graph.initializer if t.name in needed]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits)
 
 
 def qat_to_tflite(qdq_onnx: str | Path, out: str | Path, calib: CalibrationSet, *,

@@ -68,8 +68,13 @@ def export_onnx(ckpt: str | Path, out: str | Path, imgsz: int | None = None, ops
     if weights_fp16:
         proto = store_weights_fp16(proto)
         extra = {"weights_storage": "fp16"} | dict(extra or {})
+    return save_with_meta(proto, out, model_meta(loaded, size, extra))
+
+
+def save_with_meta(proto: onnx.ModelProto, out: Path, meta: ModelMeta) -> Path:
+    """Replace `proto`'s metadata by `meta`, check it, and write it to `out` atomically."""
     del proto.metadata_props[:]
-    for key, value in model_meta(loaded, size, extra).to_props().items():
+    for key, value in meta.to_props().items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "edgebench"
     onnx.checker.check_model(proto)

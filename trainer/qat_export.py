@@ -1,7 +1,6 @@
 """Export a fake-quantized (QAT) detector to a Q/DQ ONNX that carries its learned scales."""
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -13,8 +12,9 @@ import onnx
 import torch
 from torch import nn
 
+from converters.qat_fold import FoldStats, fold_qat_graph
 from edge_sdk.meta import ModelMeta
-from trainer.qat_fold import FoldStats, fold_qat_graph
+from trainer.export import save_with_meta
 from trainer.qat_model import quantizers, set_qdq_export
 
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
@@ -25,7 +25,7 @@ OPSET = 17
 def export_qat_onnx(model: nn.Module, out: str | Path, imgsz: int, meta: ModelMeta,
                     extra: dict[str, Any] | None = None) -> tuple[Path, FoldStats]:
     """`model` (NNCF-wrapped, any mode) -> Q/DQ ONNX at `out` with `meta` (+ `extra`) in its metadata; the
-    model is left in eval mode. Weights int8 with BN folded (trainer.qat_fold)."""
+    model is left in eval mode. Weights int8 with BN folded (converters.qat_fold)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     set_qdq_export(model)
@@ -41,15 +41,7 @@ def export_qat_onnx(model: nn.Module, out: str | Path, imgsz: int, meta: ModelMe
     stats = fold_qat_graph(proto)
     meta.precision = "int8"
     meta.extra = {**meta.extra, **(extra or {})}
-    del proto.metadata_props[:]
-    for key, value in meta.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.producer_name = "edgebench"
-    onnx.checker.check_model(proto)
-    tmp_out = out.with_name(out.name + ".tmp")
-    onnx.save(proto, str(tmp_out))
-    os.replace(tmp_out, out)
-    return out, stats
+    return save_with_meta(proto, out, meta), stats
 
 
 @contextmanager

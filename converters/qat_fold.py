@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from calibration.onnx_prep import prune_dead
+
 #: The weights' int8 range (NNCF's symmetric 8-bit weights use 255 levels).
 WEIGHT_QMIN, WEIGHT_QMAX = -127, 127
 
@@ -60,16 +62,18 @@ def fold_qat_graph(model: onnx.ModelProto) -> FoldStats:
     dead: set[int] = set()
     for conv in [n for n in model.graph.node if n.op_type == "Conv"]:
         dq = g.producer.get(conv.input[1])
-        q = g.producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or g.uses[dq.output[0]] != 1:  # type: ignore[union-attr]
+        if dq is None or dq.op_type != "DequantizeLinear" or g.uses[dq.output[0]] != 1:
+            continue
+        q = g.producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
             continue
         w, scale = g.const(q.input[0]), g.const(q.input[1])
-        if w is None or scale is None:
+        bias = g.const(conv.input[2]) if len(conv.input) > 2 else np.zeros(0 if w is None else w.shape[0], np.float32)
+        if w is None or scale is None or bias is None:
             continue
         ints = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), WEIGHT_QMIN, WEIGHT_QMAX)
-        bias = g.const(conv.input[2]) if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
         bn = g.only_consumer(conv.output[0])
-        if bn is not None and bn.op_type == "BatchNormalization" and bias is not None:
+        if bn is not None and bn.op_type == "BatchNormalization":
             ints, scale, bias = _fold_bn(g, bn, ints, scale.astype(np.float64), bias)
             conv.output[0] = bn.output[0]
             dead.add(id(bn))
@@ -127,11 +131,11 @@ def _grid(g: _Graph, tensor: str, depth: int) -> tuple[str, str] | None:
     if node.op_type not in _GRID_KEEPING:
         return None
     sources = node.input if node.op_type == "Concat" else node.input[:1]
-    grids = [_grid(g, t, depth + 1) for t in sources]
-    if not grids or any(x is None for x in grids):
+    grids = [grid for grid in (_grid(g, t, depth + 1) for t in sources) if grid is not None]
+    if not grids or len(grids) != len(sources):
         return None
     values = {(float(np.asarray(g.const(s)).reshape(-1)[0]), int(np.asarray(g.const(z)).reshape(-1)[0]))
-              for s, z in grids if s is not None}  # type: ignore[misc]
+              for s, z in grids}
     return grids[0] if len(values) == 1 else None
 
 
@@ -162,16 +166,3 @@ def _replace_weight(model: onnx.ModelProto, conv: onnx.NodeProto, dq: onnx.NodeP
         conv.input.append(names[3])
 
 
-def prune_dead(model: onnx.ModelProto) -> None:
-    """Drop nodes and initializers nothing reaches the graph outputs through."""
-    needed = {o.name for o in model.graph.output}
-    keep: list[onnx.NodeProto] = []
-    for node in reversed(model.graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    del model.graph.node[:]
-    model.graph.node.extend(reversed(keep))
-    inits = [t for t in model.graph.initializer if t.name in needed]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits)

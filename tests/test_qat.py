@@ -241,6 +241,9 @@ def test_the_scheme_follows_the_target() -> None:
     assert resolve_scheme("tensorrt", "none", names).symmetric_activations
     assert not ort_scheme.symmetric_activations
     assert resolve_scheme("ncnn", r"backbone/stem/.*", names).ignored[0].startswith("backbone/stem/")
+    decode = set(resolve_scheme("onnxruntime", "decode", names).ignored)
+    assert "head/sigmoid/0" in decode and "head/cat/7" in decode  # the box arithmetic, sigmoid, final concat
+    assert not any(n.startswith(("head/2/", "head/dfl/", "head/cat/0")) for n in decode)  # int8: outputs, DFL
 
 
 def test_bad_scheme_requests_are_one_clear_error() -> None:

@@ -34,6 +34,11 @@ FULL_INTEGER = ("tflite",)
 #: are quantized; the rest of "head/" (the branches' last 1x1 convs, the per-level concat and the decode tail)
 #: is what `calibration.exclusions.auto_exclusion` keeps float in an ONNX export.
 _HEAD_QUANTIZED = re.compile(r"^head/[01]/")
+#: `--exclude decode`: only the box arithmetic after the DFL (anchor points, strides, the distance-to-box
+#: adds and subtractions), the class sigmoid and the final concat stay float; the head outputs and the DFL
+#: are int8 — an int8 graph that ends at the DFL's distances, decoded on the CPU.
+DECODE_ARITHMETIC = (r"head/(add|sub|div|mul|chunk|unsqueeze|transpose|cat/[4-9]|sigmoid|arange|meshgrid|stack"
+                     r"|full|view/[3-9]).*")
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,15 @@ def op_names(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 def resolve_scheme(target: str, exclude: str | Sequence[str], names: Sequence[str]) -> QatScheme:
     """`exclude`: "auto" (the head's output layers and decode tail float; nothing for a full-integer target),
-    "none", or NNCF op names / regular expressions."""
+    "decode" (only the box arithmetic after the DFL float), "none", or NNCF op names / regular expressions."""
     if target not in SYMMETRIC_ACTIVATIONS:
         raise InputError(f"unknown QAT target '{target}' (known: {', '.join(TARGETS)})")
     if exclude == "auto":
         ignored = () if target in FULL_INTEGER else tuple(n for n in names if _is_head_output(n))
     elif exclude == "none":
         ignored = ()
+    elif exclude == "decode":
+        ignored = tuple(n for n in names if re.fullmatch(DECODE_ARITHMETIC, n))
     else:
         items = [exclude] if isinstance(exclude, str) else list(exclude)
         ignored = tuple(n for n in names if any(re.fullmatch(p, n) for p in _split(items)))

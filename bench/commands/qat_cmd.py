@@ -20,8 +20,9 @@ from trainer.requires import require_torch
               help="The int8 backend whose scheme is simulated: weights int8 per channel (symmetric); activations "
                    "int8 per tensor, symmetric for tensorrt and ncnn, asymmetric for the others; tflite is "
                    "full-integer (nothing kept float).")
-@click.option("--exclude", default="auto", show_default=True, metavar="auto|none|OPS",
+@click.option("--exclude", default="auto", show_default=True, metavar="auto|decode|none|OPS",
               help="Ops kept in float: auto = the head's output layers and decode tail (nothing for tflite); "
+                   "decode = only the box arithmetic after the DFL (an int8 graph ending at the DFL's distances); "
                    "none; or NNCF op names / regular expressions, comma-separated.")
 @click.option("--epochs", type=COUNT.param_type(), default=5, show_default=True)
 @click.option("--batch", type=COUNT.param_type(), default=16, show_default=True)

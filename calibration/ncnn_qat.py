@@ -34,7 +34,7 @@ from calibration.ncnn_int8 import WINOGRAD_MAX, weight_scales, winograd_conv, wr
 from calibration.ncnn_names import map_to_ncnn
 from calibration.ncnn_param import Layer, ParamFile
 from calibration.ncnn_table import CalibrationTable, write_table
-from calibration.onnx_prep import prune_dead
+from calibration.qat_strip import strip_qdq as strip_activations_and_weights
 from calibration.request import QuantizeResult
 from edge_sdk.atomic import write_json_atomic
 from edge_sdk.hashing import sha256_of
@@ -179,50 +179,14 @@ def learned_scales(model: onnx.ModelProto) -> LearnedScales:
 
 
 def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A float copy of `model`: activation Q/DQ pairs removed, int8 weights dequantized (the learned grid)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g, rename, dead, weights = _Graph(out), {}, set(), []
-    for dq in (n for n in g.nodes if n.op_type == "DequantizeLinear"):
-        q = g.producer.get(dq.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            rename[dq.output[0]] = q.input[0]
-            dead |= {id(q), id(dq)}
-        elif dq.input[0] in g.inits:
-            weights.append(numpy_helper.from_array(_dequantized(g, dq), dq.output[0]))
-            dead.add(id(dq))
-    keep = [n for n in g.nodes if id(n) not in dead]
-    for node in keep:
-        node.input[:] = [_resolve(rename, i) for i in node.input]
-    for output in out.graph.output:
-        if output.name in rename:
+    """A float copy of `model`: activation Q/DQ pairs removed, int8 weights dequantized (the learned grid;
+    calibration.qat_strip). ncnn's conversion needs float graph outputs."""
+    stripped = strip_activations_and_weights(model)
+    for output in model.graph.output:
+        producer = next((n for n in model.graph.node if output.name in n.output), None)
+        if producer is not None and producer.op_type == "DequantizeLinear":
             raise CalibrationError(f"graph output '{output.name}' is quantized; ncnn conversion needs float outputs")
-    del out.graph.node[:]
-    out.graph.node.extend(keep)
-    out.graph.initializer.extend(weights)
-    prune_dead(out)
-    return out
-
-
-def _resolve(rename: dict[str, str], name: str) -> str:
-    """Follow removed pairs back to the float tensor (Q/DQ pairs may follow each other)."""
-    while name in rename:
-        name = rename[name]
-    return name
-
-
-def _dequantized(g: _Graph, dq: onnx.NodeProto) -> np.ndarray:
-    """(q - zero point) * scale of a constant DequantizeLinear, in float32 as ONNX Runtime computes it."""
-    ints, (scale, zero) = np.asarray(g.const(dq.input[0])), g.qdq(dq)
-    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-    if scale.size > 1 and axis not in (0, -ints.ndim):
-        raise CalibrationError(f"DequantizeLinear '{dq.name}' is per axis {axis}; weights are per output channel "
-                               "(axis 0)")
-    shape = (-1, *([1] * (ints.ndim - 1))) if scale.size > 1 else ()
-    value = (ints.astype(np.float32) - zero.astype(np.float32).reshape(shape)) * scale.reshape(shape)
-    return np.asarray(value, np.float32)
-
-
+    return stripped.model
 
 
 def qat_to_ncnn(qdq_onnx: str | Path, out_param: str | Path, *, winograd: str = "off",

@@ -6,6 +6,7 @@ int8-simulated model -> the best epoch exported to a Q/DQ ONNX that carries the 
 """
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ def fit_qat(cfg: QatConfig, calib: list[np.ndarray], callbacks: list | None = No
     """Run QAT (see the module docstring) with ranges initialised on `calib` (preprocessed calibration
     tensors, never validation images); `callbacks` are extra Lightning callbacks."""
     cfg = qat_defaults(cfg)
+    if not cfg.progress:  # --quiet: no Lightning banner (accelerators, tips) either
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if cfg.resume:
         read_checkpoint(cfg.resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

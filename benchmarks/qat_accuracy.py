@@ -121,6 +121,32 @@ def rows(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def ablation_rows(args: argparse.Namespace) -> list[str]:
+    """PTQ only (the target's quantizers, calibrated ranges, no training), one row per --ptq-only exclusion:
+    where the int8 loss of a scheme comes from."""
+    run = Path(args.run)
+    ckpt, _ = source_checkpoint(args.model, run)
+    base = score(export_onnx(ckpt, run / "fp32.onnx"), args.data, args.max_images)
+    out = [f"| fp32 | - | {base[0]:.4f} | - | {base[1]:.4f} |"]
+    for i, exclude in enumerate(args.ptq_only):
+        args.exclude = exclude
+        ap = score(ptq_artifact(args, ckpt, run / f"ptq-{i}.onnx"), args.data, args.max_images)
+        out.append(f"| int8-ptq | `{exclude}` | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | {ap[1]:.4f} |")
+        print(f"  {exclude}: {ap[0]:.4f}", file=sys.stderr)
+    return out
+
+
+def render_ablation(body: list[str], args: argparse.Namespace) -> str:
+    h = host_facts()
+    head = [f"Model: {args.model or 'the bundled model'}; data: {args.data} (val split); target scheme: "
+            f"{args.target}; calibration: {args.calib_images} images of its train split; PTQ only (no training), "
+            "each Q/DQ ONNX scored on ONNX Runtime.", "",
+            "| model | float ops (`--exclude`) | AP50-95 | change (points) | AP50 |", "|---|---|---:|---:|---:|"]
+    tail = [f"Machine: {h['cpu_model']}, {h['physical_cores']} physical cores; Python {h['python']}; "
+            f"command: `python benchmarks/qat_accuracy.py {' '.join(sys.argv[1:])}`"]
+    return "\n".join(head + body + [""] + tail)
+
+
 def render(body: list[str], args: argparse.Namespace) -> str:
     h = host_facts()
     head = [f"Model: {args.model or 'the bundled model'}; data: {args.data} (val split"
@@ -149,11 +175,13 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--run", default="runs/qat-bench", help="the QAT run's folder")
     parser.add_argument("--reuse", action="store_true", help="score the run already in --run")
+    parser.add_argument("--ptq-only", nargs="+", default=None, metavar="EXCLUDE",
+                        help="no QAT: one PTQ row per exclusion (where a scheme's int8 loss comes from)")
     parser.add_argument("--tflite", action="store_true", help="also both as full-integer TFLite on LiteRT")
     parser.add_argument("--write", default=None)
     parser.add_argument("--block", default="qat")
     args = parser.parse_args()
-    text = render(rows(args), args)
+    text = render_ablation(ablation_rows(args), args) if args.ptq_only else render(rows(args), args)
     print(text)
     if args.write:
         write_into(Path(args.write), text, args.block)

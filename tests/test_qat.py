@@ -244,6 +244,8 @@ def test_the_scheme_follows_the_target() -> None:
     decode = set(resolve_scheme("onnxruntime", "decode", names).ignored)
     assert "head/sigmoid/0" in decode and "head/cat/7" in decode  # the box arithmetic, sigmoid, final concat
     assert not any(n.startswith(("head/2/", "head/dfl/", "head/cat/0")) for n in decode)  # int8: outputs, DFL
+    both = set(resolve_scheme("onnxruntime", "decode,head/dfl/.*", names).ignored)
+    assert decode < both and "head/dfl/conv2d/0" in both
 
 
 def test_bad_scheme_requests_are_one_clear_error() -> None:

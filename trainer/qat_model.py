@@ -73,21 +73,22 @@ def op_names(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 def resolve_scheme(target: str, exclude: str | Sequence[str], names: Sequence[str]) -> QatScheme:
     """`exclude`: "auto" (the head's output layers and decode tail float; nothing for a full-integer target),
-    "decode" (only the box arithmetic after the DFL float), "none", or NNCF op names / regular expressions."""
+    "none", or a comma list of "decode" (the box arithmetic after the DFL) and NNCF op names / regular
+    expressions; each must match an op."""
     if target not in SYMMETRIC_ACTIVATIONS:
         raise InputError(f"unknown QAT target '{target}' (known: {', '.join(TARGETS)})")
     if exclude == "auto":
         ignored = () if target in FULL_INTEGER else tuple(n for n in names if _is_head_output(n))
     elif exclude == "none":
         ignored = ()
-    elif exclude == "decode":
-        ignored = tuple(n for n in names if re.fullmatch(DECODE_ARITHMETIC, n))
     else:
-        items = [exclude] if isinstance(exclude, str) else list(exclude)
-        ignored = tuple(n for n in names if any(re.fullmatch(p, n) for p in _split(items)))
-        if not ignored:
-            raise InputError(f"--exclude {','.join(items)} matches no op of the model (names look like "
-                             f"'{names[len(names) // 2]}')")
+        patterns = [DECODE_ARITHMETIC if p == "decode" else p for p in _split([exclude] if isinstance(exclude, str)
+                                                                               else exclude)]
+        for p in patterns:
+            if not any(re.fullmatch(p, n) for n in names):
+                raise InputError(f"--exclude {p} matches no op of the model (names look like "
+                                 f"'{names[len(names) // 2]}')")
+        ignored = tuple(n for n in names if any(re.fullmatch(p, n) for p in patterns))
     from trainer.qat_outputs import REQUANTIZED_TARGETS, output_points
 
     outputs = output_points(names, ignored) if target in REQUANTIZED_TARGETS else ()

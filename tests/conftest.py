@@ -24,6 +24,9 @@ from edge_sdk.detections import Detections
 from edge_sdk.detector import Detector
 from testkit.models import make_yolov8_onnx
 
+# QAT in tests runs NNCF's torch-native fake-quant kernels: no C++ build on a fresh machine, no build lock
+os.environ.setdefault("EDGEBENCH_QAT_NATIVE_KERNELS", "1")
+
 NAMES = {i: f"class{i}" for i in range(4)}
 
 

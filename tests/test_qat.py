@@ -362,3 +362,10 @@ def test_a_plain_checkpoint_is_not_a_qat_one(ckpt: Path) -> None:
 
     with pytest.raises(ModelLoadError, match="not a QAT checkpoint"):
         load_qat(ckpt)
+
+
+def test_the_native_kernels_are_used_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.qat_model import NATIVE_KERNELS_ENV, fake_quant_kernels
+
+    monkeypatch.setenv(NATIVE_KERNELS_ENV, "1")
+    assert fake_quant_kernels() == "torch-native (asked)"

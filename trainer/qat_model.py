@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ def insert_fake_quant(model: nn.Module, calib: Iterable[np.ndarray], scheme: Qat
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     preset = nncf.QuantizationPreset.PERFORMANCE if scheme.symmetric_activations else nncf.QuantizationPreset.MIXED
+    fake_quant_kernels()
     tensors = [np.ascontiguousarray(a) for a in calib]
     if not tensors:
         raise InputError("QAT needs at least one calibration image to set the quantizer ranges")
@@ -184,3 +186,29 @@ def freeze_bn(model: nn.Module) -> None:
 def is_quantizer_param(name: str) -> bool:
     """A parameter of an NNCF quantizer (its range), by its name in `named_parameters()`."""
     return "__nncf_hooks" in name
+
+
+#: set to use NNCF's torch-native fake-quantization kernels, never its compiled ones (the tests do)
+NATIVE_KERNELS_ENV = "EDGEBENCH_QAT_NATIVE_KERNELS"
+
+
+def fake_quant_kernels() -> str:
+    """Which fake-quantization kernels NNCF runs on the CPU: its C++ ones, compiled on first use (about a
+    minute, then cached by torch), or its torch-native ones when asked (NATIVE_KERNELS_ENV), when no compiler
+    works (NNCF falls back itself) or when the build does not finish within NNCF_EXTENSION_LOAD_TIMEOUT
+    (default here 600 s; a stale lock left by a killed build waits forever)."""
+    from nncf.torch.extensions import ExtensionLoaderTimeoutException
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+    from nncf.torch.quantization.reference import ReferenceQuantizedFunctions
+
+    if os.environ.get(NATIVE_KERNELS_ENV):
+        QuantizedFunctionsCPU._loaded_namespace = ReferenceQuantizedFunctions
+        return "torch-native (asked)"
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
+    try:
+        QuantizedFunctionsCPU.get("Quantize_forward")
+    except ExtensionLoaderTimeoutException:
+        QuantizedFunctionsCPU._loaded_namespace = ReferenceQuantizedFunctions
+        return "torch-native (the compiled kernels did not load in time)"
+    loaded = QuantizedFunctionsCPU._loaded_namespace
+    return "torch-native (no compiler)" if loaded is ReferenceQuantizedFunctions else "compiled"

@@ -64,6 +64,10 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "run --calib-images": CALIB_IMAGES, "sweep --calib-images": CALIB_IMAGES, "export --calib-images": CALIB_IMAGES,
     "quantize --calib-images": CALIB_IMAGES, "quantize --max-images": COUNT, "quantize --max-map-drop": FRACTION,
     "quantize --max-added": COUNT, "quantize --threads": THREADS,
+    "qat --epochs": COUNT, "qat --batch": COUNT, "qat --lr0": ("0", "-0.1", "inf", "nan"),
+    "qat --freeze-bn-epoch": NON_NEGATIVE, "qat --freeze-quantizers-epoch": NON_NEGATIVE,
+    "qat --calib-images": CALIB_IMAGES, "qat --workers": NON_NEGATIVE, "qat --seed": NON_NEGATIVE,
+    "qat --limit-train-batches": LIMIT, "qat --limit-val-batches": LIMIT,
 }
 
 #: Arguments that make each command otherwise complete (so the bad value is the only fault).

@@ -25,7 +25,7 @@ from trainer.module import MONITOR
 from trainer.qat_export import FoldStats, export_qat_onnx
 from trainer.qat_model import QatScheme, insert_fake_quant, op_names, resolve_scheme
 from trainer.qat_module import QAT_KEY, QatModule
-from trainer.train import TrainConfig, build_trainer
+from trainer.train import TrainConfig, build_trainer, checkpoint_paths
 
 
 @dataclass
@@ -98,9 +98,7 @@ def fit_qat(cfg: QatConfig, calib: list[np.ndarray], callbacks: list | None = No
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume, weights_only=True if cfg.resume else None)
-    best_cb, last_cb = trainer.checkpoint_callbacks[:2]
-    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-    last = Path(last_cb.best_model_path) if last_cb.best_model_path else None
+    best, last = checkpoint_paths(trainer)
     onnx_path, fold = None, None
     if best is not None:
         module.model.load_state_dict(_model_state(read_checkpoint(best)))

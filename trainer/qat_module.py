@@ -11,7 +11,6 @@ from torch import nn
 from trainer.checkpoint import CKPT_KEY, checkpoint_info
 from trainer.module import DetectorModule
 from trainer.qat_model import freeze_bn, freeze_quantizers, is_quantizer_param
-from trainer.schedule import build_optimizer, resolve, warmup_steps
 
 #: Where a QAT checkpoint keeps its scheme (target, float ops) and source, beside the usual block.
 QAT_KEY = "qat"
@@ -48,16 +47,14 @@ class QatModule(DetectorModule):
 
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
-        self._warmup, self._total = warmup_steps(self.optim_config, per_epoch, total), total
-        opt = build_optimizer(self.model, self.optim_config, total, self.model_config.nc)
+        """DetectorModule's optimizer over the quantized model, with the quantizer ranges moved out of the
+        weight-decayed group into one of their own (no decay)."""
+        opt = super().configure_optimizers()
         quant = {id(p) for n, p in self.model.named_parameters() if is_quantizer_param(n)}
         decay = opt.param_groups[0]
         ranges = [p for p in decay["params"] if id(p) in quant]
         decay["params"] = [p for p in decay["params"] if id(p) not in quant]
-        _, lr = resolve(self.optim_config, total, self.model_config.nc)
-        opt.add_param_group({"params": ranges, "weight_decay": 0.0, "kind": "quantizer", "base_lr": lr,
+        opt.add_param_group({"params": ranges, "weight_decay": 0.0, "kind": "quantizer", "base_lr": decay["base_lr"],
                              "warmup_start_lr": 0.0})
         return opt
 

@@ -117,6 +117,14 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None) ->
         enable_model_summary=cfg.progress)
 
 
+def checkpoint_paths(trainer: L.Trainer) -> tuple[Path | None, Path | None]:
+    """best.ckpt and last.ckpt written by `_callbacks`' two ModelCheckpoints (None: not written)."""
+    best_cb, last_cb = trainer.checkpoint_callbacks[:2]
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
+    last = Path(last_cb.best_model_path) if last_cb.best_model_path else None
+    return best, last
+
+
 def fit(cfg: TrainConfig, callbacks: list | None = None) -> FitResult:
     """Train, validating each `val_every` epochs on the EMA weights; returns best/last checkpoints.
 
@@ -134,9 +142,7 @@ def fit(cfg: TrainConfig, callbacks: list | None = None) -> FitResult:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA copy, on purpose
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume, weights_only=True if cfg.resume else None)
-    best_cb, last_cb = trainer.checkpoint_callbacks[:2]
-    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-    last = Path(last_cb.best_model_path) if last_cb.best_model_path else None
+    best, last = checkpoint_paths(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return FitResult(best, last, out, metrics, trainer.current_epoch, time.perf_counter() - start,
                      trainer.world_size)

@@ -12,7 +12,8 @@ TARGETS = ("onnxruntime", "openvino", "tflite", "ncnn", "tensorrt")
 
 
 def target_artifact(target: str, qdq_onnx: Path, calib: CalibrationSet, threads: int | None = None) -> list[str]:
-    """Write the target's artifact beside `qdq_onnx` when it has one; the lines to print."""
+    """Write the target's artifact beside `qdq_onnx` when it has one; the lines to print (none for ONNX Runtime
+    and OpenVINO, which run the Q/DQ ONNX as it is: the `next:` line says how)."""
     if target == "tflite":
         return _tflite(qdq_onnx, calib, threads)
     if target == "ncnn":
@@ -20,7 +21,7 @@ def target_artifact(target: str, qdq_onnx: Path, calib: CalibrationSet, threads:
     if target == "tensorrt":
         return [f"TensorRT: build the engine on the device from the Q/DQ ONNX (explicit quantization, no "
                 f"calibration): edgebench export --model {qdq_onnx} --to tensorrt --precision int8"]
-    return [f"{target}: runs the Q/DQ ONNX as it is (edgebench run --model {qdq_onnx} --backend {target})"]
+    return []
 
 
 def _tflite(qdq_onnx: Path, calib: CalibrationSet, threads: int | None) -> list[str]:

@@ -25,6 +25,7 @@ from trainer.checkpoint import load_detector
 from trainer.export import export_onnx, model_meta
 from trainer.qat import QatConfig, prepare
 from trainer.qat_export import export_qat_onnx
+from trainer.qat_model import exact_dfl_grid
 from trainer.val import validate
 
 TFLITE_NOTE = "; and both as full-integer TFLite on LiteRT"
@@ -41,15 +42,17 @@ def request(args: argparse.Namespace) -> QatRequest:
                       None, None, False)
 
 
-def ptq_artifact(args: argparse.Namespace, ckpt: Path, out: Path) -> Path:
-    """The same scheme with calibrated ranges and no training, exported like the QAT model."""
+def ptq_artifact(args: argparse.Namespace, ckpt: Path, out: Path) -> tuple[Path, bool]:
+    """The same scheme with calibrated ranges and no training, exported like the QAT model; and whether its
+    int8 DFL got the exact grid (--exact-dfl)."""
     loaded = load_detector(ckpt)
     calib = list(calibration(request(args), Path(args.data), loaded.imgsz).arrays())
     cfg = QatConfig(data=args.data, checkpoint=str(ckpt), target=args.target, exclude=args.exclude)
     quantized, scheme = prepare(cfg, loaded, calib)
+    exact = bool(args.exact_dfl) and exact_dfl_grid(quantized)
     meta = model_meta(loaded, loaded.imgsz)
     extra = {"quantization": {"method": "ptq", **scheme.to_dict()}}
-    return export_qat_onnx(quantized, out, loaded.imgsz, meta, extra)[0]
+    return export_qat_onnx(quantized, out, loaded.imgsz, meta, extra)[0], exact
 
 
 def qat_run(args: argparse.Namespace) -> tuple[Path, float, list[str]]:
@@ -94,14 +97,15 @@ def rows(args: argparse.Namespace) -> list[str]:
     run = Path(args.run)
     ckpt, _ = source_checkpoint(args.model, run)
     fp32 = export_onnx(ckpt, run / "fp32.onnx")
-    ptq = ptq_artifact(args, ckpt, run / "ptq.onnx")
+    ptq, exact = ptq_artifact(args, ckpt, run / "ptq.onnx")
     qat, secs, lines = qat_run(args)
     base = score(fp32, args.data, args.max_images)
     out = [f"| fp32 | {base[0]:.4f} | - | {base[1]:.4f} | - |"]
     results = {}
-    for label, path in (("int8-ptq", ptq), ("int8-qat", qat)):
+    for key, path in (("int8-ptq", ptq), ("int8-qat", qat)):
         ap = score(path, args.data, args.max_images)
-        results[label] = ap[0]
+        results[key] = ap[0]
+        label = key + (", exact DFL grid" if exact and key == "int8-ptq" else "")
         out.append(f"| {label} (Q/DQ ONNX on ONNX Runtime) | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | "
                    f"{ap[1]:.4f} | {path.name} |")
         print(f"  {label}: {ap[0]:.4f}", file=sys.stderr)
@@ -130,8 +134,10 @@ def ablation_rows(args: argparse.Namespace) -> list[str]:
     out = [f"| fp32 | - | {base[0]:.4f} | - | {base[1]:.4f} |"]
     for i, exclude in enumerate(args.ptq_only):
         args.exclude = exclude
-        ap = score(ptq_artifact(args, ckpt, run / f"ptq-{i}.onnx"), args.data, args.max_images)
-        out.append(f"| int8-ptq | `{exclude}` | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | {ap[1]:.4f} |")
+        path, exact = ptq_artifact(args, ckpt, run / f"ptq-{i}.onnx")
+        ap = score(path, args.data, args.max_images)
+        grid = ", DFL weights on an exact 1/8 grid" if exact else ""
+        out.append(f"| int8-ptq{grid} | `{exclude}` | {ap[0]:.4f} | {100 * (ap[0] - base[0]):+.2f} | {ap[1]:.4f} |")
         print(f"  {exclude}: {ap[0]:.4f}", file=sys.stderr)
     return out
 
@@ -177,6 +183,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="score the run already in --run")
     parser.add_argument("--ptq-only", nargs="+", default=None, metavar="EXCLUDE",
                         help="no QAT: one PTQ row per exclusion (where a scheme's int8 loss comes from)")
+    parser.add_argument("--exact-dfl", action="store_true",
+                        help="PTQ rows: the int8 DFL's weights on a grid where 0..15 are exact (step 1/8)")
     parser.add_argument("--tflite", action="store_true", help="also both as full-integer TFLite on LiteRT")
     parser.add_argument("--write", default=None)
     parser.add_argument("--block", default="qat")

@@ -19,7 +19,7 @@ from onnx import numpy_helper  # noqa: E402
 from test_trainer_fixtures import NAMES, make_yolo_dataset  # noqa: E402
 
 from edge_sdk.meta import ModelMeta  # noqa: E402
-from trainer.checkpoint import CKPT_KEY, checkpoint_info  # noqa: E402
+from trainer.checkpoint import CKPT_KEY, checkpoint_info, load_detector  # noqa: E402
 from trainer.lift import module_name  # noqa: E402
 from trainer.model import build_model  # noqa: E402
 from trainer.qat_export import export_qat_onnx  # noqa: E402
@@ -304,6 +304,28 @@ def test_freezing_follows_the_schedule_and_the_best_epoch_is_exported(ckpt: Path
     assert meta.precision == "int8" and meta.extra["quantization"]["method"] == "qat"
 
 
+def test_an_int8_dfl_trains_on_its_int8_bins(ckpt: Path, data: Path, tmp_path: Path) -> None:
+    """With the DFL quantized (--exclude decode), the loss decodes with the bins the int8 DFL computes (the
+    15/127 weight grid: 1 -> 0.945), so training fits what the target outputs; with the DFL float, 0..15."""
+    from trainer.qat import QatConfig, prepare
+    from trainer.qat_model import exact_dfl_grid, int8_dfl_bins
+    from trainer.qat_module import QatModule
+
+    grid = torch.round(torch.arange(16.0) * 127 / 15) * 15 / 127
+    for exclude, expected in (("decode", grid), ("auto", torch.arange(16.0))):
+        loaded = load_detector(ckpt)
+        cfg = QatConfig(data=str(data), checkpoint=str(ckpt), exclude=exclude)
+        quantized, _ = prepare(cfg, loaded, _calib())
+        module = QatModule(loaded.model.config.to_dict(), loaded.names, IMGSZ, {}, {"freeze_bn_epoch": 0,
+                                                                                   "freeze_quantizers_epoch": 1})
+        module.attach(quantized)
+        assert torch.allclose(module.criterion.bins, expected, atol=1e-5), exclude
+        assert (int8_dfl_bins(quantized) is None) == (exclude == "auto")
+        assert exact_dfl_grid(quantized) == (exclude != "auto")
+        if exclude != "auto":
+            assert torch.equal(int8_dfl_bins(quantized), torch.arange(16.0))  # step 1/8: 0..15 exact
+
+
 def test_resume_continues_the_run(ckpt: Path, data: Path, tmp_path: Path) -> None:
     import lightning as L
 
@@ -354,6 +376,28 @@ def test_qat_cli_refuses_bad_input_in_one_line(args: list[str], message: str, tm
     from conftest import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli("qat", *args, cwd=tmp_path), message)
+
+
+def test_qat_cli_refuses_a_bad_exclusion_before_calibrating(ckpt: Path, data: Path, tmp_path: Path) -> None:
+    from conftest import assert_one_line_error, run_cli
+
+    res = run_cli("qat", "--model", str(ckpt), "--data", str(data), "--exclude", "no/such/op", "--out",
+                  str(tmp_path / "run"), cwd=tmp_path)
+    assert_one_line_error(res, "--exclude no/such/op matches no op")
+    assert not (tmp_path / "run").exists()
+
+
+def test_qat_cli_leaves_no_folder_for_a_foreign_onnx(data: Path, tmp_path: Path) -> None:
+    from conftest import assert_one_line_error, run_cli
+
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes((ROOT / "edge_sdk" / "assets" / "default_model.onnx").read_bytes())
+    proto = onnx.load(str(foreign))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(foreign))
+    res = run_cli("qat", "--model", str(foreign), "--data", str(data), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert_one_line_error(res, "was not exported by edgebench's trainer")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_plain_checkpoint_is_not_a_qat_one(ckpt: Path) -> None:

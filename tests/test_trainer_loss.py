@@ -43,6 +43,42 @@ def test_dfl_loss_is_lowest_at_the_target_bins() -> None:
     assert torch.allclose(expected, target, atol=0.05)
 
 
+def _two_bin_logits(target: float, bins: torch.Tensor) -> torch.Tensor:
+    """Logits of the distribution on the two bins around `target` whose expectation over `bins` is `target`."""
+    left = int(torch.searchsorted(bins, torch.tensor(target), right=True)) - 1
+    p = torch.full((16,), 1e-9)
+    w = float((bins[left + 1] - target) / (bins[left + 1] - bins[left]))
+    p[left], p[left + 1] = max(w, 1e-6), max(1 - w, 1e-6)
+    return p.log().view(1, 1, 16).expand(1, 4, 16)
+
+
+def test_dfl_loss_on_uneven_bins_prefers_the_distribution_that_decodes_to_the_target() -> None:
+    """QAT's int8 DFL: bins on the 15/127 weight grid (1 -> 0.945, 2 -> 2.008, ...). On those bins the loss is
+    lowest for the distribution whose expectation over them is the target; on 0, 1, 2, ... for the usual one."""
+    grid, ints = torch.round(torch.arange(16.0) * 127 / 15) * 15 / 127, torch.arange(16.0)
+    for value in (1.0, 3.0, 7.3, 12.97):
+        target = torch.full((1, 4), value)
+        on_grid, on_ints = _two_bin_logits(value, grid), _two_bin_logits(value, ints)
+        assert float((on_grid.softmax(-1) * grid).sum(-1)[0, 0]) == pytest.approx(value, abs=1e-4)
+        assert float(dfl_loss(on_grid, target, grid)) < float(dfl_loss(on_ints, target, grid)), value
+        assert float(dfl_loss(on_ints, target)) < float(dfl_loss(on_grid, target)), value
+
+
+def test_dfl_loss_with_the_integer_bins_is_the_default() -> None:
+    logits, target = torch.randn(5, 4, 16), torch.rand(5, 4) * 14.9
+    assert torch.allclose(dfl_loss(logits, target, torch.arange(16.0)), dfl_loss(logits, target), atol=1e-6)
+
+
+def test_the_loss_refuses_bins_that_do_not_increase() -> None:
+    loss = DetectionLoss(2)
+    with pytest.raises(ValueError, match="increasing"):
+        loss.set_bins(torch.zeros(16))
+    loss.set_bins(torch.arange(16.0) * 1.01)
+    assert not loss.exact_bins
+    loss.set_bins(torch.arange(16.0))
+    assert loss.exact_bins
+
+
 def test_pack_targets_pads_per_image() -> None:
     rows = T([[1, 2, 0, 0, 5, 5], [0, 1, 1, 1, 2, 2], [1, 0, 3, 3, 4, 4]], dtype=torch.float32)
     labels, boxes, mask = pack_targets(rows, 3)

@@ -38,6 +38,7 @@ def lift_checkpoint(onnx_path: str | Path, out: str | Path) -> Path:
     model = build_model(cfg["scale"], cfg["nc"], cfg["act"], cfg["reg_max"]).eval()
     _copy_convs(proto, model, str(onnx_path))
     state = {f"ema.module.{k}": v for k, v in model.state_dict().items()}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({CKPT_KEY: checkpoint_info(model.config, meta.names, (meta.imgsz or (320, 320))[0]),
                 "state_dict": state}, str(out))
     return Path(out)

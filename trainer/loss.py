@@ -21,13 +21,20 @@ class LossGains:
     dfl: float = 1.5
 
 
-def dfl_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Distribution focal loss: cross-entropy to the two bins around each continuous target.
+def dfl_loss(logits: torch.Tensor, target: torch.Tensor, bins: torch.Tensor | None = None) -> torch.Tensor:
+    """Distribution focal loss: cross-entropy to the two bins around each continuous target, weighted so that
+    their expectation is the target.
 
-    logits [K, 4, reg_max], target [K, 4] in [0, reg_max - 1) -> [K] (mean over the 4 sides).
+    logits [K, 4, reg_max], target [K, 4] in [0, reg_max - 1) -> [K] (mean over the 4 sides). `bins`: the
+    bins' values when they are not 0, 1, ..., reg_max - 1 (increasing; QAT's int8 DFL weights).
     """
-    left = target.long()
-    w_left = left + 1 - target
+    if bins is None:
+        left = target.long()
+        w_left = left + 1 - target
+    else:
+        left = (torch.searchsorted(bins.contiguous(), target.contiguous(), right=True) - 1).clamp(0, len(bins) - 2)
+        lo, hi = bins[left], bins[left + 1]
+        w_left = ((hi - target) / (hi - lo)).clamp(0.0, 1.0)
 
     def ce(idx: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.flatten(0, 1), idx.flatten(), reduction="none").view(target.shape)
@@ -66,6 +73,16 @@ class DetectionLoss(nn.Module):
         self.nc, self.strides, self.reg_max, self.gains = nc, strides, reg_max, gains
         self.assigner = TaskAlignedAssigner(topk, nc, alpha, beta)
         self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
+        self.exact_bins = True  # False when QAT sets `bins` to the int8 DFL weights (set_bins)
+
+    def set_bins(self, values: torch.Tensor) -> None:
+        """Decode and fit the DFL with these bin values (the DFL weights as the int8 target computes them), so
+        that training sees the distances the deployed model will output."""
+        values = values.detach().reshape(-1).to(self.bins)
+        if values.numel() != self.reg_max or bool((values[1:] <= values[:-1]).any()):
+            raise ValueError(f"DFL bins must be {self.reg_max} increasing values, got {values.tolist()}")
+        self.bins.copy_(values)
+        self.exact_bins = bool(torch.equal(values, torch.arange(self.reg_max).to(values)))
 
     def forward(self, maps: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss (scaled by batch size, for the backward pass) and the detached [box, cls, dfl].
@@ -103,5 +120,5 @@ class DetectionLoss(nn.Module):
         loss_box = ((1.0 - iou) * weight).sum() / norm
         t_dist = box_to_dist(points.expand(fg.shape[0], -1, -1)[fg], target[fg], self.reg_max - 1)
         logits = box_logits[fg].view(-1, 4, self.reg_max)
-        loss_dfl = (dfl_loss(logits, t_dist) * weight).sum() / norm
+        loss_dfl = (dfl_loss(logits, t_dist, None if self.exact_bins else self.bins) * weight).sum() / norm
         return loss_box, loss_dfl

@@ -159,6 +159,37 @@ def quantizers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, BaseQuantizer)}
 
 
+#: the hook of the DFL convolution's weight input (port 1) in NNCF's names
+_DFL_WEIGHT = re.compile(r".*pre_hooks\.head/dfl/conv2d/\d+__1\.\d+$")
+
+
+def int8_dfl_bins(model: nn.Module) -> torch.Tensor | None:
+    """The DFL's bin values 0..reg_max-1 as the int8 target computes them (fake-quantized on the weight grid,
+    e.g. 1 -> 0.945 at scale 15/127), or None when the DFL stays float."""
+    hook = next((q for name, q in quantizers(model).items() if _DFL_WEIGHT.match(name)), None)
+    bins = getattr(getattr(getattr(model, "head", None), "dfl", None), "bins", None)
+    if hook is None or not isinstance(bins, torch.Tensor):
+        return None
+    with torch.no_grad():
+        return hook(bins).detach().reshape(-1)
+
+
+def exact_dfl_grid(model: nn.Module) -> bool:
+    """Put the int8 DFL's weight grid where its bins 0..reg_max-1 are exact (step 1/8 for 16 bins, instead of
+    max-abs 15/127) and stop it learning; False when the DFL is float."""
+    hook = next((q for name, q in quantizers(model).items() if _DFL_WEIGHT.match(name)), None)
+    bins = getattr(getattr(getattr(model, "head", None), "dfl", None), "bins", None)
+    if hook is None or not isinstance(bins, torch.Tensor):
+        return False
+    levels = int(hook.level_high)
+    step = 1.0 / (levels // (bins.numel() - 1))
+    with torch.no_grad():
+        hook.scale.fill_(levels * step)  # NNCF's symmetric scale is the range: level_high steps
+    for p in hook.parameters():
+        p.requires_grad_(False)
+    return True
+
+
 def set_qdq_export(model: nn.Module) -> int:
     """Make every quantizer export as an ONNX QuantizeLinear/DequantizeLinear pair; returns how many."""
     from nncf.torch.quantization.layers import QuantizerExportMode

@@ -10,7 +10,7 @@ from torch import nn
 
 from trainer.checkpoint import CKPT_KEY, checkpoint_info
 from trainer.module import DetectorModule
-from trainer.qat_model import freeze_bn, freeze_quantizers, is_quantizer_param
+from trainer.qat_model import freeze_bn, freeze_quantizers, int8_dfl_bins, is_quantizer_param
 
 #: Where a QAT checkpoint keeps its scheme (target, float ops) and source, beside the usual block.
 QAT_KEY = "qat"
@@ -29,6 +29,15 @@ class QatModule(DetectorModule):
         """Train `quantized` (NNCF-wrapped, ranges set) instead of the float model. Lightning keeps each
         submodule's train/eval mode as it finds it, so the model is put in train mode here."""
         self.model = quantized.train()  # type: ignore[assignment]
+        self._sync_dfl_bins()
+
+    def _sync_dfl_bins(self) -> None:
+        """Where the DFL is int8, the loss decodes and fits boxes with its int8 bin values (not 0, 1, 2, ...):
+        the DFL's weights are fixed, so the network learns distributions whose expectation on the deployed
+        grid is the right distance."""
+        bins = int8_dfl_bins(self.model)
+        if bins is not None:
+            self.criterion.set_bins(bins)
 
     # ---- freezing -------------------------------------------------------------------------
     def _bn_frozen(self) -> bool:
@@ -38,6 +47,7 @@ class QatModule(DetectorModule):
         super().on_train_epoch_start()
         if self.current_epoch >= int(self.qat["freeze_quantizers_epoch"]):
             freeze_quantizers(self.model)
+        self._sync_dfl_bins()
         self.log("qat/bn_frozen", float(self._bn_frozen()), on_step=False, on_epoch=True, batch_size=1)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:

@@ -75,7 +75,6 @@ def source_checkpoint(model: str | None, out_dir: Path) -> tuple[Path, dict[str,
 
     proto = onnx.load(str(path), load_external_data=False)
     meta = ModelMeta.from_props({p.key: p.value for p in proto.metadata_props})
-    out_dir.mkdir(parents=True, exist_ok=True)
     return lift_checkpoint(path, out_dir / "source.ckpt"), {"extra": meta.extra}
 
 
@@ -102,7 +101,7 @@ def run_qat(req: QatRequest) -> list[str]:
     from trainer.qat import QatConfig, fit_qat
     from trainer.schedule import OptimConfig
     data = Path(req.data) if req.data else default_training_data(meta)
-    imgsz = load_detector(ckpt).imgsz
+    imgsz = _check_scheme(req, load_detector(ckpt))
     calib_set = calibration(req, data, imgsz)
     calib = list(calib_set.arrays())
     cfg = QatConfig(data=str(data), epochs=req.epochs, batch=req.batch, workers=req.workers, out_dir=str(out),
@@ -128,6 +127,17 @@ def run_qat(req: QatRequest) -> list[str]:
         lines.append(f"next: edgebench run --model {result.onnx} --backend {_run_backend(req.target)} "
                      f"--data {data}")
     return lines
+
+
+def _check_scheme(req: QatRequest, loaded: Any) -> int:
+    """Refuse a bad --exclude before the calibration images are read; returns the model's input size."""
+    import torch
+
+    from trainer.qat_model import op_names, resolve_scheme
+
+    example = torch.zeros(1, 3, loaded.imgsz, loaded.imgsz)
+    resolve_scheme(req.target, req.exclude, op_names(loaded.model.eval(), example))
+    return int(loaded.imgsz)
 
 
 def _freeze_bn(req: QatRequest, lifted: dict[str, Any] | None) -> int:

@@ -61,7 +61,7 @@ def test_every_script_has_a_smoke_test() -> None:
     scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
     tested = {"backend_latency.py", "detector_overhead.py", "harness_overhead.py", "peer_train_ultralytics.py",
               "report_screenshot.py", "train_throughput.py", "ultralytics_agreement.py", "int8_accuracy.py",
-              "qat_accuracy.py",  # below
+              "qat_accuracy.py", "qat_layer_drift.py",  # below
               "arm64_parity.py"}  # tests/test_emulate.py (its emulated half needs root and qemu)
     assert scripts == tested
 
@@ -196,3 +196,7 @@ def test_qat_accuracy(tmp_path: Path) -> None:
         assert re.search(rf"\| {label}[^|]*\| [0-9.]+ \|", out), out
     assert "QAT recovered" in out or "PTQ lost nothing" in out
     assert "old" not in doc.read_text() and "int8-qat" in doc.read_text()
+    drift = ok(run_script("qat_layer_drift.py", "--run", str(tmp_path / "run"), tmp_path=tmp_path, timeout=200))
+    found = re.search(r"(\d+) of (\d+) activation quantizers found", drift)
+    assert found and found.group(1) == found.group(2) != "0", drift
+    assert re.search(r"\| x__0\.0 \| 0\.00% \| 0\.0 \|", drift), drift  # the input quantizer: identical

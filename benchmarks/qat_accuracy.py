@@ -38,7 +38,8 @@ def score(path: Path, data: str, limit: int | None, backend: str = "onnxruntime"
 
 def request(args: argparse.Namespace) -> QatRequest:
     return QatRequest(args.model, args.data, args.target, args.exclude, args.epochs, args.batch, args.lr0,
-                      args.freeze_bn, args.freeze_quantizers, None, args.calib_images, args.run, None, 2, 0, True,
+                      args.freeze_bn, args.freeze_quantizers, None, args.calib_images, args.run, None, 2, args.seed,
+                      True,
                       None, None, False)
 
 
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--freeze-bn", type=int, default=None, help="default: as edgebench qat")
     parser.add_argument("--freeze-quantizers", type=int, default=3)
     parser.add_argument("--calib-images", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0, help="the QAT run's seed (data order, augmentation)")
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--run", default="runs/qat-bench", help="the QAT run's folder")
     parser.add_argument("--reuse", action="store_true", help="score the run already in --run")

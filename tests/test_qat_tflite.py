@@ -19,7 +19,8 @@ pytest.importorskip("ai_edge_litert")
 
 from calibration import tflite_ops  # noqa: E402
 from calibration.dataset import CalibrationSet, build_calibration_set  # noqa: E402
-from converters.qat_tflite import Learned, QatTfliteResult, covering, qat_to_tflite, strip_qdq  # noqa: E402
+from converters.qat_tflite import Learned, QatTfliteResult, qat_to_tflite, strip_qdq  # noqa: E402
+from converters.qat_tflite_ties import covering  # noqa: E402
 from runtimes.errors import ConversionError  # noqa: E402
 from runtimes.tflite_quant import dequantize, quantize  # noqa: E402
 

@@ -77,6 +77,9 @@ def test_an_int8_row_says_how_it_was_made(quantization: dict[str, Any] | None, l
     assert r.precision == "int8"  # what was asked stays what it was
     back = ResultRow.from_dict(json.loads(json.dumps(r.to_dict())))
     assert back.precision_label == label
+    from bench.commands.sweep_cmd import row_line
+
+    assert row_line(r).startswith(f"  onnxruntime/{label}@320: ")  # the sweep's progress line too
     if quantization is not None and "route" not in quantization:
         assert "route" not in r.to_dict()["quantization"]  # an old report is written back as it was read
 

@@ -95,7 +95,7 @@ def test_cli_happy_path_and_bad_input(tmp_path, small_model, small_data):
                    "--no-accuracy", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime" in proc.stdout and f"report: {out / 'report.json'}" in proc.stdout
-    assert "onnxruntime/fp32@128x128:" in proc.stderr and "skipped" in proc.stderr
+    assert "onnxruntime/fp32@128:" in proc.stderr and "skipped" in proc.stderr
     assert load_report(out / "report.json").status == "complete"
     nothing_ran = run_cli("sweep", "--model", str(small_model), "--data", str(small_data), "--out",
                           str(tmp_path / "none"), "--precisions", "int8", cwd=tmp_path)

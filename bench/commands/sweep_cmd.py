@@ -122,9 +122,8 @@ def command(profile: str | None, model: str | None, data: str | None, backends: 
 
 
 def row_line(row: ResultRow) -> str:
-    """One line per finished configuration: backend/precision@size, then FPS or the reason."""
-    size = "x".join(str(v) for v in row.imgsz) if isinstance(row.imgsz, list) else str(row.imgsz or "")
-    name = f"{row.backend}/{row.precision}@{size or '?'}"
+    """One line per finished configuration: its `config` (backend/int8-ptq@320), then FPS or the reason."""
+    name = row.config
     if row.measured:
         return f"  {name}: {row.fps:.1f} FPS" + "".join(f"; {t}" for t in row.flag_texts("suspect"))
     return f"  {name}: {row.status}: {row.error}"

@@ -35,7 +35,7 @@ from runtimes.errors import BackendUnavailableError, CalibrationError
 from runtimes.threads import resolve_threads
 
 #: bump when the table this module computes changes for the same inputs
-QUANTIZER_VERSION = "1"
+QUANTIZER_VERSION = "2"  # 2: whole-number weight scales for whole-number channels (the DFL)
 METHODS = (Method.MINMAX, Method.ENTROPY, Method.PERCENTILE)
 TABLE_NAME = "calibration.table"
 _NOT_COMPUTE = frozenset({"Input", "Split", "Concat", "Slice", "Reshape", "Permute", "MemoryData", "Flatten",

@@ -53,11 +53,17 @@ def weight_groups(layer: Layer) -> int:
 
 
 def weight_scales(layer: Layer, weights: np.ndarray, six_bit_winograd: bool = True) -> np.ndarray:
-    """Per output channel (per group) scales = levels / absmax; 0 for an all-zero channel."""
-    rows = weights.reshape(weight_groups(layer), -1)
-    absmax = np.abs(rows).max(axis=1).astype(np.float64)
+    """Per output channel (per group) scales = levels / absmax; 0 for an all-zero channel. A channel of whole
+    numbers that fit (a fixed layer such as the DFL's 1x1 convolution with weights 0..15) gets the largest
+    whole-number scale instead, so each weight is an exact int8 code: 15 -> 8 x 15 = 120, where 127 / 15 would
+    put 1, 2, 3 on 0.945, 2.008, 2.953."""
+    rows = weights.reshape(weight_groups(layer), -1).astype(np.float64)
+    absmax = np.abs(rows).max(axis=1)
     levels = WINOGRAD_MAX if six_bit_winograd and winograd_conv(layer) else INT8_MAX
-    return np.asarray(np.divide(levels, absmax, out=np.zeros_like(absmax), where=absmax > 0), np.float32)
+    scales = np.divide(levels, absmax, out=np.zeros_like(absmax), where=absmax > 0)
+    whole = np.all(rows == np.round(rows), axis=1) & (absmax > 0) & (absmax <= levels)
+    scales[whole] = np.floor(scales[whole])
+    return np.asarray(scales, np.float32)
 
 
 def quantize_weights(weights: np.ndarray, scales: np.ndarray) -> np.ndarray:

@@ -168,7 +168,12 @@ def test_table_is_cached_and_exclusion_none_quantizes_every_conv(work: dict[str,
     assert again.cache_hit and again.excluded == ()  # same key: exclusions filter the cached table
     param = read_param(again.path)
     assert all(ly.geti(8) == 2 for ly in param.layers if ly.type == "Convolution")
-    assert read_table(again.path.with_suffix(".table")).inputs[_dfl_conv(work["fp32"])] > 0
+    table = read_table(again.path.with_suffix(".table"))
+    assert table.inputs[_dfl_conv(work["fp32"])] > 0
+    # the DFL's fixed weights 0..15 get the whole-number scale 8 (codes 0, 8, ..., 120: exact), not 127/15
+    assert table.weights[_dfl_conv(work["fp32"])].tolist() == [8.0]
+    learned = next(ly for ly in param.layers if ly.type == "Convolution" and ly.name != _dfl_conv(work["fp32"]))
+    assert float(table.weights[learned.name][0]) != round(float(table.weights[learned.name][0]))
 
 
 def test_entropy_runs_and_unknown_methods_are_refused(work: dict[str, Path]) -> None:

@@ -163,13 +163,20 @@ def quantizers(model: nn.Module) -> dict[str, nn.Module]:
 _DFL_WEIGHT = re.compile(r".*pre_hooks\.head/dfl/conv2d/\d+__1\.\d+$")
 
 
+def _dfl_weight_quantizer(model: nn.Module) -> tuple[nn.Module, torch.Tensor] | None:
+    """The quantizer of the DFL convolution's fixed weights and those weights (its bins), if the DFL is int8."""
+    hook = next((q for name, q in quantizers(model).items() if _DFL_WEIGHT.match(name)), None)
+    bins = getattr(getattr(getattr(model, "head", None), "dfl", None), "bins", None)
+    return (hook, bins) if hook is not None and isinstance(bins, torch.Tensor) else None
+
+
 def int8_dfl_bins(model: nn.Module) -> torch.Tensor | None:
     """The DFL's bin values 0..reg_max-1 as the int8 target computes them (fake-quantized on the weight grid,
     e.g. 1 -> 0.945 at scale 15/127), or None when the DFL stays float."""
-    hook = next((q for name, q in quantizers(model).items() if _DFL_WEIGHT.match(name)), None)
-    bins = getattr(getattr(getattr(model, "head", None), "dfl", None), "bins", None)
-    if hook is None or not isinstance(bins, torch.Tensor):
+    found = _dfl_weight_quantizer(model)
+    if found is None:
         return None
+    hook, bins = found
     with torch.no_grad():
         return hook(bins).detach().reshape(-1)
 
@@ -177,10 +184,10 @@ def int8_dfl_bins(model: nn.Module) -> torch.Tensor | None:
 def exact_dfl_grid(model: nn.Module) -> bool:
     """Put the int8 DFL's weight grid where its bins 0..reg_max-1 are exact (step 1/8 for 16 bins, instead of
     max-abs 15/127) and stop it learning; False when the DFL is float."""
-    hook = next((q for name, q in quantizers(model).items() if _DFL_WEIGHT.match(name)), None)
-    bins = getattr(getattr(getattr(model, "head", None), "dfl", None), "bins", None)
-    if hook is None or not isinstance(bins, torch.Tensor):
+    found = _dfl_weight_quantizer(model)
+    if found is None:
         return False
+    hook, bins = found
     levels = int(hook.level_high)
     step = 1.0 / (levels // (bins.numel() - 1))
     with torch.no_grad():

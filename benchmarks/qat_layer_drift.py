@@ -14,9 +14,9 @@ import _repo  # noqa: F401  (puts the checkout on sys.path)
 import cv2
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
+from converters.qat_tflite_ties import onnx_values
 from edge_sdk.letterbox import preprocess
 from trainer.checkpoint import CKPT_KEY, read_checkpoint
 from trainer.qat import load_qat
@@ -44,17 +44,11 @@ def torch_outputs(ckpt: Path, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def onnx_outputs(path: Path, keys: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
     """The DequantizeLinear output named after each hook, from the unoptimised graph."""
-    proto = onnx.load(str(path))
-    found = {k: n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"
+    graph = onnx.load(str(path), load_external_data=False).graph
+    found = {k: n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"
              for k in keys if f"/{k}/DequantizeLinear" in n.name}
-    for tensor in found.values():
-        proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = list(found)
-    values = sess.run([found[k] for k in names], {sess.get_inputs()[0].name: x})
-    return dict(zip(names, values, strict=True))
+    values = onnx_values(path, list(found.values()), x, optimize=False)
+    return {k: values[tensor] for k, tensor in found.items()}
 
 
 def main() -> None:

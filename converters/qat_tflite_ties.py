@@ -24,21 +24,22 @@ def tie_activations(float_onnx: Path, blob: bytes, learned: dict[str, Learned],
                     probe_nchw: np.ndarray) -> dict[str, str]:
     """TFLite tensor name -> the learned ONNX tensor whose values it holds on `probe_nchw` (NHWC tensors are
     compared as NCHW); a tensor equal to two learned ones keeps the first in graph order."""
-    onnx_values = _onnx_values(float_onnx, list(learned), probe_nchw)
+    values = onnx_values(float_onnx, list(learned), probe_nchw)
     tfl_values = _tflite_values(blob, probe_nchw)
     by_size: dict[int, list[str]] = {}
     for name, value in tfl_values.items():
         by_size.setdefault(int(value.size), []).append(name)
     ties: dict[str, str] = {}
-    for onnx_name, want in onnx_values.items():
+    for onnx_name, want in values.items():
         for name in by_size.get(int(want.size), []):
             if name not in ties and _same_values(tfl_values[name], want):
                 ties[name] = onnx_name
     return ties
 
 
-def _onnx_values(path: Path, names: list[str], probe: np.ndarray) -> dict[str, np.ndarray]:
-    """The named tensors of the ONNX model on `probe` (ONNX Runtime), in graph order; the input included."""
+def onnx_values(path: Path, names: list[str], probe: np.ndarray, optimize: bool = True) -> dict[str, np.ndarray]:
+    """The named tensors of the ONNX model on `probe` (ONNX Runtime), in graph order; the input included.
+    `optimize=False`: ONNX Runtime's graph optimisations off, so Q/DQ pairs are evaluated as written."""
     import onnxruntime as ort
 
     model = onnx.load(str(path))
@@ -49,7 +50,10 @@ def _onnx_values(path: Path, names: list[str], probe: np.ndarray) -> dict[str, n
     for name in wanted:
         if name not in present and name not in inputs:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     first = sess.get_inputs()[0].name
     outs = [o for o in wanted if o not in inputs]
     values = dict(zip(outs, sess.run(outs, {first: probe.astype(np.float32)}), strict=True))

@@ -387,6 +387,22 @@ def test_qat_cli_refuses_a_bad_exclusion_before_calibrating(ckpt: Path, data: Pa
     assert not (tmp_path / "run").exists()
 
 
+
+def test_a_bad_exclusion_is_refused_before_the_calibration_images_are_read(ckpt: Path, data: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.tasks.qat as task
+    from runtimes.errors import InputError
+
+    def no_calibration(*_: object) -> None:
+        raise AssertionError("calibration images read before the --exclude check")
+
+    monkeypatch.setattr(task, "calibration", no_calibration)
+    req = task.QatRequest(str(ckpt), str(data), "onnxruntime", "no/such/op", 1, 4, None, None, 1, None, 4,
+                          str(tmp_path / "run"), None, 0, 0, False, None, None, False)
+    with pytest.raises(InputError, match="no/such/op matches no op"):
+        task.run_qat(req)
+
+
 def test_qat_cli_leaves_no_folder_for_a_foreign_onnx(data: Path, tmp_path: Path) -> None:
     from conftest import assert_one_line_error, run_cli
 
